@@ -59,7 +59,10 @@ def release_path(root: str | Path, name: str) -> Path:
 def download_instructions(root: str | Path, files: list[ReleaseFile] | None = None) -> str:
     """What a user runs to fetch the release (or just ``files``) into ``root``."""
     root = resolve_release_root(root)
-    includes = " ".join(f'--include "{f.path}"' for f in files) if files else f'--include "{PYTORCH_DIR}/*"'
+    if files is None or len(files) == len(RELEASE_FILES):
+        includes = f'--include "{PYTORCH_DIR}/*"'
+    else:
+        includes = " ".join(f'--include "{f.path}"' for f in files)
     return (
         f"Download from https://huggingface.co/{HF_REPO} into {root}, keeping the sub-folders, e.g.\n"
         f"  huggingface-cli download {HF_REPO} {includes} --local-dir {root}"

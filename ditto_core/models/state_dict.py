@@ -29,7 +29,7 @@ def count_indexed(state_dict: Mapping[str, torch.Tensor], prefix: str) -> int:
     while count in indices:
         count += 1
     if count == 0:
-        raise CheckpointMismatch(f"no keys starting with {prefix!r}0.")
+        raise CheckpointMismatch(f"missing keys {prefix}0.*")
     return count
 
 
