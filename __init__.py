@@ -1,0 +1,5 @@
+"""ComfyUI-Ditto: audio-driven talking heads. ComfyUI loads this package and registers its nodes."""
+
+from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

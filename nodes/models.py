@@ -1,0 +1,63 @@
+"""Load Ditto Models: the release's networks as one DITTO_MODELS value."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import folder_paths
+from comfy import model_management
+
+from ..ditto_core.networks import load_networks
+from ..ditto_core.release import PYTORCH_DIR
+
+MODEL_FOLDER = "ditto"
+folder_paths.add_model_folder_path(MODEL_FOLDER, os.path.join(folder_paths.models_dir, MODEL_FOLDER))
+
+
+def release_choices() -> list[str]:
+    """``ditto_pytorch`` folders found under the registered ``models/ditto`` folders, relative to them.
+
+    The default location (``ditto_pytorch`` directly under ``models/ditto``) is always offered, so a workflow
+    validates before the files are downloaded and the run explains what is missing.
+    """
+    found = {PYTORCH_DIR}
+    for base in folder_paths.get_folder_paths(MODEL_FOLDER):
+        base_path = Path(base)
+        if base_path.is_dir():
+            found.update(str(p.relative_to(base_path)) for p in base_path.glob(f"**/{PYTORCH_DIR}") if p.is_dir())
+    return sorted(found)
+
+
+def resolve_choice(choice: str) -> Path:
+    bases = [Path(b) for b in folder_paths.get_folder_paths(MODEL_FOLDER)]
+    for base in bases:
+        if (base / choice).is_dir():
+            return base / choice
+    return bases[0] / choice
+
+
+class DittoLoadModels:
+    DESCRIPTION = (
+        "Loads the six networks of the official Ditto PyTorch release (appearance and motion extractors, warping "
+        "network, decoder, stitching network, motion diffusion model) from models/ditto/. Get them from the "
+        "Hugging Face repo digital-avatar/ditto-talkinghead (folder ditto_pytorch)."
+    )
+    CATEGORY = "Ditto"
+    FUNCTION = "load"
+    RETURN_TYPES = ("DITTO_MODELS",)
+    RETURN_NAMES = ("models",)
+    OUTPUT_TOOLTIPS = ("The loaded Ditto networks, cached until the folder or device changes.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "release": (release_choices(), {"tooltip": "A ditto_pytorch folder under models/ditto/."}),
+                "device": (["auto", "cpu", "cuda"], {"default": "auto", "tooltip": "auto: ComfyUI's device."}),
+            }
+        }
+
+    def load(self, release: str, device: str):
+        torch_device = model_management.get_torch_device() if device == "auto" else device
+        return (load_networks(resolve_choice(release), torch_device),)
