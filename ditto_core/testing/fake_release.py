@@ -22,7 +22,8 @@ from ..models.lmdm import LMDMConfig, MotionDenoiser
 from ..models.motion_extractor import MotionExtractor, MotionExtractorConfig
 from ..models.stitching import StitchingConfig, StitchingNetwork
 from ..models.warping import WarpingConfig, WarpingNetwork
-from ..release import NETWORK_FILES
+from ..release import AUX_FILES, NETWORK_FILES
+from .fake_aux import write_fake_hubert_onnx
 
 OFFICIAL_CONFIGS = {
     "appearance_extractor": AppearanceConfig(),
@@ -114,7 +115,11 @@ def release_container(kind: str, state_dict: dict[str, torch.Tensor], gen: torch
 
 
 def write_fake_release(out_dir: str | Path, small: bool = False, seed: int = 0) -> Path:
-    """Write ``ditto_pytorch/models/*.pth`` under ``out_dir``; returns ``out_dir`` as a Path."""
+    """Write ``ditto_pytorch/models/*.pth`` and the auxiliary models faked so far under ``out_dir``.
+
+    Aux stand-ins: ``hubert_streaming_fix_kv.onnx`` is a one-conv model with HuBERT's windowing (see fake_aux).
+    Returns ``out_dir`` as a Path.
+    """
     out_dir = Path(out_dir)
     configs = SMALL_CONFIGS if small else OFFICIAL_CONFIGS
     for index, (kind, config) in enumerate(configs.items()):
@@ -125,6 +130,7 @@ def write_fake_release(out_dir: str | Path, small: bool = False, seed: int = 0) 
         path = out_dir / NETWORK_FILES[kind].path
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(release_container(kind, randomize(module, gen), gen), path)
+    write_fake_hubert_onnx(out_dir / AUX_FILES["hubert"].path, seed=seed)
     return out_dir
 
 

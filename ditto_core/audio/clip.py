@@ -1,0 +1,152 @@
+"""Speech input: any file or waveform → mono float32 samples at 16 kHz."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+FPS = 25
+
+
+class AudioInputError(ValueError):
+    """Audio that cannot be used, with what is wrong and what to do."""
+
+
+def num_video_frames(num_samples: int) -> int:
+    """Frames of 25 fps video the audio spans: ⌈seconds × 25⌉, computed in floating point as the reference does."""
+    return math.ceil(num_samples / SAMPLE_RATE * FPS)
+
+
+@dataclass(frozen=True)
+class AudioClip:
+    """Mono speech at 16 kHz.
+
+    samples: ``[N]`` float32; source_sample_rate: the rate it was read at, before resampling.
+    """
+
+    samples: np.ndarray
+    source_sample_rate: int = SAMPLE_RATE
+    name: str = "audio"
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+    @property
+    def num_frames(self) -> int:
+        return num_video_frames(len(self.samples))
+
+
+def _to_float(data: np.ndarray) -> np.ndarray:
+    """Integer PCM → [-1, 1) floats; floats are kept."""
+    if np.issubdtype(data.dtype, np.floating):
+        return data.astype(np.float32, copy=False)
+    if data.dtype == np.uint8:
+        return (data.astype(np.float32) - 128) / 128
+    if np.issubdtype(data.dtype, np.integer):
+        return (data.astype(np.float64) / float(-np.iinfo(data.dtype).min)).astype(np.float32)
+    raise AudioInputError(f"unsupported sample type {data.dtype}")
+
+
+def _read_file(path: Path) -> tuple[np.ndarray, int]:
+    """``[channels, N]`` samples and the sample rate, via soundfile or, for compressed formats, PyAV."""
+    import soundfile
+
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        return data.T, rate
+    except soundfile.LibsndfileError as sf_error:
+        try:
+            import av
+        except ImportError:
+            raise AudioInputError(
+                f"cannot read {path}: {sf_error}. For mp3/m4a/mp4 and other compressed formats install PyAV "
+                f"(pip install av), or convert the file to wav."
+            ) from sf_error
+        return _read_with_av(path, av)
+
+
+def _read_with_av(path: Path, av) -> tuple[np.ndarray, int]:
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioInputError(f"{path} has no audio stream")
+            stream = container.streams.audio[0]
+            chunks = [frame.to_ndarray() for frame in container.decode(stream)]
+            rate = stream.rate
+    except av.FFmpegError as exc:
+        raise AudioInputError(f"cannot decode {path}: {exc}") from exc
+    if not chunks:
+        raise AudioInputError(f"{path} holds no audio samples")
+    planar = stream.format.is_planar
+    channels = stream.channels
+    data = np.concatenate(
+        [c if planar else c.reshape(-1, channels).T for c in chunks], axis=1
+    )  # packed frames come as [1, N·C]
+    return _to_float(data), rate
+
+
+def _from_array(waveform, sample_rate: int) -> np.ndarray:
+    """A waveform of shape [N], [C, N] or ComfyUI's [B, C, N] → ``[C, N]`` floats."""
+    data = waveform.detach().cpu().numpy() if hasattr(waveform, "detach") else np.asarray(waveform)
+    if data.ndim == 3:
+        if data.shape[0] != 1:
+            raise AudioInputError(
+                f"the audio holds a batch of {data.shape[0]} clips; give one clip (split the batch first)"
+            )
+        data = data[0]
+    if data.ndim == 1:
+        data = data[None]
+    if data.ndim != 2:
+        raise AudioInputError(f"expected a waveform of shape [samples], [channels, samples] or [1, channels, samples], got {data.shape}")
+    return _to_float(data)
+
+
+def load_audio(source, sample_rate: int | None = None, name: str | None = None) -> AudioClip:
+    """Read speech from a file path, a ComfyUI AUDIO dict, or a waveform with its ``sample_rate``.
+
+    Any channel count, sample type and rate becomes mono float32 at 16 kHz (channels averaged, resampled with
+    soxr's high-quality filter). Silence is accepted; empty or non-finite audio is rejected with AudioInputError.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise AudioInputError(f"audio file not found: {path}")
+        data, rate = _read_file(path)
+        name = name or path.name
+    elif isinstance(source, Mapping):
+        if "waveform" not in source or "sample_rate" not in source:
+            raise AudioInputError("an AUDIO value must be a dict with 'waveform' and 'sample_rate'")
+        data, rate = _from_array(source["waveform"], int(source["sample_rate"])), int(source["sample_rate"])
+    else:
+        if sample_rate is None:
+            raise AudioInputError("a raw waveform needs its sample_rate")
+        data, rate = _from_array(source, sample_rate), int(sample_rate)
+    return _finish(data, rate, name or "audio")
+
+
+def _finish(data: np.ndarray, rate: int, name: str) -> AudioClip:
+    if rate <= 0:
+        raise AudioInputError(f"{name}: invalid sample rate {rate}")
+    if data.shape[-1] == 0:
+        raise AudioInputError(f"{name} is empty (0 samples); give at least one frame (40 ms) of speech or silence")
+    finite = np.isfinite(data)
+    if not finite.all():
+        bad = int((~finite).sum())
+        raise AudioInputError(
+            f"{name} contains {bad} non-finite samples (NaN or infinity) out of {data.size}; "
+            f"re-export the audio from its source"
+        )
+    mono = data.mean(axis=0, dtype=np.float64).astype(np.float32)
+    if rate != SAMPLE_RATE:
+        import soxr
+
+        mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
+    if len(mono) == 0:
+        raise AudioInputError(f"{name} is shorter than one sample at 16 kHz")
+    return AudioClip(samples=np.ascontiguousarray(mono), source_sample_rate=rate, name=name)
