@@ -23,7 +23,13 @@ from ..models.motion_extractor import MotionExtractor, MotionExtractorConfig
 from ..models.stitching import StitchingConfig, StitchingNetwork
 from ..models.warping import WarpingConfig, WarpingNetwork
 from ..release import AUX_FILES, NETWORK_FILES
-from .fake_aux import write_fake_hubert_onnx
+from .fake_aux import (
+    write_fake_face_detector,
+    write_fake_face_landmarker,
+    write_fake_hubert_onnx,
+    write_fake_landmark106,
+    write_fake_landmark203,
+)
 
 OFFICIAL_CONFIGS = {
     "appearance_extractor": AppearanceConfig(),
@@ -117,7 +123,9 @@ def release_container(kind: str, state_dict: dict[str, torch.Tensor], gen: torch
 def write_fake_release(out_dir: str | Path, small: bool = False, seed: int = 0) -> Path:
     """Write ``ditto_pytorch/models/*.pth`` and the auxiliary models faked so far under ``out_dir``.
 
-    Aux stand-ins: ``hubert_streaming_fix_kv.onnx`` is a one-conv model with HuBERT's windowing (see fake_aux).
+    Aux stand-ins (see fake_aux): ``hubert_streaming_fix_kv.onnx`` is a one-conv model with HuBERT's windowing;
+    ``det_10g.onnx`` reports one face (none on a black image); the landmark models answer a fixed face; and
+    ``face_landmarker.task``, which cannot be faked, is a placeholder the loader answers with a fixed face mesh.
     Returns ``out_dir`` as a Path.
     """
     out_dir = Path(out_dir)
@@ -131,6 +139,10 @@ def write_fake_release(out_dir: str | Path, small: bool = False, seed: int = 0) 
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(release_container(kind, randomize(module, gen), gen), path)
     write_fake_hubert_onnx(out_dir / AUX_FILES["hubert"].path, seed=seed)
+    write_fake_face_detector(out_dir / AUX_FILES["face_detector"].path)
+    write_fake_landmark106(out_dir / AUX_FILES["landmark106"].path)
+    write_fake_landmark203(out_dir / AUX_FILES["landmark203"].path)
+    write_fake_face_landmarker(out_dir / AUX_FILES["face_landmarker"].path)
     return out_dir
 
 

@@ -1,0 +1,20 @@
+"""Portrait registration and paste-back."""
+
+from .face_models import FaceModelError, FaceModels, NoFaceError, load_face_models
+from .images import PortraitInputError
+from .paste import blend_mask, paste_back
+from .registration import Portrait, RegistrationOptions, mirror_index, register_portrait
+
+__all__ = [
+    "FaceModelError",
+    "FaceModels",
+    "NoFaceError",
+    "Portrait",
+    "PortraitInputError",
+    "RegistrationOptions",
+    "blend_mask",
+    "load_face_models",
+    "mirror_index",
+    "paste_back",
+    "register_portrait",
+]
