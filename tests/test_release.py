@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from ditto_core.release import NETWORK_FILES, RELEASE_FILES, check_release, release_path
+from ditto_core.testing.fake_release import write_fake_release
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,10 +31,13 @@ def test_check_release_on_an_empty_folder(tmp_path):
     assert f'huggingface-cli download digital-avatar/ditto-talkinghead --include "ditto_pytorch/*" --local-dir {tmp_path}' in report
 
 
-def test_check_release_on_a_fake_release(small_release):
+def test_check_release_on_a_fake_release(tmp_path):
+    small_release = write_fake_release(tmp_path, small=True)
     status = check_release(small_release)
-    assert set(status.present) == set(NETWORK_FILES) | {"hubert"}
-    assert set(status.missing) == set(RELEASE_FILES) - set(status.present)
+    assert status.complete and set(status.present) == set(RELEASE_FILES)
+    (small_release / RELEASE_FILES["face_detector"].path).unlink()
+    status = check_release(small_release)
+    assert set(status.missing) == {"face_detector"}
     assert '--include "ditto_pytorch/aux_models/det_10g.onnx"' in status.report()
     # the ditto_pytorch folder itself is accepted as the root too
     assert check_release(small_release / "ditto_pytorch").present == status.present
