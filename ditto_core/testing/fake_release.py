@@ -43,15 +43,15 @@ OFFICIAL_CONFIGS = {
 # Every width shrunk, the interfaces between networks kept consistent (F's volume feeds W, W's output feeds G) and
 # the data interfaces kept as released: 21 keypoints, 66 pose bins, 265-d motion, 1103-d conditions, 80 frames.
 SMALL_CONFIGS = {
-    "appearance_extractor": AppearanceConfig(block_expansion=8, max_features=64, reshape_channels=8, num_resblocks=2),
+    "appearance_extractor": AppearanceConfig(block_expansion=8, max_features=64, reshape_channels=32, num_resblocks=2),
     "motion_extractor": MotionExtractorConfig(dims=(8, 16, 32, 64), depths=(1, 1, 2, 1)),
     "warp_network": WarpingConfig(
-        feature_channels=8,
-        feature_depth=8,
-        compress_channels=2,
-        hourglass_expansion=8,
-        hourglass_blocks=3,
-        hourglass_max_features=32,
+        feature_channels=32,
+        feature_depth=2,
+        compress_channels=1,
+        hourglass_expansion=4,
+        hourglass_blocks=2,
+        hourglass_max_features=8,
         out_channels=16,
     ),
     "decoder": DecoderConfig(in_channels=16, out_channels=8, num_middle_blocks=2, spade_hidden=16),

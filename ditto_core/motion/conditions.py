@@ -1,0 +1,97 @@
+"""Per-frame LMDM conditions: audio features, emotion, eye state and the source's canonical keypoints.
+
+Order along the feature axis (the release's 1103 = 1024 + 8 + 2 + 6 + 63): audio, emotion, eye_open, eye_ball, sc.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise", "contempt")
+NEUTRAL = EMOTIONS.index("neutral")
+LABEL_LOGIT = 8.0
+CONDITION_PARTS = (("audio", 1024), ("emotion", 8), ("eye_open", 2), ("eye_ball", 6), ("canonical_kp", 63))
+
+
+class ConditionError(ValueError):
+    """Conditions that do not fit the model or cannot be built."""
+
+
+def emotion_vector(emotion) -> np.ndarray:
+    """An emotion as the 8-way distribution the model reads.
+
+    emotion: a label name or index (0 angry … 7 contempt), a list of labels (mixed equally), or 8 weights used as
+    given. Labels become softmax of 8 at each chosen class, as the reference encodes them (one label: ≈0.9977).
+    """
+    if isinstance(emotion, (str, int, np.integer)):
+        labels = [emotion]
+    elif isinstance(emotion, Sequence) and len(emotion) == 8 and all(isinstance(v, float) for v in emotion):
+        weights = np.asarray(emotion, dtype=np.float32)
+        if (weights < 0).any() or not np.isfinite(weights).all() or weights.sum() <= 0:
+            raise ConditionError(f"emotion weights must be finite, non-negative and not all zero: {list(emotion)}")
+        return weights / weights.sum()
+    elif isinstance(emotion, Sequence) and 0 < len(emotion) < 8:
+        labels = list(emotion)
+    else:
+        raise ConditionError(f"unsupported emotion {emotion!r}; use a name ({', '.join(EMOTIONS)}), an index 0-7, "
+                             f"a list of them, or 8 weights")
+    logits = np.zeros(8, dtype=np.float64)
+    for label in labels:
+        index = EMOTIONS.index(label.lower()) if isinstance(label, str) and label.lower() in EMOTIONS else label
+        if not isinstance(index, (int, np.integer)) or not 0 <= index < 8:
+            raise ConditionError(f"unknown emotion {label!r}; use one of {', '.join(EMOTIONS)} or an index 0-7")
+        logits[index] = LABEL_LOGIT
+    exp = np.exp(logits - logits.max())
+    return (exp / exp.sum()).astype(np.float32)
+
+
+def emotion_timeline(timeline, num_frames: int, fps: float = 25.0) -> np.ndarray:
+    """Per-frame emotion ``[num_frames, 8]`` from one emotion or a list of ``(start_seconds, emotion)`` segments
+    (each holds until the next start; before the first start the first segment's emotion applies)."""
+    if not (isinstance(timeline, list) and timeline and all(isinstance(s, tuple) and len(s) == 2 for s in timeline)):
+        return np.repeat(emotion_vector(timeline)[None], num_frames, axis=0)
+    segments = sorted(timeline, key=lambda s: s[0])
+    out = np.empty((num_frames, 8), dtype=np.float32)
+    starts = [int(round(float(start) * fps)) for start, _ in segments]
+    for i, (_, emotion) in enumerate(segments):
+        begin = 0 if i == 0 else max(0, starts[i])
+        end = num_frames if i + 1 == len(segments) else max(0, starts[i + 1])
+        out[begin:end] = emotion_vector(emotion)
+    return out
+
+
+def build_conditions(
+    audio: torch.Tensor,
+    emotion: np.ndarray,
+    eye_open: np.ndarray,
+    eye_ball: np.ndarray,
+    canonical_kp: np.ndarray,
+    cond_dim: int,
+) -> torch.Tensor:
+    """Concatenate per-frame conditions ``[N, cond_dim]``.
+
+    audio ``[N, 1024]``; emotion ``[N, 8]``; eye_open ``[N, 2]``; eye_ball ``[N, 6]``; canonical_kp ``[63]``.
+    Models trained without some parts have a narrower ``cond_dim``; only the release's full layout (1103) and
+    audio + the reference wrapper's 35 extra values are not guessed at: other widths are an error.
+    """
+    n = audio.shape[0]
+    parts = {
+        "audio": audio.float().cpu().numpy(),
+        "emotion": emotion,
+        "eye_open": eye_open,
+        "eye_ball": eye_ball,
+        "canonical_kp": np.repeat(np.asarray(canonical_kp, np.float32).reshape(1, 63), n, axis=0),
+    }
+    for name, width in CONDITION_PARTS:
+        if parts[name].shape != (n, width):
+            raise ConditionError(f"condition {name} has shape {parts[name].shape}, expected ({n}, {width})")
+    total = sum(width for _, width in CONDITION_PARTS)
+    if cond_dim != total:
+        raise ConditionError(
+            f"the motion model takes {cond_dim}-wide conditions; this pack builds the release's {total}-wide layout "
+            f"(audio 1024, emotion 8, eye open 2, eye ball 6, canonical keypoints 63). Use lmdm_v0.4_hubert.pth."
+        )
+    return torch.from_numpy(np.concatenate([parts[name] for name, _ in CONDITION_PARTS], axis=1).astype(np.float32))

@@ -1,0 +1,153 @@
+"""``Motion``: per-frame head motion in Ditto's explicit 265-d keypoint space, as editable data.
+
+Layout of one frame (the LMDM's output and the motion extractor's fields, ``kp`` excluded):
+
+    [0:1]   scale − 1     [1:67] pitch logits (66 bins)   [67:133] yaw logits   [133:199] roll logits
+    [199:202] t (x, y, z; z unused)   [202:265] exp (21 keypoints × xyz, keypoint-major)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from ..keypoints import bins_to_degrees
+
+FIELDS = {
+    "scale": slice(0, 1),
+    "pitch": slice(1, 67),
+    "yaw": slice(67, 133),
+    "roll": slice(133, 199),
+    "t": slice(199, 202),
+    "exp": slice(202, 265),
+}
+MOTION_DIM = 265
+NUM_KP = 21
+DEFAULT_FPS = 25.0
+FORMAT_VERSION = 1
+
+
+class MotionFileError(ValueError):
+    """A motion file that cannot be read."""
+
+
+def keypoint_fields_to_vector(fields: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Motion-extractor outputs (each ``[F, n]``; scale raw) → ``[F, 265]`` with scale stored as scale − 1."""
+    parts = [fields[name].reshape(fields[name].shape[0], -1).float() for name in FIELDS]
+    parts[0] = parts[0] - 1
+    return torch.cat(parts, dim=-1)
+
+
+@dataclass(frozen=True)
+class Motion:
+    """frames: ``[N, 265]`` float32 (CPU); fps: frames per second; anchor: ``[265]``, the frame that relative
+    driving measures motion from (the first generated frame for sampled motion); metadata: JSON-serialisable
+    facts (source, seed, emotion timeline, …)."""
+
+    frames: torch.Tensor
+    fps: float = DEFAULT_FPS
+    anchor: torch.Tensor | None = None
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.frames.ndim != 2 or self.frames.shape[1] != MOTION_DIM:
+            raise ValueError(f"motion frames must have shape [N, {MOTION_DIM}], got {tuple(self.frames.shape)}")
+        if self.frames.shape[0] == 0:
+            raise ValueError("motion has no frames")
+        if not torch.isfinite(self.frames).all():
+            raise ValueError("motion contains NaN or infinite values")
+        object.__setattr__(self, "frames", self.frames.detach().float().cpu().contiguous())
+        anchor = self.frames[0] if self.anchor is None else self.anchor.detach().float().cpu().reshape(MOTION_DIM)
+        object.__setattr__(self, "anchor", anchor.clone())
+
+    def __len__(self) -> int:
+        return self.frames.shape[0]
+
+    @property
+    def duration_s(self) -> float:
+        return len(self) / self.fps
+
+    def field(self, name: str) -> torch.Tensor:
+        """One field for every frame: scale ``[N, 1]`` (actual scale, +1 restored), pose logits ``[N, 66]``,
+        t ``[N, 3]``, exp ``[N, 63]``."""
+        values = self.frames[:, FIELDS[name]]
+        return values + 1 if name == "scale" else values
+
+    def degrees(self, name: str) -> torch.Tensor:
+        """Head pose ``pitch``/``yaw``/``roll`` in degrees ``[N]``."""
+        return bins_to_degrees(self.field(name))
+
+    def with_frames(self, frames: torch.Tensor, **metadata) -> "Motion":
+        return replace(self, frames=frames, metadata={**self.metadata, **metadata})
+
+    # --- time edits -------------------------------------------------------------------------------------
+    def slice(self, start: int, stop: int | None = None) -> "Motion":
+        """Frames ``start:stop`` (anchor kept)."""
+        frames = self.frames[start:stop]
+        if len(frames) == 0:
+            raise ValueError(f"slice {start}:{stop} of a {len(self)}-frame motion is empty")
+        return self.with_frames(frames)
+
+    def concat(self, other: "Motion") -> "Motion":
+        """This motion followed by ``other`` (same fps required; this motion's anchor kept)."""
+        if abs(self.fps - other.fps) > 1e-6:
+            raise ValueError(f"cannot join motions at {self.fps} and {other.fps} fps; resample one first")
+        return self.with_frames(torch.cat([self.frames, other.frames]))
+
+    def resample(self, fps: float) -> "Motion":
+        """Linear interpolation in time to ``fps`` (duration kept: ⌈N·fps/old_fps⌉ frames)."""
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        count = max(1, round(len(self) * fps / self.fps))
+        positions = torch.arange(count, dtype=torch.float64) * (self.fps / fps)
+        positions = positions.clamp(max=len(self) - 1)
+        low = positions.floor().long()
+        high = (low + 1).clamp(max=len(self) - 1)
+        weight = (positions - low).float()[:, None]
+        frames = self.frames[low] * (1 - weight) + self.frames[high] * weight
+        return replace(self, frames=frames, fps=fps)
+
+    def blend(self, other: "Motion", weight) -> "Motion":
+        """(1 − w)·self + w·other per frame; ``weight`` is a number or a curve ``[N]``; lengths must match."""
+        if len(other) != len(self):
+            raise ValueError(f"cannot blend motions of {len(self)} and {len(other)} frames; slice or resample first")
+        w = torch.as_tensor(weight, dtype=torch.float32)
+        w = w.expand(len(self)) if w.ndim == 0 else w
+        if w.shape != (len(self),):
+            raise ValueError(f"blend weight must be a number or have one value per frame ({len(self)}), got {tuple(w.shape)}")
+        return self.with_frames(self.frames * (1 - w[:, None]) + other.frames * w[:, None])
+
+    # --- files ------------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write ``.safetensors`` with frames, anchor and JSON metadata."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        header = {"format": "ditto-motion", "version": str(FORMAT_VERSION), "fps": repr(float(self.fps)),
+                  "metadata": json.dumps(self.metadata)}
+        save_file({"frames": self.frames, "anchor": self.anchor}, str(path), metadata=header)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Motion":
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise MotionFileError(f"motion file not found: {path}")
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                header = handle.metadata() or {}
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        except Exception as exc:  # safetensors raises its own error types for damaged files
+            raise MotionFileError(f"{path} is not a readable motion file (damaged or not safetensors): {exc}") from exc
+        if header.get("format") != "ditto-motion" or "frames" not in tensors:
+            raise MotionFileError(f"{path} is a safetensors file but not a Ditto motion (no ditto-motion header)")
+        try:
+            return cls(frames=tensors["frames"], fps=float(header["fps"]), anchor=tensors.get("anchor"),
+                       metadata=json.loads(header.get("metadata", "{}")))
+        except (ValueError, KeyError) as exc:
+            raise MotionFileError(f"{path}: {exc}") from exc

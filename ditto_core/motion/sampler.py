@@ -1,0 +1,225 @@
+"""Motion sampling with the LMDM: DDIM over 80-frame windows, chained with overlap, blended and smoothed.
+
+One code path serves offline and online use: ``MotionChain`` takes condition rows as they arrive and returns
+motion frames once no later window can change them, so feeding a whole clip at once (offline) and feeding it in
+pieces (online) give identical frames for the same seed. Online use adds a pre-roll of silent frames in front, as
+the reference's online mode does, so the first window needs only ``80 − overlap`` new frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..diffusion import ddim_time_pairs
+from .motion import MOTION_DIM
+
+POSE_AND_TRANSLATION = slice(0, 202)  # the dims smoothing touches: scale, pose logits, t (expression never)
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    steps: int = 50  # DDIM steps per window (the reference's default; fewer is faster and coarser)
+    overlap: int = 10  # frames shared by consecutive 80-frame windows (the reference: 10 offline, 70-75 online)
+    smoothing: int = 3  # centred moving average over frames on scale, pose and t (≤ 1: off)
+    seed: int = 0
+
+    def validate(self, seq_len: int) -> None:
+        if self.steps < 1 or self.steps > 1000:
+            raise ValueError(f"sampling steps must be between 1 and 1000, got {self.steps}")
+        if not 0 <= self.overlap < seq_len:
+            raise ValueError(f"overlap must be between 0 and {seq_len - 1} frames, got {self.overlap}")
+        if self.smoothing < 0:
+            raise ValueError(f"smoothing must be 0 or more frames, got {self.smoothing}")
+
+
+class WindowSampler:
+    """DDIM (η = 1) for one window with the reference's schedule: the per-step noise is drawn once and reused for
+    every window; each window starts from fresh noise. All noise comes from one CPU generator seeded with
+    ``seed``, so a seed gives the same motion on any device."""
+
+    def __init__(self, lmdm: torch.nn.Module, steps: int, seed: int):
+        self.lmdm = lmdm
+        self.device = lmdm.alphas_cumprod.device
+        config = lmdm.config
+        self.shape = (1, config.seq_len, config.motion_dim)
+        self.generator = torch.Generator().manual_seed(seed)
+        acp = lmdm.alphas_cumprod.cpu()
+        self.steps = []
+        for t, t_next in ddim_time_pairs(steps):
+            if t_next < 0:
+                self.steps.append((t, None))
+                continue
+            alpha, alpha_next = acp[t], acp[t_next]
+            sigma = ((1 - alpha / alpha_next) * (1 - alpha_next) / (1 - alpha)).sqrt()
+            c = (1 - alpha_next - sigma**2).sqrt()
+            noise = torch.randn(self.shape, generator=self.generator).to(self.device)
+            self.steps.append((t, (alpha_next.sqrt().item(), c.item(), sigma.item(), noise)))
+
+    @torch.inference_mode()
+    def __call__(self, cond_frame: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """cond_frame ``[265]``, cond ``[T, C]`` → clean motion window ``[T, 265]`` (CPU float32)."""
+        x = torch.randn(self.shape, generator=self.generator).to(self.device)
+        cond_frame = cond_frame.to(self.device, torch.float32)[None]
+        cond = cond.to(self.device, torch.float32)[None]
+        for t, update in self.steps:
+            time_cond = torch.full((1,), t, dtype=torch.long, device=self.device)
+            pred_noise, x_start = self.lmdm(x, cond_frame, cond, time_cond)
+            if update is None:
+                x = x_start
+                break
+            alpha_next_sqrt, c, sigma, noise = update
+            x = x_start * alpha_next_sqrt + c * pred_noise + sigma * noise
+        return x[0].float().cpu()
+
+
+def smooth_rows(seq: torch.Tensor, start: int, stop: int, window: int) -> torch.Tensor:
+    """Rows ``start:stop`` of ``seq`` ``[L, 265]`` replaced, on scale/pose/t only, by the centred mean of the
+    *input* rows (not recursive) over ``window`` frames, truncated at the ends of ``seq``."""
+    if window <= 1:
+        return seq
+    out = seq.clone()
+    half = window // 2
+    for i in range(max(start, 0), min(stop, len(seq))):
+        out[i, POSE_AND_TRANSLATION] = seq[max(0, i - half) : i + half + 1, POSE_AND_TRANSLATION].mean(0)
+    return out
+
+
+class MotionChain:
+    """Chains LMDM windows over a condition sequence that may arrive in pieces.
+
+    first_frame ``[265]``: the source's motion vector, the first window's condition frame. preroll: number of
+    leading condition rows that are padding (online silence); their motion is generated but not returned.
+    """
+
+    def __init__(self, sampler: WindowSampler, first_frame: torch.Tensor, options: SamplerOptions, preroll: int = 0):
+        seq_len = sampler.shape[1]
+        options.validate(seq_len)
+        self.sampler = sampler
+        self.seq_len = seq_len
+        self.overlap = options.overlap
+        self.valid = seq_len - options.overlap
+        self.fuse_weights = torch.arange(options.overlap, dtype=torch.float32)[:, None] / max(options.overlap, 1)
+        self.smoothing = options.smoothing
+        self.half = options.smoothing // 2 if options.smoothing > 1 else 0
+        self.preroll = preroll
+        self.cond_frame = first_frame.float().cpu()
+        self.cond = None  # condition rows from global index cond_start on
+        self.cond_start = 0
+        self.received = 0
+        self.windows = 0
+        self.result = torch.zeros(0, MOTION_DIM)  # chained motion from global index result_start on
+        self.result_start = 0
+        self.emitted = 0  # global index of the next frame to emit
+        self.anchor = None  # final value of global frame 0
+        self.finished = False
+
+    @property
+    def length(self) -> int:
+        return self.result_start + len(self.result)
+
+    def _append_window(self, window_cond: torch.Tensor) -> None:
+        pred = self.sampler(self.cond_frame, window_cond)
+        if self.windows == 0:
+            self.result = smooth_rows(pred, 0, self.seq_len, self.smoothing)
+        else:
+            fused = self.result.clone()
+            if self.overlap:
+                tail = fused[-self.overlap :]
+                head = pred[self.seq_len - self.valid - self.overlap : self.seq_len - self.valid]
+                fused[-self.overlap :] = tail * (1 - self.fuse_weights) + head * self.fuse_weights
+            fused = torch.cat([fused, pred[self.seq_len - self.valid :]])
+            local_end = len(fused)
+            self.result = smooth_rows(
+                fused, local_end - self.valid - self.overlap, local_end - self.valid + 1, self.smoothing
+            )
+        self.windows += 1
+        self.cond_frame = self.result[self.length - self.overlap - 1 - self.result_start].clone()
+
+    def _window_cond(self, start: int, total: int | None) -> torch.Tensor | None:
+        """Rows [start, start + T) if they have all arrived (or, once the total is known, padded)."""
+        local = start - self.cond_start
+        available = self.received - start
+        if available >= self.seq_len:
+            return self.cond[local : local + self.seq_len]
+        if total is None:
+            return None
+        rows = self.cond[local:]
+        return torch.cat([rows, rows[-1:].expand(self.seq_len - len(rows), -1)])
+
+    def _final_frames(self, upto: int, values: torch.Tensor) -> torch.Tensor:
+        """Emit frames [emitted, upto) from ``values`` (indexed from result_start)."""
+        out = values[self.emitted - self.result_start : upto - self.result_start]
+        if self.emitted == 0 and len(out):
+            self.anchor = out[0].clone()
+        first_kept = max(self.preroll - self.emitted, 0)
+        self.emitted = upto
+        return out[first_kept:]
+
+    def _drop_consumed(self) -> None:
+        next_start = self.windows * self.valid
+        drop_cond = next_start - self.cond_start
+        if drop_cond > 0:
+            self.cond = self.cond[drop_cond:]
+            self.cond_start = next_start
+        keep_from = max(self.emitted - self.half - 1, self.result_start)
+        self.result = self.result[keep_from - self.result_start :]
+        self.result_start = keep_from
+
+    def push(self, cond_rows: torch.Tensor) -> torch.Tensor:
+        """Add condition rows ``[n, C]``; returns the newly final motion frames ``[m, 265]``."""
+        if self.finished:
+            raise RuntimeError("the motion chain is finished")
+        cond_rows = cond_rows.float().cpu()
+        self.cond = cond_rows if self.cond is None else torch.cat([self.cond, cond_rows])
+        self.received += len(cond_rows)
+        while (window := self._window_cond(self.windows * self.valid, None)) is not None:
+            self._append_window(window)
+        if self.windows == 0:
+            return torch.zeros(0, MOTION_DIM)
+        final_upto = self.length - self.overlap - self.half  # later windows rewrite the last `overlap` rows
+        frames = torch.zeros(0, MOTION_DIM)
+        if final_upto > self.emitted:
+            smoothed = smooth_rows(self.result, self.emitted - self.result_start, final_upto - self.result_start, self.smoothing)
+            frames = self._final_frames(final_upto, smoothed)
+        self._drop_consumed()
+        return frames
+
+    def finish(self) -> torch.Tensor:
+        """End of conditions: sample the remaining (padded) windows; returns the last frames."""
+        if self.finished:
+            raise RuntimeError("finish() was already called")
+        if self.received == 0:
+            raise ValueError("no conditions were given")
+        self.finished = True
+        total = self.received
+        while self.windows * self.valid < total:
+            self._append_window(self._window_cond(self.windows * self.valid, total))
+        values = self.result[: total - self.result_start]
+        values = smooth_rows(values, self.emitted - self.result_start, len(values), self.smoothing)
+        return self._final_frames(total, values)
+
+
+def silence_rows(count: int, cond_row: torch.Tensor) -> torch.Tensor:
+    """``count`` copies of one condition row (the online pre-roll)."""
+    return cond_row[None].expand(count, -1).clone()
+
+
+def first_frame_vector(keypoints: dict[str, torch.Tensor], index: int = 0) -> torch.Tensor:
+    """The source's motion vector ``[265]`` (frame ``index`` of a portrait's keypoints)."""
+    from .motion import keypoint_fields_to_vector
+
+    return keypoint_fields_to_vector({k: v[index : index + 1] for k, v in keypoints.items() if k != "kp"})[0]
+
+
+def sample_offline(lmdm, cond: torch.Tensor, first_frame: torch.Tensor, options: SamplerOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    """All motion frames ``[N, 265]`` for conditions ``[N, C]`` and the anchor frame ``[265]``."""
+    chain = MotionChain(WindowSampler(lmdm, options.steps, options.seed), first_frame, options)
+    frames = [chain.push(cond), chain.finish()]
+    return torch.cat(frames), chain.anchor
+
+
+def as_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()

@@ -1,0 +1,75 @@
+"""The whole chain in one object: register a portrait, encode speech, sample motion, render frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio import AudioClip, AudioFeatures, extract_features, load_audio
+from .audio.encoders import load_encoder
+from .motion.conditions import build_conditions, emotion_timeline
+from .motion.motion import Motion
+from .motion.sampler import SamplerOptions, first_frame_vector, sample_offline
+from .networks import DittoNetworks, load_networks
+from .portrait import FaceModels, Portrait, RegistrationOptions, load_face_models, register_portrait
+from .portrait.registration import mirror_index
+from .render import RenderOptions, render_frames
+
+
+def portrait_conditions(portrait: Portrait, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eye-open ``[N, 2]`` and eye-ball ``[N, 6]`` per output frame (a video source loops ping-pong)."""
+    index = [mirror_index(i, portrait.num_frames) for i in range(num_frames)]
+    return portrait.eye_open[index], portrait.eye_ball[index]
+
+
+def motion_conditions(portrait: Portrait, features: AudioFeatures, emotion, cond_dim: int) -> torch.Tensor:
+    """The LMDM's per-frame conditions ``[N, cond_dim]``."""
+    n = features.num_frames
+    eye_open, eye_ball = portrait_conditions(portrait, n)
+    return build_conditions(features.frames, emotion_timeline(emotion, n, features.fps), eye_open, eye_ball,
+                            portrait.canonical_kp, cond_dim)
+
+
+def sample_motion(lmdm, portrait: Portrait, features: AudioFeatures, emotion="neutral",
+                  options: SamplerOptions = SamplerOptions()) -> Motion:
+    """Offline motion for the whole audio: ``features.num_frames`` frames at 25 fps."""
+    cond = motion_conditions(portrait, features, emotion, lmdm.config.cond_dim)
+    frames, anchor = sample_offline(lmdm, cond, first_frame_vector(portrait.keypoints), options)
+    metadata = {"source": "ditto-lmdm", "seed": options.seed, "steps": options.steps, "overlap": options.overlap,
+                "emotion": emotion if isinstance(emotion, (str, int)) else repr(emotion),
+                "audio_seconds": features.duration_s}
+    return Motion(frames=frames, fps=features.fps, anchor=anchor, metadata=metadata)
+
+
+@dataclass
+class DittoPipeline:
+    networks: DittoNetworks
+    face_models: FaceModels
+    encoder: object
+
+    @classmethod
+    def load(cls, root: str | Path, device: str = "cpu", audio_backend: str = "onnx",
+             hubert_dir: str | Path | None = None) -> "DittoPipeline":
+        return cls(
+            networks=load_networks(root, device),
+            face_models=load_face_models(root, device),
+            encoder=load_encoder(audio_backend, release_root=root, hubert_dir=hubert_dir, device=device),
+        )
+
+    def register(self, images, options: RegistrationOptions = RegistrationOptions()) -> Portrait:
+        return register_portrait(images, self.networks.appearance_extractor, self.networks.motion_extractor,
+                                 self.face_models, options)
+
+    def encode_audio(self, audio) -> tuple[AudioClip, AudioFeatures]:
+        clip = audio if isinstance(audio, AudioClip) else load_audio(audio)
+        return clip, extract_features(clip, self.encoder)
+
+    def sample(self, portrait: Portrait, features: AudioFeatures, emotion="neutral",
+               options: SamplerOptions = SamplerOptions()) -> Motion:
+        return sample_motion(self.networks.lmdm, portrait, features, emotion, options)
+
+    def render(self, portrait: Portrait, motion: Motion, options: RenderOptions = RenderOptions(), **kwargs):
+        return render_frames(self.networks, portrait, motion, options, **kwargs)

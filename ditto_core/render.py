@@ -1,0 +1,72 @@
+"""Rendering: Motion + Portrait → frames, streamed in small batches so any length renders in constant memory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .keypoints import bins_to_degrees
+from .motion.drive import DriveOptions, driving_keypoints
+from .motion.motion import Motion
+from .networks import DittoNetworks
+from .portrait.paste import paste_back
+from .portrait.registration import Portrait, mirror_index
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    batch_size: int = 4
+    paste_back: bool = True  # False: return the 512² face crops
+    half_precision: bool = False  # fp16 autocast for the warp and decoder (CUDA only)
+    drive: DriveOptions = field(default_factory=DriveOptions)
+
+
+class RenderInterrupted(Exception):
+    """Rendering was stopped by the caller's check."""
+
+
+def render_frames(
+    networks: DittoNetworks,
+    portrait: Portrait,
+    motion: Motion,
+    options: RenderOptions = RenderOptions(),
+    start: int = 0,
+    stop: int | None = None,
+    check: Callable[[], None] | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield frames ``[H, W, 3]`` uint8 (the source's size; ``[512, 512, 3]`` without paste-back) for motion
+    frames ``start:stop``. ``check`` runs before every batch (e.g. to raise on user interrupt)."""
+    if options.batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {options.batch_size}")
+    device = networks.device
+    use_fp16 = options.half_precision and device.type == "cuda"
+    stop = len(motion) if stop is None else min(stop, len(motion))
+    source = portrait.keypoints
+    yaw_s = bins_to_degrees(source["yaw"][:1]).item()
+    pitch_s = bins_to_degrees(source["pitch"][:1]).item()
+    x_s_all = portrait.source_keypoints()
+    for batch_start in range(start, stop, options.batch_size):
+        if check is not None:
+            check()
+        frames = list(range(batch_start, min(batch_start + options.batch_size, stop)))
+        sources = [mirror_index(f, portrait.num_frames) for f in frames]
+        _, x_d = driving_keypoints(
+            source, (yaw_s, pitch_s), motion, frames, sources, portrait.is_video, options.drive
+        )
+        x_s = x_s_all[sources]
+        with torch.inference_mode():
+            x_s, x_d = x_s.to(device), x_d.to(device)
+            if options.drive.stitching:
+                x_d = networks.stitch_network(x_s, x_d)
+            appearance = portrait.appearance[sources].to(device)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_fp16):
+                faces = networks.decoder(networks.warp_network(appearance, x_s, x_d))
+            faces = (faces.float().clamp(0, 1) * 255).permute(0, 2, 3, 1).cpu().numpy()
+        for face, src in zip(faces, sources):
+            if options.paste_back:
+                yield paste_back(portrait.images[src], face, portrait.crop_to_image[src])
+            else:
+                yield face.astype(np.uint8)
