@@ -2,6 +2,7 @@
 
     python -m ditto_core check --models DIR [--run]
     python -m ditto_core features --audio FILE --models DIR --out FEATS.npy [--backend onnx|hubert]
+    python -m ditto_core render --portrait IMG --audio WAV --out OUT.mp4 [--models DIR] [--emotion E] [--seed N]
 """
 
 from __future__ import annotations
@@ -79,6 +80,73 @@ def features(audio: str, models: str | None, out: str, backend: str, hubert_dir:
     return 0
 
 
+def parse_emotion(text: str):
+    """``happy`` | ``3`` | ``happy+surprise`` (a mix) | ``0:neutral,2.5:happy`` (a timeline in seconds)."""
+
+    def one(item: str):
+        labels = [int(p) if p.isdigit() else p for p in item.split("+")]
+        return labels[0] if len(labels) == 1 else labels
+
+    if ":" in text:
+        return [(float(start), one(label)) for start, label in (seg.split(":", 1) for seg in text.split(","))]
+    return one(text)
+
+
+class Progress:
+    def __init__(self, total: int, label: str):
+        self.total, self.label, self.start = total, label, time.perf_counter()
+
+    def __call__(self, done: int) -> None:
+        rate = done / max(time.perf_counter() - self.start, 1e-9)
+        end = "\n" if done >= self.total else ""
+        print(f"\r{self.label} {done}/{self.total} frames ({rate:.2f} frames/s)", end=end, file=sys.stderr, flush=True)
+
+
+def render(args) -> int:
+    """Portrait + speech → talking-head mp4 with the speech muxed in."""
+    from .motion import ConditionError, SamplerOptions
+    from .motion.drive import DriveOptions
+    from .pipeline import DittoPipeline
+    from .portrait import FaceModelError, NoFaceError, PortraitInputError, RegistrationOptions
+    from .render import RenderOptions
+    from .video import write_mp4
+
+    status = check_release(args.models)
+    if not status.complete and not (args.backend == "hubert" and set(status.missing) == {"hubert"}):
+        print(status.report(), file=sys.stderr)
+        print("error: the Ditto model files above are missing; download them, then run this command again.",
+              file=sys.stderr)
+        return 1
+    try:
+        import cv2
+
+        image = cv2.imread(str(args.portrait), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise PortraitInputError(f"cannot read the portrait image {args.portrait}")
+        if image.ndim == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+        pipeline = DittoPipeline.load(args.models, args.device, args.backend, args.hubert_dir)
+        portrait = pipeline.register(image, RegistrationOptions(max_size=args.max_size, face_index=args.face_index))
+        clip, features = pipeline.encode_audio(args.audio)
+        print(f"{clip.name}: {clip.duration_s:.2f} s → {features.num_frames} frames", file=sys.stderr)
+        start = time.perf_counter()
+        motion = pipeline.sample(portrait, features, parse_emotion(args.emotion),
+                                 SamplerOptions(steps=args.steps, overlap=args.overlap, seed=args.seed))
+        print(f"motion sampled in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        if args.save_motion:
+            motion.save(args.save_motion)
+        options = RenderOptions(batch_size=args.batch_size, paste_back=not args.no_paste_back,
+                                drive=DriveOptions(stitching=not args.no_stitching))
+        frames = pipeline.render(portrait, motion, options)
+        count = write_mp4(args.out, frames, motion.fps, clip, on_frame=Progress(len(motion), "rendering"))
+    except (AudioInputError, EncoderError, CheckpointError, FaceModelError, NoFaceError, PortraitInputError,
+            ConditionError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: {count} frames at {motion.fps:g} fps with audio")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ditto_core", description="ComfyUI-Ditto core tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -94,7 +162,28 @@ def main(argv: list[str] | None = None) -> int:
     feat_cmd.add_argument("--hubert-dir", help="local facebook/hubert-large-ls960-ft folder (hubert back-end)")
     feat_cmd.add_argument("--download-hubert", action="store_true", help="download HuBERT into --hubert-dir first")
     feat_cmd.add_argument("--device", default="cpu")
+    render_cmd = commands.add_parser("render", help="portrait + speech → talking-head mp4")
+    render_cmd.add_argument("--portrait", required=True, help="image file with one face")
+    render_cmd.add_argument("--audio", required=True, help="speech: wav/flac/ogg, mp3/m4a/mp4 with PyAV")
+    render_cmd.add_argument("--out", required=True, help="output .mp4")
+    render_cmd.add_argument("--models", default="models/ditto", help="folder holding ditto_pytorch/ (default: %(default)s)")
+    render_cmd.add_argument("--emotion", default="neutral",
+                            help="neutral|happy|angry|…, a mix happy+surprise, or a timeline 0:neutral,2.5:happy")
+    render_cmd.add_argument("--seed", type=int, default=0)
+    render_cmd.add_argument("--steps", type=int, default=50, help="diffusion steps per window (default %(default)s)")
+    render_cmd.add_argument("--overlap", type=int, default=10, help="frames shared by motion windows")
+    render_cmd.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    render_cmd.add_argument("--backend", choices=BACKENDS, default="onnx", help="audio encoder")
+    render_cmd.add_argument("--hubert-dir", help="local HuBERT folder for --backend hubert")
+    render_cmd.add_argument("--batch-size", type=int, default=4)
+    render_cmd.add_argument("--max-size", type=int, default=1920, help="longest side of the output video")
+    render_cmd.add_argument("--face-index", type=int, default=0, help="which face, 0 = largest")
+    render_cmd.add_argument("--no-paste-back", action="store_true", help="output the 512x512 face crop only")
+    render_cmd.add_argument("--no-stitching", action="store_true")
+    render_cmd.add_argument("--save-motion", help="also save the sampled motion (.safetensors)")
     args = parser.parse_args(argv)
+    if args.command == "render":
+        return render(args)
     if args.command == "check":
         return check(args.models, args.run, args.device)
     return features(args.audio, args.models, args.out, args.backend, args.hubert_dir, args.download_hubert, args.device)

@@ -54,7 +54,9 @@ class WindowSampler:
                 continue
             alpha, alpha_next = acp[t], acp[t_next]
             sigma = ((1 - alpha / alpha_next) * (1 - alpha_next) / (1 - alpha)).sqrt()
-            c = (1 - alpha_next - sigma**2).sqrt()
+            # 1 − ᾱ' − σ² is ≈0 at the first step; float32 can make it slightly negative (NaN in the reference
+            # for some step counts, e.g. 5), so it is clamped at 0.
+            c = (1 - alpha_next - sigma**2).clamp(min=0).sqrt()
             noise = torch.randn(self.shape, generator=self.generator).to(self.device)
             self.steps.append((t, (alpha_next.sqrt().item(), c.item(), sigma.item(), noise)))
 
