@@ -20,6 +20,18 @@ class ConditionError(ValueError):
     """Conditions that do not fit the model or cannot be built."""
 
 
+def _is_weight_vector(emotion) -> bool:
+    """8 numbers of which at least one is a float (a list of integer labels is a mix, not weights)."""
+    if isinstance(emotion, np.ndarray):
+        return emotion.shape == (8,) and np.issubdtype(emotion.dtype, np.floating)
+    return (
+        isinstance(emotion, Sequence)
+        and len(emotion) == 8
+        and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in emotion)
+        and any(isinstance(v, (float, np.floating)) for v in emotion)
+    )
+
+
 def emotion_vector(emotion) -> np.ndarray:
     """An emotion as the 8-way distribution the model reads.
 
@@ -28,7 +40,7 @@ def emotion_vector(emotion) -> np.ndarray:
     """
     if isinstance(emotion, (str, int, np.integer)):
         labels = [emotion]
-    elif isinstance(emotion, Sequence) and len(emotion) == 8 and all(isinstance(v, float) for v in emotion):
+    elif _is_weight_vector(emotion):
         weights = np.asarray(emotion, dtype=np.float32)
         if (weights < 0).any() or not np.isfinite(weights).all() or weights.sum() <= 0:
             raise ConditionError(f"emotion weights must be finite, non-negative and not all zero: {list(emotion)}")
