@@ -1,0 +1,154 @@
+"""Edits applied to sampled motion, as pure functions ``Motion → Motion``.
+
+Each one names the values it changes and leaves every other value of every frame bit-identical. Amplitudes are
+measured from the motion's anchor frame (the frame relative driving measures from), so "more" and "less" motion
+mean more or less change from the source's own expression and pose.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..audio.clip import SAMPLE_RATE, AudioClip
+from .drive import EYE_KEYPOINTS, LIP_KEYPOINTS, keypoint_mask
+from .motion import FIELDS, Motion
+
+POSE = ("pitch", "yaw", "roll")
+BIN_DEGREES = 3.0
+MIN_LOG_PROB = -30.0
+
+
+def per_frame(value, count: int) -> torch.Tensor:
+    """A number or a curve of ``count`` values → ``[count]`` float32."""
+    curve = torch.as_tensor(value, dtype=torch.float32)
+    if curve.ndim == 0:
+        return curve.expand(count).clone()
+    if curve.shape != (count,):
+        raise ValueError(f"expected a number or one value per frame ({count}), got shape {tuple(curve.shape)}")
+    return curve
+
+
+def shift_bins(logits: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Pose-bin logits ``[N, 66]`` whose expected angle is ``degrees`` ``[N]`` higher.
+
+    The bin probabilities are moved by degrees/3 bins with linear interpolation, which shifts the expected angle
+    exactly while no probability crosses the ±97.5° ends (it is renormalised if some does).
+    """
+    probs = logits.softmax(dim=-1)
+    bins = logits.shape[-1]
+    source = torch.arange(bins, dtype=torch.float32)[None] - (degrees / BIN_DEGREES)[:, None]
+    low = source.floor()
+    frac = source - low
+    low = low.long()
+
+    def gather(index):
+        valid = (index >= 0) & (index < bins)
+        return torch.where(valid, probs.gather(1, index.clamp(0, bins - 1)), torch.zeros(()))
+
+    shifted = gather(low) * (1 - frac) + gather(low + 1) * frac
+    shifted = shifted / shifted.sum(dim=-1, keepdim=True)
+    return shifted.clamp_min(np.exp(MIN_LOG_PROB)).log()
+
+
+def offset_pose(motion: Motion, pitch=0.0, yaw=0.0, roll=0.0) -> Motion:
+    """Add degrees to head pitch/yaw/roll: a number for every frame or one value per frame (a curve)."""
+    frames = motion.frames.clone()
+    for name, value in zip(POSE, (pitch, yaw, roll)):
+        offset = per_frame(value, len(motion))
+        if bool((offset != 0).any()):
+            frames[:, FIELDS[name]] = shift_bins(frames[:, FIELDS[name]], offset)
+    return motion.with_frames(frames)
+
+
+def scale_pose(motion: Motion, factor=1.0) -> Motion:
+    """Multiply head-pose movement (pitch, yaw, roll, in degrees from the anchor) by ``factor``."""
+    factor = per_frame(factor, len(motion))
+    anchor = Motion(motion.anchor[None])
+    offsets = {name: (factor - 1) * (motion.degrees(name) - anchor.degrees(name)) for name in POSE}
+    return offset_pose(motion, **offsets)
+
+
+def scale_expression(motion: Motion, factor=1.0, keypoints=None) -> Motion:
+    """Multiply expression movement (from the anchor) of ``keypoints`` (default all 21) by ``factor``; the mouth
+    is ``LIP_KEYPOINTS``."""
+    factor = per_frame(factor, len(motion))[:, None]
+    mask = keypoint_mask(range(21) if keypoints is None else keypoints)
+    frames = motion.frames.clone()
+    exp, anchor = frames[:, FIELDS["exp"]], motion.anchor[FIELDS["exp"]]
+    frames[:, FIELDS["exp"]] = torch.where(mask.bool(), anchor + factor * (exp - anchor), exp)
+    return motion.with_frames(frames)
+
+
+def scale_mouth(motion: Motion, factor=1.0) -> Motion:
+    """Multiply mouth movement by ``factor`` (0 closes it to the source's mouth, 1.5 opens it wider)."""
+    return scale_expression(motion, factor, LIP_KEYPOINTS)
+
+
+def freeze_eyes(motion: Motion) -> Motion:
+    """Blinks off: the eye keypoints keep the anchor's expression in every frame."""
+    return scale_expression(motion, 0.0, EYE_KEYPOINTS)
+
+
+def offset_gaze(motion: Motion, horizontal=0.0, vertical=0.0) -> Motion:
+    """Move the eyes (the reference's eye delta on keypoints 11 and 15): ``horizontal`` > 0 looks to the image's
+    right, ``vertical`` > 0 looks up, in the reference's units (its gaze fix uses 0.26 per degree of yaw)."""
+    dx, dy = per_frame(horizontal, len(motion)), per_frame(vertical, len(motion))
+    frames = motion.frames.clone()
+    exp = frames[:, FIELDS["exp"]]
+    exp[:, 33] += torch.where(dx > 0, dx * 0.0007, dx * 0.001)
+    exp[:, 45] += torch.where(dx > 0, dx * 0.001, dx * 0.0007)
+    exp[:, 34] -= dy * 0.001
+    exp[:, 46] -= dy * 0.001
+    return motion.with_frames(frames)
+
+
+def smooth(motion: Motion, window: int = 5, fields=("scale", "pitch", "yaw", "roll", "t")) -> Motion:
+    """Centred moving average over ``window`` frames (truncated at the ends) of the named fields."""
+    if window <= 1:
+        return motion
+    half = window // 2
+    frames = motion.frames.clone()
+    columns = torch.cat([torch.arange(FIELDS[n].start, FIELDS[n].stop) for n in fields])
+    source = motion.frames[:, columns]
+    frames[:, columns] = torch.stack([source[max(0, i - half) : i + half + 1].mean(0) for i in range(len(motion))])
+    return motion.with_frames(frames)
+
+
+def relax(motion: Motion, amount, fields=("exp",)) -> Motion:
+    """Blend the named fields toward the anchor by ``amount`` per frame (0: unchanged, 1: at rest)."""
+    weight = per_frame(amount, len(motion)).clamp(0, 1)[:, None]
+    frames = motion.frames.clone()
+    for name in fields:
+        span = FIELDS[name]
+        frames[:, span] = frames[:, span] * (1 - weight) + motion.anchor[span] * weight
+    return motion.with_frames(frames)
+
+
+def fade(motion: Motion, fade_in: int = 0, fade_out: int = 0, fields=("exp",)) -> Motion:
+    """Ramp the named fields from the anchor over the first ``fade_in`` frames and back to it over the last
+    ``fade_out`` frames (the reference's fade schedule)."""
+    n = len(motion)
+    alpha = torch.ones(n)
+    if fade_in > 0:
+        ramp = torch.arange(min(fade_in, n), dtype=torch.float32) / fade_in
+        alpha[: len(ramp)] = ramp
+    if fade_out > 0:
+        start, end = max(n - fade_out - 1, 0), n - 1
+        idx = torch.arange(start, n, dtype=torch.float32)
+        alpha[start:] = torch.minimum(alpha[start:], ((end - idx) / max(end - start, 1)).clamp(min=0))
+    return relax(motion, 1 - alpha, fields)
+
+
+def speech_activity(clip: AudioClip, num_frames: int, fps: float = 25.0, floor_db: float = -45.0,
+                    full_db: float = -25.0) -> torch.Tensor:
+    """Per-frame speech activity in [0, 1] from loudness: 0 at or below ``floor_db`` (dBFS RMS), 1 at or above
+    ``full_db``, linear between. Use ``relax(motion, 1 - activity)`` to let the face rest during silences."""
+    hop = SAMPLE_RATE / fps
+    out = torch.zeros(num_frames)
+    for i in range(num_frames):
+        piece = clip.samples[int(i * hop) : int((i + 1) * hop)]
+        rms = float(np.sqrt(np.mean(piece.astype(np.float64) ** 2))) if len(piece) else 0.0
+        level = 20 * np.log10(max(rms, 1e-10))
+        out[i] = float(np.clip((level - floor_db) / (full_db - floor_db), 0, 1))
+    return out
