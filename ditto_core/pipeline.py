@@ -73,3 +73,18 @@ class DittoPipeline:
 
     def render(self, portrait: Portrait, motion: Motion, options: RenderOptions = RenderOptions(), **kwargs):
         return render_frames(self.networks, portrait, motion, options, **kwargs)
+
+
+def motion_from_video(frames, motion_extractor, face_models: FaceModels, fps: float = 25.0,
+                      options: RegistrationOptions = RegistrationOptions(video_smoothing=1), check=None) -> Motion:
+    """Motion performed in a driving video (LivePortrait-style): the motion extractor's pose, expression,
+    translation and scale for every frame, face tracked from frame to frame; the first frame is the anchor, so
+    relative driving transfers the change from it. ``options.video_smoothing`` > 1 smooths it."""
+    from .motion.motion import keypoint_fields_to_vector
+    from .portrait.registration import extract_motion_keypoints, moving_average
+
+    keypoints = extract_motion_keypoints(frames, motion_extractor, face_models, options, check)
+    vectors = keypoint_fields_to_vector({k: v for k, v in keypoints.items() if k != "kp"})
+    if options.video_smoothing > 1:
+        vectors = moving_average(vectors, options.video_smoothing)
+    return Motion(frames=vectors, fps=fps, metadata={"source": "driving-video", "frames": len(vectors)})

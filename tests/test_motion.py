@@ -342,3 +342,20 @@ def test_conditions_follow_the_portrait(registered):
     np.testing.assert_allclose(cond[:, 1032:1034].numpy(), np.repeat(portrait.eye_open, 10, 0))
     np.testing.assert_allclose(cond[:, 1040:].numpy(), np.repeat(portrait.canonical_kp[None], 10, 0))
     assert cond[:, 1024:1032].argmax(1).tolist() == [5] * 10
+
+
+def test_motion_from_a_driving_video(small_release, registered):
+    from ditto_core.pipeline import motion_from_video
+    from ditto_core.portrait.registration import extract_motion_keypoints
+
+    networks, _ = registered
+    face_models = load_face_models(small_release)
+    rng = np.random.default_rng(9)
+    video = [rng.integers(60, 200, (200, 160, 3), dtype=np.uint8) for _ in range(4)]
+    motion = motion_from_video(video, networks.motion_extractor, face_models, fps=30.0)
+    assert len(motion) == 4 and motion.fps == 30.0 and motion.metadata["source"] == "driving-video"
+    keypoints = extract_motion_keypoints(video, networks.motion_extractor, face_models)
+    torch.testing.assert_close(motion.field("exp"), keypoints["exp"])
+    torch.testing.assert_close(motion.field("scale"), keypoints["scale"])
+    torch.testing.assert_close(motion.field("yaw"), keypoints["yaw"])
+    torch.testing.assert_close(motion.anchor, motion.frames[0])

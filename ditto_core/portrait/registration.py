@@ -107,6 +107,17 @@ def _first_face_landmarks(frame: np.ndarray, face_models: FaceModels, options: R
     return face_models.landmark106(frame, detections.boxes[options.face_index])
 
 
+def track_faces(frames: list[np.ndarray], face_models: FaceModels, options: RegistrationOptions):
+    """Yield ``(frame, crop, image → crop [3, 3], landmarks [203, 2])`` per frame: the face is detected in the
+    first frame and followed from frame to frame through its 203 landmarks, as the reference does."""
+    guide = _first_face_landmarks(frames[0], face_models, options)
+    for frame in frames:
+        points = face_models.landmark203(frame, guide)
+        crop, to_crop = crop_face(frame, points, options)
+        yield frame, crop, to_crop, points
+        guide = points
+
+
 def register_portrait(
     images,
     appearance_extractor: torch.nn.Module,
@@ -121,10 +132,7 @@ def register_portrait(
     frames = [fit_max_size(f, options.max_size) for f in to_rgb_frames(images)]
     device = next(motion_extractor.parameters()).device
     crops_to_image, landmarks, eye_open, eye_ball, outputs, volumes = [], [], [], [], [], []
-    guide = _first_face_landmarks(frames[0], face_models, options)
-    for index, frame in enumerate(frames):
-        points = face_models.landmark203(frame, guide)
-        crop, to_crop = crop_face(frame, points, options)
+    for index, (frame, crop, to_crop, points) in enumerate(track_faces(frames, face_models, options)):
         mesh = face_models.face_mesh(crop)
         if mesh is None:
             raise NoFaceError(
@@ -140,7 +148,6 @@ def register_portrait(
         landmarks.append(points)
         eye_open.append(opened)
         eye_ball.append(ball)
-        guide = points
 
     keypoints = {name: torch.cat([o[i] for o in outputs]) for i, name in enumerate(KEYPOINT_FIELDS)}
     canonical_kp = keypoints["kp"][0].numpy().copy()
@@ -157,3 +164,21 @@ def register_portrait(
         landmarks=np.stack(landmarks),
         options=options,
     )
+
+
+def extract_motion_keypoints(
+    images, motion_extractor: torch.nn.Module, face_models: FaceModels,
+    options: RegistrationOptions = RegistrationOptions(), check=None,
+) -> dict[str, torch.Tensor]:
+    """The motion extractor's outputs for every frame of a (driving) video, face tracked as in registration:
+    ``{pitch, yaw, roll: [N, 66], t: [N, 3], exp: [N, 63], scale: [N, 1], kp: [N, 63]}``. ``check`` runs before
+    each frame (to stop early)."""
+    frames = [fit_max_size(f, options.max_size) for f in to_rgb_frames(images)]
+    device = next(motion_extractor.parameters()).device
+    outputs = []
+    for _, crop, _, _ in track_faces(frames, face_models, options):
+        if check is not None:
+            check()
+        with torch.inference_mode():
+            outputs.append([o.float().cpu() for o in motion_extractor(network_input(crop).to(device))])
+    return {name: torch.cat([o[i] for o in outputs]) for i, name in enumerate(KEYPOINT_FIELDS)}
