@@ -19,24 +19,27 @@ from .portrait.registration import mirror_index
 from .render import RenderOptions, render_frames
 
 
-def portrait_conditions(portrait: Portrait, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """Eye-open ``[N, 2]`` and eye-ball ``[N, 6]`` per output frame (a video source loops ping-pong)."""
-    index = [mirror_index(i, portrait.num_frames) for i in range(num_frames)]
+def portrait_conditions(portrait: Portrait, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eye-open ``[n, 2]`` and eye-ball ``[n, 6]`` for output frames ``start:stop`` (a video source loops
+    ping-pong; negative indices, the online pre-roll, use frame 0)."""
+    index = [mirror_index(i, portrait.num_frames) for i in range(start, stop)]
     return portrait.eye_open[index], portrait.eye_ball[index]
 
 
-def motion_conditions(portrait: Portrait, features: AudioFeatures, emotion, cond_dim: int) -> torch.Tensor:
-    """The LMDM's per-frame conditions ``[N, cond_dim]``."""
-    n = features.num_frames
-    eye_open, eye_ball = portrait_conditions(portrait, n)
-    return build_conditions(features.frames, emotion_timeline(emotion, n, features.fps), eye_open, eye_ball,
-                            portrait.canonical_kp, cond_dim)
+def motion_conditions(portrait: Portrait, audio: torch.Tensor, emotion, cond_dim: int, start: int = 0,
+                      fps: float = 25.0) -> torch.Tensor:
+    """The LMDM's conditions ``[n, cond_dim]`` for frames ``start:start+n`` given their audio rows ``[n, 1024]``
+    (negative frame indices: the online pre-roll, conditioned like frame 0)."""
+    stop = start + len(audio)
+    eye_open, eye_ball = portrait_conditions(portrait, start, stop)
+    emotion_rows = emotion_timeline(emotion, max(stop, 1), fps)[[max(i, 0) for i in range(start, stop)]]
+    return build_conditions(audio, emotion_rows, eye_open, eye_ball, portrait.canonical_kp, cond_dim)
 
 
 def sample_motion(lmdm, portrait: Portrait, features: AudioFeatures, emotion="neutral",
                   options: SamplerOptions = SamplerOptions()) -> Motion:
     """Offline motion for the whole audio: ``features.num_frames`` frames at 25 fps."""
-    cond = motion_conditions(portrait, features, emotion, lmdm.config.cond_dim)
+    cond = motion_conditions(portrait, features.frames, emotion, lmdm.config.cond_dim, fps=features.fps)
     frames, anchor = sample_offline(lmdm, cond, first_frame_vector(portrait.keypoints), options)
     metadata = {"source": "ditto-lmdm", "seed": options.seed, "steps": options.steps, "overlap": options.overlap,
                 "emotion": emotion if isinstance(emotion, (str, int)) else repr(emotion),

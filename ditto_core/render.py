@@ -36,9 +36,11 @@ def render_frames(
     start: int = 0,
     stop: int | None = None,
     check: Callable[[], None] | None = None,
+    first_index: int = 0,
 ) -> Iterator[np.ndarray]:
     """Yield frames ``[H, W, 3]`` uint8 (the source's size; ``[512, 512, 3]`` without paste-back) for motion
-    frames ``start:stop``. ``check`` runs before every batch (e.g. to raise on user interrupt)."""
+    frames ``start:stop``. ``check`` runs before every batch (e.g. to raise on user interrupt). ``first_index``:
+    the position of motion frame 0 in a longer stream (chooses the frame of a looping source video)."""
     if options.batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {options.batch_size}")
     device = networks.device
@@ -52,7 +54,7 @@ def render_frames(
         if check is not None:
             check()
         frames = list(range(batch_start, min(batch_start + options.batch_size, stop)))
-        sources = [mirror_index(f, portrait.num_frames) for f in frames]
+        sources = [mirror_index(first_index + f, portrait.num_frames) for f in frames]
         _, x_d = driving_keypoints(
             source, (yaw_s, pitch_s), motion, frames, sources, portrait.is_video, options.drive
         )

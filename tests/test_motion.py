@@ -62,9 +62,9 @@ def reference_chain(cond, overlap, smoothing, sampler):
     return smo(res[:n], 0, n)
 
 
-def _chain(cond, overlap, smoothing, chunks, preroll=0):
+def _chain(cond, overlap, smoothing, chunks, online=False):
     chain = MotionChain(EchoSampler(), torch.zeros(265), SamplerOptions(overlap=overlap, smoothing=smoothing),
-                        preroll=preroll)
+                        online=online)
     out, position = [], 0
     for size in chunks:
         out.append(chain.push(cond[position : position + size]))
@@ -97,11 +97,12 @@ def test_chaining_matches_the_reference_algorithm(overlap, smoothing):
 
 @pytest.mark.parametrize("chunks", [[1] * 300, [7, 13, 100], [80], [69, 1, 1, 200]])
 @pytest.mark.parametrize("overlap", [10, 70])
-def test_online_pushes_equal_offline(chunks, overlap):
+@pytest.mark.parametrize("online", [False, True])
+def test_pushing_in_pieces_equals_pushing_at_once(chunks, overlap, online):
     cond = torch.from_numpy(np.random.default_rng(0).standard_normal((260, 300)).astype(np.float32))
-    offline, _ = _chain(cond, overlap, 3, [260])
-    online, _ = _chain(cond, overlap, 3, chunks)
-    torch.testing.assert_close(online, offline, rtol=0, atol=0)
+    at_once, _ = _chain(cond, overlap, 3, [260], online)
+    pieces, _ = _chain(cond, overlap, 3, chunks, online)
+    torch.testing.assert_close(pieces, at_once, rtol=0, atol=0)
 
 
 def test_frames_come_out_as_soon_as_final():
@@ -112,11 +113,20 @@ def test_frames_come_out_as_soon_as_final():
     assert len(chain.push(torch.zeros(10, 300))) == 10  # every further 10 rows complete one more window
 
 
-def test_preroll_frames_are_generated_but_not_returned():
-    cond = torch.arange(100, dtype=torch.float32)[:, None].expand(100, 300).contiguous()
-    out, chain = _chain(cond, 70, 1, [100], preroll=30)
-    torch.testing.assert_close(out, cond[30:, :265])
+@pytest.mark.parametrize("overlap", [1, 10, 39, 40, 70, 75])
+def test_online_preroll_frames_are_generated_but_not_returned(overlap):
+    cond = torch.arange(200, dtype=torch.float32)[:, None].expand(200, 300).contiguous()
+    out, chain = _chain(cond, overlap, 1, [200], online=True)
+    torch.testing.assert_close(out, cond[overlap:, :265])  # every real frame, in order, for every overlap
     torch.testing.assert_close(chain.anchor, cond[0, :265])
+
+
+def test_online_frames_arrive_every_window():
+    chain = MotionChain(EchoSampler(), torch.zeros(265), SamplerOptions(overlap=70, smoothing=3), online=True)
+    assert len(chain.push(torch.zeros(70, 300))) == 0  # the silent pre-roll
+    assert len(chain.push(torch.zeros(10, 300))) == 0  # window 1 emits pre-roll frames only
+    assert len(chain.push(torch.zeros(10, 300))) == 9  # window 2: real frames 0-8 are final
+    assert len(chain.push(torch.zeros(10, 300))) == 10
 
 
 def test_smooth_rows_reads_the_input_not_its_own_output():
@@ -338,7 +348,7 @@ def test_sampled_motion_has_one_frame_per_audio_frame_and_is_seeded(registered):
 
 def test_conditions_follow_the_portrait(registered):
     networks, portrait = registered
-    cond = motion_conditions(portrait, _features(10), "sad", 1103)
+    cond = motion_conditions(portrait, _features(10).frames, "sad", 1103)
     np.testing.assert_allclose(cond[:, 1032:1034].numpy(), np.repeat(portrait.eye_open, 10, 0))
     np.testing.assert_allclose(cond[:, 1040:].numpy(), np.repeat(portrait.canonical_kp[None], 10, 0))
     assert cond[:, 1024:1032].argmax(1).tolist() == [5] * 10

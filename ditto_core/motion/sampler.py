@@ -92,21 +92,27 @@ def smooth_rows(seq: torch.Tensor, start: int, stop: int, window: int) -> torch.
 class MotionChain:
     """Chains LMDM windows over a condition sequence that may arrive in pieces.
 
-    first_frame ``[265]``: the source's motion vector, the first window's condition frame. preroll: number of
-    leading condition rows that are padding (online silence); their motion is generated but not returned.
+    first_frame ``[265]``: the source's motion vector, the first window's condition frame.
+
+    Offline, consecutive windows are blended over the whole overlap. Online (the reference's online mode), they
+    are blended over min(overlap, 80 − overlap) frames, and the first ``overlap`` condition rows are a silent
+    pre-roll (the caller pushes them) whose motion is generated but not returned; with the large overlaps online
+    use calls for (70-75), frames then become final 80 − overlap at a time.
     """
 
-    def __init__(self, sampler: WindowSampler, first_frame: torch.Tensor, options: SamplerOptions, preroll: int = 0):
+    def __init__(self, sampler: WindowSampler, first_frame: torch.Tensor, options: SamplerOptions,
+                 online: bool = False):
         seq_len = sampler.shape[1]
         options.validate(seq_len)
         self.sampler = sampler
         self.seq_len = seq_len
         self.overlap = options.overlap
         self.valid = seq_len - options.overlap
-        self.fuse_weights = torch.arange(options.overlap, dtype=torch.float32)[:, None] / max(options.overlap, 1)
+        self.fuse = min(self.overlap, self.valid) if online else self.overlap
+        self.fuse_weights = torch.arange(self.fuse, dtype=torch.float32)[:, None] / max(self.fuse, 1)
         self.smoothing = options.smoothing
         self.half = options.smoothing // 2 if options.smoothing > 1 else 0
-        self.preroll = preroll
+        self.preroll = self.overlap if online else 0
         self.cond_frame = first_frame.float().cpu()
         self.cond = None  # condition rows from global index cond_start on
         self.cond_start = 0
@@ -128,14 +134,14 @@ class MotionChain:
             self.result = smooth_rows(pred, 0, self.seq_len, self.smoothing)
         else:
             fused = self.result.clone()
-            if self.overlap:
-                tail = fused[-self.overlap :]
-                head = pred[self.seq_len - self.valid - self.overlap : self.seq_len - self.valid]
-                fused[-self.overlap :] = tail * (1 - self.fuse_weights) + head * self.fuse_weights
+            if self.fuse:
+                tail = fused[-self.fuse :]
+                head = pred[self.seq_len - self.valid - self.fuse : self.seq_len - self.valid]
+                fused[-self.fuse :] = tail * (1 - self.fuse_weights) + head * self.fuse_weights
             fused = torch.cat([fused, pred[self.seq_len - self.valid :]])
             local_end = len(fused)
             self.result = smooth_rows(
-                fused, local_end - self.valid - self.overlap, local_end - self.valid + 1, self.smoothing
+                fused, local_end - self.valid - self.fuse, local_end - self.valid + 1, self.smoothing
             )
         self.windows += 1
         self.cond_frame = self.result[self.length - self.overlap - 1 - self.result_start].clone()
@@ -166,7 +172,8 @@ class MotionChain:
         if drop_cond > 0:
             self.cond = self.cond[drop_cond:]
             self.cond_start = next_start
-        keep_from = max(self.emitted - self.half - 1, self.result_start)
+        # keep what smoothing of unemitted frames and the next window's condition frame (row L + V − O − 1) read
+        keep_from = max(min(self.emitted - self.half - 1, self.length + self.valid - self.overlap - 1), self.result_start)
         self.result = self.result[keep_from - self.result_start :]
         self.result_start = keep_from
 
@@ -181,7 +188,7 @@ class MotionChain:
             self._append_window(window)
         if self.windows == 0:
             return torch.zeros(0, MOTION_DIM)
-        final_upto = self.length - self.overlap - self.half  # later windows rewrite the last `overlap` rows
+        final_upto = self.length - self.fuse - self.half  # later windows rewrite the last `fuse` rows
         frames = torch.zeros(0, MOTION_DIM)
         if final_upto > self.emitted:
             smoothed = smooth_rows(self.result, self.emitted - self.result_start, final_upto - self.result_start, self.smoothing)

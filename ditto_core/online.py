@@ -1,0 +1,97 @@
+"""Realtime mode: speech pushed in chunks as it arrives → rendered frames out as soon as they are final.
+
+Audio features stream with the offline grid; motion is chained the reference's online way (a silent pre-roll of
+``overlap`` frames, short blends), so with overlap 70 the first frames need about 0.9 s of audio and then 10
+frames come out per 0.4 s. The frames equal those of the same session fed all at once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .audio import StreamingFeatureExtractor, extract_features, load_audio
+from .audio.clip import SAMPLE_RATE
+from .motion.motion import Motion
+from .motion.sampler import MotionChain, SamplerOptions, WindowSampler, first_frame_vector
+from .pipeline import DittoPipeline, motion_conditions
+from .portrait import Portrait
+from .render import RenderOptions, render_frames
+
+ONLINE_SAMPLER = SamplerOptions(steps=10, overlap=70)
+
+
+@dataclass
+class OnlineStats:
+    first_frame_audio_s: float | None = None  # audio pushed before the first frame came out
+    first_frame_wall_s: float | None = None  # wall time from the first push to the first frame
+    frames: int = 0
+    started: float | None = None
+    finished: float | None = None
+
+    @property
+    def steady_fps(self) -> float | None:
+        if self.first_frame_wall_s is None or self.finished is None or self.frames < 2:
+            return None
+        return (self.frames - 1) / max(self.finished - self.started - self.first_frame_wall_s, 1e-9)
+
+
+class OnlineSession:
+    def __init__(self, pipeline: DittoPipeline, portrait: Portrait, emotion="neutral",
+                 sampler: SamplerOptions = ONLINE_SAMPLER, render: RenderOptions = RenderOptions()):
+        self.pipeline, self.portrait, self.emotion, self.render_options = pipeline, portrait, emotion, render
+        lmdm = pipeline.networks.lmdm
+        self.cond_dim = lmdm.config.cond_dim
+        self.features = StreamingFeatureExtractor(pipeline.encoder)
+        self.chain = MotionChain(WindowSampler(lmdm, sampler.steps, sampler.seed), first_frame_vector(portrait.keypoints),
+                                 sampler, online=True)
+        preroll = sampler.overlap
+        silence = extract_features(load_audio(np.zeros(max(preroll, 1) * 640, np.float32), SAMPLE_RATE),
+                                   pipeline.encoder).frames[:preroll]
+        self.chain.push(motion_conditions(portrait, silence, emotion, self.cond_dim, start=-preroll))
+        self.feature_rows = 0
+        self.rendered = 0
+        self.audio_samples = 0
+        self.stats = OnlineStats()
+
+    def _render(self, motion_rows: torch.Tensor) -> list[np.ndarray]:
+        if len(motion_rows) == 0:
+            return []
+        motion = Motion(motion_rows, anchor=self.chain.anchor)
+        frames = list(render_frames(self.pipeline.networks, self.portrait, motion, self.render_options,
+                                    first_index=self.rendered))
+        if self.stats.first_frame_wall_s is None:
+            self.stats.first_frame_wall_s = time.perf_counter() - self.stats.started
+            self.stats.first_frame_audio_s = self.audio_samples / SAMPLE_RATE
+        self.rendered += len(frames)
+        self.stats.frames = self.rendered
+        return frames
+
+    def _motion_for(self, feature_rows: np.ndarray, final: bool) -> torch.Tensor:
+        rows = torch.from_numpy(feature_rows)
+        motion = torch.zeros(0, 265)
+        if len(rows):
+            cond = motion_conditions(self.portrait, rows, self.emotion, self.cond_dim, start=self.feature_rows)
+            self.feature_rows += len(rows)
+            motion = self.chain.push(cond)
+        if final:
+            motion = torch.cat([motion, self.chain.finish()])
+        return motion
+
+    def push(self, samples: np.ndarray) -> list[np.ndarray]:
+        """Add 16-kHz mono samples; returns the frames that became final."""
+        if self.stats.started is None:
+            self.stats.started = time.perf_counter()
+        self.audio_samples += len(samples)
+        return self._render(self._motion_for(self.features.push(samples), final=False))
+
+    def finish(self) -> list[np.ndarray]:
+        """End of speech: the remaining frames (⌈seconds·25⌉ in all)."""
+        if self.stats.started is None:
+            self.stats.started = time.perf_counter()
+        frames = self._render(self._motion_for(self.features.finish(), final=True))
+        self.stats.finished = time.perf_counter()
+        return frames
