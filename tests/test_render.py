@@ -141,3 +141,20 @@ def test_render_command_without_models_says_what_to_download(tmp_path):
     assert "huggingface-cli download digital-avatar/ditto-talkinghead" in done.stderr
     assert "MISSING ditto_pytorch/models/lmdm_v0.4_hubert.pth" in done.stderr
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_streamed_rendering_retains_at_most_one_batch(setup):
+    """The renderer yields frames as it goes: however long the motion, it keeps no more than one batch alive."""
+    import gc
+    import weakref
+
+    networks, _, portrait, _ = setup
+    motion = Motion(torch.zeros(23, 265))
+    alive, most_alive = [], 0
+    for frame in render_frames(networks, portrait, motion, RenderOptions(batch_size=3)):
+        alive.append(weakref.ref(frame))
+        del frame
+        gc.collect()
+        most_alive = max(most_alive, sum(ref() is not None for ref in alive))
+    assert len(alive) == 23
+    assert most_alive <= 3
