@@ -80,18 +80,6 @@ def features(audio: str, models: str | None, out: str, backend: str, hubert_dir:
     return 0
 
 
-def parse_emotion(text: str):
-    """``happy`` | ``3`` | ``happy+surprise`` (a mix) | ``0:neutral,2.5:happy`` (a timeline in seconds)."""
-
-    def one(item: str):
-        labels = [int(p) if p.isdigit() else p for p in item.split("+")]
-        return labels[0] if len(labels) == 1 else labels
-
-    if ":" in text:
-        return [(float(start), one(label)) for start, label in (seg.split(":", 1) for seg in text.split(","))]
-    return one(text)
-
-
 class Progress:
     def __init__(self, total: int, label: str):
         self.total, self.label, self.start = total, label, time.perf_counter()
@@ -105,6 +93,7 @@ class Progress:
 def render(args) -> int:
     """Portrait + speech → talking-head mp4 with the speech muxed in."""
     from .motion import ConditionError, SamplerOptions
+    from .motion.conditions import parse_emotion
     from .motion.drive import DriveOptions
     from .pipeline import DittoPipeline
     from .portrait import FaceModelError, NoFaceError, PortraitInputError, RegistrationOptions
@@ -130,7 +119,8 @@ def render(args) -> int:
         clip, features = pipeline.encode_audio(args.audio)
         print(f"{clip.name}: {clip.duration_s:.2f} s → {features.num_frames} frames", file=sys.stderr)
         start = time.perf_counter()
-        motion = pipeline.sample(portrait, features, parse_emotion(args.emotion),
+        emotion = parse_emotion(args.emotion)
+        motion = pipeline.sample(portrait, features, emotion,
                                  SamplerOptions(steps=args.steps, overlap=args.overlap, seed=args.seed))
         print(f"motion sampled in {time.perf_counter() - start:.1f} s", file=sys.stderr)
         if args.save_motion:

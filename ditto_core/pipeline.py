@@ -37,10 +37,11 @@ def motion_conditions(portrait: Portrait, audio: torch.Tensor, emotion, cond_dim
 
 
 def sample_motion(lmdm, portrait: Portrait, features: AudioFeatures, emotion="neutral",
-                  options: SamplerOptions = SamplerOptions()) -> Motion:
-    """Offline motion for the whole audio: ``features.num_frames`` frames at 25 fps."""
+                  options: SamplerOptions = SamplerOptions(), on_window=None) -> Motion:
+    """Offline motion for the whole audio: ``features.num_frames`` frames at 25 fps. ``on_window`` is called
+    after each 80-frame window."""
     cond = motion_conditions(portrait, features.frames, emotion, lmdm.config.cond_dim, fps=features.fps)
-    frames, anchor = sample_offline(lmdm, cond, first_frame_vector(portrait.keypoints), options)
+    frames, anchor = sample_offline(lmdm, cond, first_frame_vector(portrait.keypoints), options, on_window)
     metadata = {"source": "ditto-lmdm", "seed": options.seed, "steps": options.steps, "overlap": options.overlap,
                 "emotion": emotion if isinstance(emotion, (str, int)) else repr(emotion),
                 "audio_seconds": features.duration_s}
@@ -71,8 +72,8 @@ class DittoPipeline:
         return clip, extract_features(clip, self.encoder)
 
     def sample(self, portrait: Portrait, features: AudioFeatures, emotion="neutral",
-               options: SamplerOptions = SamplerOptions()) -> Motion:
-        return sample_motion(self.networks.lmdm, portrait, features, emotion, options)
+               options: SamplerOptions = SamplerOptions(), on_window=None) -> Motion:
+        return sample_motion(self.networks.lmdm, portrait, features, emotion, options, on_window)
 
     def render(self, portrait: Portrait, motion: Motion, options: RenderOptions = RenderOptions(), **kwargs):
         return render_frames(self.networks, portrait, motion, options, **kwargs)

@@ -1,11 +1,42 @@
 """ComfyUI node classes (thin: every computation lives in ditto_core)."""
 
+from .audio import DittoEncodeAudio
 from .models import DittoLoadModels
-
-NODE_CLASS_MAPPINGS = {
-    "DittoLoadModels": DittoLoadModels,
-}
+from .motion import (
+    DittoBlendMotion,
+    DittoConcatMotion,
+    DittoEditExpression,
+    DittoEditPose,
+    DittoFadeMotion,
+    DittoLoadMotion,
+    DittoMotionFromVideo,
+    DittoRelaxOnSilence,
+    DittoSampleMotion,
+    DittoSaveMotion,
+    DittoSliceMotion,
+    DittoSmoothMotion,
+)
+from .portrait import DittoRegisterPortrait
+from .render import DittoRender, DittoRenderVideo
 
 NODE_DISPLAY_NAME_MAPPINGS = {
     "DittoLoadModels": "Load Ditto Models",
+    "DittoRegisterPortrait": "Register Portrait (Ditto)",
+    "DittoEncodeAudio": "Encode Audio (Ditto)",
+    "DittoSampleMotion": "Sample Motion (Ditto)",
+    "DittoEditPose": "Edit Pose (Ditto)",
+    "DittoEditExpression": "Edit Expression (Ditto)",
+    "DittoSmoothMotion": "Smooth Motion (Ditto)",
+    "DittoRelaxOnSilence": "Relax on Silence (Ditto)",
+    "DittoFadeMotion": "Fade Motion (Ditto)",
+    "DittoMotionFromVideo": "Motion from Video (Ditto)",
+    "DittoBlendMotion": "Blend Motion (Ditto)",
+    "DittoConcatMotion": "Concat Motion (Ditto)",
+    "DittoSliceMotion": "Slice Motion (Ditto)",
+    "DittoSaveMotion": "Save Motion (Ditto)",
+    "DittoLoadMotion": "Load Motion (Ditto)",
+    "DittoRender": "Render (Ditto)",
+    "DittoRenderVideo": "Render Video (Ditto)",
 }
+
+NODE_CLASS_MAPPINGS = {name: globals()[name] for name in NODE_DISPLAY_NAME_MAPPINGS}

@@ -1,4 +1,4 @@
-"""Load Ditto Models: the release's networks as one DITTO_MODELS value."""
+"""Load Ditto Models: the release's networks, face models and audio encoder as one DITTO_MODELS value."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import folder_paths
 from comfy import model_management
 
-from ..ditto_core.networks import load_networks
+from ..ditto_core.pipeline import DittoPipeline
 from ..ditto_core.release import PYTORCH_DIR
+from .common import CATEGORY
 
 MODEL_FOLDER = "ditto"
 folder_paths.add_model_folder_path(MODEL_FOLDER, os.path.join(folder_paths.models_dir, MODEL_FOLDER))
@@ -39,15 +40,16 @@ def resolve_choice(choice: str) -> Path:
 
 class DittoLoadModels:
     DESCRIPTION = (
-        "Loads the six networks of the official Ditto PyTorch release (appearance and motion extractors, warping "
-        "network, decoder, stitching network, motion diffusion model) from models/ditto/. Get them from the "
-        "Hugging Face repo digital-avatar/ditto-talkinghead (folder ditto_pytorch)."
+        "Loads the official Ditto PyTorch release from models/ditto/: the six networks (appearance and motion "
+        "extractors, warping network, decoder, stitching network, motion diffusion model), the face detector and "
+        "landmark models, and the HuBERT audio encoder. Get them from the Hugging Face repo "
+        "digital-avatar/ditto-talkinghead (folder ditto_pytorch)."
     )
-    CATEGORY = "Ditto"
+    CATEGORY = CATEGORY
     FUNCTION = "load"
     RETURN_TYPES = ("DITTO_MODELS",)
     RETURN_NAMES = ("models",)
-    OUTPUT_TOOLTIPS = ("The loaded Ditto networks, cached until the folder or device changes.",)
+    OUTPUT_TOOLTIPS = ("The loaded Ditto models, cached until the folder or device changes.",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -60,4 +62,4 @@ class DittoLoadModels:
 
     def load(self, release: str, device: str):
         torch_device = model_management.get_torch_device() if device == "auto" else device
-        return (load_networks(resolve_choice(release), torch_device),)
+        return (DittoPipeline.load(resolve_choice(release), str(torch_device)),)

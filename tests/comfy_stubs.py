@@ -11,12 +11,24 @@ from pathlib import Path
 PACK_DIR = Path(__file__).resolve().parents[1]
 
 
-def install(models_dir: Path) -> types.SimpleNamespace:
-    """Register fake ``folder_paths`` and ``comfy.model_management`` modules rooted at ``models_dir``."""
+class InterruptProcessingException(BaseException):
+    """Like ComfyUI's: a BaseException, so ``except Exception`` does not swallow it."""
+
+
+def install(base: Path) -> types.SimpleNamespace:
+    """Register fake ``folder_paths``, ``comfy.model_management``, ``comfy.utils`` and ``comfy_api.latest``
+    modules with models/, input/ and output/ under ``base``."""
+    import torch
+
     folders: dict[str, list[str]] = {}
+    state = types.SimpleNamespace(folders=folders, progress=[], interrupt_after=None, interrupt_checks=0)
 
     folder_paths = types.ModuleType("folder_paths")
-    folder_paths.models_dir = str(models_dir)
+    folder_paths.models_dir = str(base / "models")
+    folder_paths.get_output_directory = lambda: str(base / "output")
+    folder_paths.get_input_directory = lambda: str(base / "input")
+    (base / "output").mkdir(parents=True, exist_ok=True)
+    (base / "input").mkdir(parents=True, exist_ok=True)
 
     def add_model_folder_path(name, path, is_default=False):
         paths = folders.setdefault(name, [])
@@ -26,13 +38,56 @@ def install(models_dir: Path) -> types.SimpleNamespace:
     folder_paths.add_model_folder_path = add_model_folder_path
     folder_paths.get_folder_paths = lambda name: list(folders.get(name, []))
 
-    comfy = types.ModuleType("comfy")
     model_management = types.ModuleType("comfy.model_management")
-    model_management.get_torch_device = lambda: __import__("torch").device("cpu")
-    comfy.model_management = model_management
+    model_management.get_torch_device = lambda: torch.device("cpu")
+    model_management.InterruptProcessingException = InterruptProcessingException
 
-    sys.modules.update({"folder_paths": folder_paths, "comfy": comfy, "comfy.model_management": model_management})
-    return types.SimpleNamespace(folder_paths=folder_paths, folders=folders)
+    def throw_exception_if_processing_interrupted():
+        state.interrupt_checks += 1
+        if state.interrupt_after is not None and state.interrupt_checks > state.interrupt_after:
+            raise InterruptProcessingException()
+
+    model_management.throw_exception_if_processing_interrupted = throw_exception_if_processing_interrupted
+
+    utils = types.ModuleType("comfy.utils")
+
+    class ProgressBar:
+        def __init__(self, total, node_id=None):
+            self.total = total
+            state.progress.append(self)
+            self.value = 0
+
+        def update_absolute(self, value, total=None, preview=None):
+            self.value = value
+
+        def update(self, n):
+            self.value += n
+
+    utils.ProgressBar = ProgressBar
+    comfy = types.ModuleType("comfy")
+    comfy.model_management, comfy.utils = model_management, utils
+
+    latest = types.ModuleType("comfy_api.latest")
+
+    class VideoComponents:
+        def __init__(self, images, frame_rate, audio=None, metadata=None):
+            self.images, self.frame_rate, self.audio = images, frame_rate, audio
+
+    class VideoFromComponents:
+        def __init__(self, components):
+            self.components = components
+
+        def get_components(self):
+            return self.components
+
+    latest.Types = types.SimpleNamespace(VideoComponents=VideoComponents)
+    latest.InputImpl = types.SimpleNamespace(VideoFromComponents=VideoFromComponents)
+    comfy_api = types.ModuleType("comfy_api")
+    comfy_api.latest = latest
+
+    sys.modules.update({"folder_paths": folder_paths, "comfy": comfy, "comfy.model_management": model_management,
+                        "comfy.utils": utils, "comfy_api": comfy_api, "comfy_api.latest": latest})
+    return state
 
 
 def load_pack(name: str = "comfyui_ditto_under_test") -> types.ModuleType:

@@ -1,58 +1,180 @@
-"""The ComfyUI nodes, called directly as ComfyUI would call them."""
+"""The ComfyUI nodes, called directly as ComfyUI would call them, on a fake release."""
 
 import importlib
 import shutil
 
+import numpy as np
 import pytest
+import torch
 
-from comfy_stubs import install, load_pack
+from comfy_stubs import InterruptProcessingException, install, load_pack
 
 
 @pytest.fixture
-def pack(tmp_path):
-    install(tmp_path / "models")
-    return load_pack()
+def comfy(tmp_path):
+    state = install(tmp_path)
+    pack = load_pack()
+    return pack, state, tmp_path
 
 
-def test_pack_registers_prefixed_nodes_with_descriptions(pack):
+@pytest.fixture
+def graph(comfy, small_release):
+    pack, state, base = comfy
+    shutil.copytree(small_release / "ditto_pytorch", base / "models" / "ditto" / "ditto_pytorch")
+    nodes = {name: cls() for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
+    (models,) = nodes["DittoLoadModels"].load(release="ditto_pytorch", device="auto")
+    image = torch.from_numpy(np.random.default_rng(0).integers(60, 200, (1, 160, 200, 3)).astype(np.float32) / 255)
+    audio = {"waveform": torch.randn(1, 2, 44100 * 2 // 5) * 0.1, "sample_rate": 44100}  # 0.4 s stereo
+    return pack, state, base, nodes, models, image, audio
+
+
+def _result(output):
+    return output["result"] if isinstance(output, dict) else output
+
+
+def test_pack_registers_prefixed_nodes_with_descriptions_and_tooltips(comfy):
+    pack, _, _ = comfy
+    assert len(pack.NODE_CLASS_MAPPINGS) >= 17
     assert set(pack.NODE_CLASS_MAPPINGS) == set(pack.NODE_DISPLAY_NAME_MAPPINGS)
+    assert pack.WEB_DIRECTORY == "./web"
     for name, cls in pack.NODE_CLASS_MAPPINGS.items():
         assert name.startswith("Ditto")
         assert cls.DESCRIPTION and cls.CATEGORY == "Ditto"
         assert callable(getattr(cls, cls.FUNCTION))
+        inputs = cls.INPUT_TYPES()
+        for section in ("required", "optional"):
+            for input_name, spec in inputs.get(section, {}).items():
+                kind = spec[0]
+                assert isinstance(kind, (str, list)), (name, input_name)
+                if kind in ("INT", "FLOAT", "STRING", "BOOLEAN"):
+                    assert "default" in spec[1], (name, input_name)
 
 
-def test_load_models_node_registers_the_folder_and_loads(pack, tmp_path, small_release):
+def test_end_to_end_graph(graph):
+    pack, state, base, nodes, models, image, audio = graph
+    (portrait,) = nodes["DittoRegisterPortrait"].register(models, image, "first image", 0, 2.3, -0.125, 1920, 0.5)
+    features, passed_audio = nodes["DittoEncodeAudio"].encode(models, audio)
+    assert features.num_frames == 10 and passed_audio is audio
+
+    sampled = nodes["DittoSampleMotion"].sample(models, portrait, features, "happy", 5, 2, 10, 3, "0:neutral,0.2:sad")
+    (motion,) = sampled["result"]
+    curves = sampled["ui"]["ditto_motion"][0]
+    assert len(motion) == 10 and len(curves["yaw"]) == 10 and len(curves["mouth"]) == 10
+    assert motion.metadata["seed"] == 5
+
+    (edited,) = _result(nodes["DittoEditPose"].edit(motion, 0.0, 10.0, 0.0, 1.0, yaw_curve="0:0, 0.4:10"))
+    yaw_delta = edited.degrees("yaw") - motion.degrees("yaw")
+    # random fake weights give flat pose distributions that lose some mass at the ±97.5° ends when shifted, so
+    # only the direction is checked here (test_controls checks exact shifts on peaked distributions)
+    assert 0 < yaw_delta[0] < yaw_delta[-1]
+    (edited,) = _result(nodes["DittoEditExpression"].edit(edited, 1.5, 1.0, "off", 2.0, 0.0))
+    (edited,) = _result(nodes["DittoSmoothMotion"].edit(edited, 3, "pose"))
+    (edited,) = _result(nodes["DittoRelaxOnSilence"].edit(edited, audio, 1.0, -45.0, -25.0))
+    (edited,) = _result(nodes["DittoFadeMotion"].edit(edited, 2, 2, "expression"))
+
+    frames, audio_out, video = nodes["DittoRender"].render(models, portrait, edited, True, True, 3, audio)
+    assert frames.shape == (10, 160, 200, 3) and frames.dtype == torch.float32
+    assert 0 <= frames.min() and frames.max() <= 1
+    assert audio_out is audio
+    assert video.get_components().images is frames and video.get_components().frame_rate == 25
+
+    ui = nodes["DittoRenderVideo"].render(models, portrait, edited, False, True, 4, "talks/../../clip", 23, audio)
+    entry = ui["ui"]["images"][0]
+    assert ui["ui"]["animated"] == [True] and entry["type"] == "output"
+    written = base / "output" / entry["subfolder"] / entry["filename"]
+    assert written.is_file() and written.suffix == ".mp4" and written.stat().st_size > 0
+    assert base / "output" in written.parents  # "../.." stayed inside output/
+
+    saved = nodes["DittoSaveMotion"].save(edited, "motions/take")
+    again = nodes["DittoSaveMotion"].save(edited, "motions/take")
+    files = sorted((base / "output" / "motions").iterdir())
+    assert [f.name for f in files] == ["take_00001.safetensors", "take_00002.safetensors"]  # never overwritten
+    assert "saved motions/take_00001.safetensors" in saved["ui"]["text"][0]
+    assert again["ui"]["text"][0].endswith("take_00002.safetensors")
+
+    shutil.copy(files[0], base / "input" / "take.safetensors")
+    assert "take.safetensors" in pack.NODE_CLASS_MAPPINGS["DittoLoadMotion"].INPUT_TYPES()["required"]["motion_file"][0]
+    (loaded,) = _result(nodes["DittoLoadMotion"].load("take.safetensors"))
+    torch.testing.assert_close(loaded.frames, edited.frames, rtol=0, atol=0)
+    assert isinstance(pack.NODE_CLASS_MAPPINGS["DittoLoadMotion"].IS_CHANGED("take.safetensors"), str)
+    assert state.progress and all(bar.value == bar.total for bar in state.progress)
+
+
+def test_interrupt_mid_render_leaves_no_file(graph):
+    _, state, base, nodes, models, image, audio = graph
+    (portrait,) = nodes["DittoRegisterPortrait"].register(models, image, "first image", 0, 2.3, -0.125, 1920, 0.5)
+    from ditto_core.motion import Motion
+
+    motion = Motion(torch.zeros(12, 265))
+    state.interrupt_checks, state.interrupt_after = 0, 2
+    with pytest.raises(InterruptProcessingException):
+        nodes["DittoRenderVideo"].render(models, portrait, motion, True, True, 2, "ditto/cut", 18, None)
+    assert state.interrupt_checks == 3  # stopped at the third batch
+    assert not any(p.is_file() for p in (base / "output").rglob("*"))
+
+
+def test_motion_from_video_and_combinations(graph):
+    _, _, _, nodes, models, _, _ = graph
+    video = torch.from_numpy(np.random.default_rng(1).integers(60, 200, (6, 96, 96, 3)).astype(np.float32) / 255)
+    (motion,) = _result(nodes["DittoMotionFromVideo"].extract(models, video, 30.0, 1))
+    assert len(motion) == 5 and motion.fps == 25.0  # 6 frames at 30 fps → 5 at 25 fps
+    (joined,) = _result(nodes["DittoConcatMotion"].concat(motion, motion))
+    assert len(joined) == 10
+    (part,) = _result(nodes["DittoSliceMotion"].slice(joined, 3, 0))
+    torch.testing.assert_close(part.frames, joined.frames[3:])
+    (mixed,) = _result(nodes["DittoBlendMotion"].blend(part, part.with_frames(part.frames + 1), 1.0, "ramp a→b"))
+    torch.testing.assert_close(mixed.frames[-1], part.frames[-1] + 1)
+    torch.testing.assert_close(mixed.frames[0], part.frames[0])
+    with pytest.raises(ValueError, match="cannot blend motions of 7 and 5 frames"):
+        nodes["DittoBlendMotion"].blend(part, motion, 0.5, "constant")
+
+
+def test_register_a_video_source(graph):
+    _, _, _, nodes, models, _, _ = graph
+    frames = torch.from_numpy(np.random.default_rng(2).integers(60, 200, (3, 128, 128, 3)).astype(np.float32) / 255)
+    (video,) = nodes["DittoRegisterPortrait"].register(models, frames, "video source", 0, 2.3, -0.125, 1920, 0.5)
+    (still,) = nodes["DittoRegisterPortrait"].register(models, frames, "first image", 0, 2.3, -0.125, 1920, 0.5)
+    assert video.num_frames == 3 and still.num_frames == 1
+
+
+def test_widget_validation(comfy):
+    pack, _, _ = comfy
+    sample = pack.NODE_CLASS_MAPPINGS["DittoSampleMotion"]
+    assert sample.VALIDATE_INPUTS("0:neutral, 2:happy") is True
+    assert "unknown emotion 'bored'" in sample.VALIDATE_INPUTS("0:bored")
+    assert "cannot read the emotion timeline" in sample.VALIDATE_INPUTS("zero:happy")
+    relax = pack.NODE_CLASS_MAPPINGS["DittoRelaxOnSilence"]
+    assert relax.VALIDATE_INPUTS(-20.0, -40.0) == "silence_db must be below speech_db"
+    load = pack.NODE_CLASS_MAPPINGS["DittoLoadMotion"]
+    assert "not found" in load.VALIDATE_INPUTS("missing.safetensors")
+    with pytest.raises(ValueError, match="outside ComfyUI's input folder"):
+        load.VALIDATE_INPUTS("../../etc/passwd")
+
+
+def test_load_models_node_offers_release_folders(comfy, small_release):
+    pack, _, base = comfy
     node_cls = pack.NODE_CLASS_MAPPINGS["DittoLoadModels"]
-    ditto_dir = tmp_path / "models" / "ditto"
-    releases = node_cls.INPUT_TYPES()["required"]["release"][0]
-    assert releases == ["ditto_pytorch"]  # offered before anything is downloaded
-
-    shutil.copytree(small_release / "ditto_pytorch", ditto_dir / "ditto-talkinghead" / "ditto_pytorch")
-    releases = node_cls.INPUT_TYPES()["required"]["release"][0]
-    assert "ditto-talkinghead/ditto_pytorch" in releases
-
-    (models,) = node_cls().load(release="ditto-talkinghead/ditto_pytorch", device="auto")
-    assert models.root == ditto_dir / "ditto-talkinghead"
-    assert models.decoder.config.in_channels == 16  # the small release's width, read from the file
-    assert str(models.device) == "cpu"
+    assert node_cls.INPUT_TYPES()["required"]["release"][0] == ["ditto_pytorch"]  # offered before download
+    shutil.copytree(small_release / "ditto_pytorch", base / "models" / "ditto" / "ditto-talkinghead" / "ditto_pytorch")
+    assert "ditto-talkinghead/ditto_pytorch" in node_cls.INPUT_TYPES()["required"]["release"][0]
+    (models,) = node_cls().load(release="ditto-talkinghead/ditto_pytorch", device="cpu")
+    assert models.networks.decoder.config.in_channels == 16  # the small release's width, read from the file
 
 
-def test_load_models_node_explains_missing_files(pack, tmp_path):
-    node_cls = pack.NODE_CLASS_MAPPINGS["DittoLoadModels"]
+def test_load_models_node_explains_missing_files(comfy):
+    pack, _, base = comfy
     checkpoint_error = importlib.import_module(pack.__name__ + ".ditto_core.models").CheckpointError
     with pytest.raises(checkpoint_error) as err:
-        node_cls().load(release="ditto_pytorch", device="cpu")
+        pack.NODE_CLASS_MAPPINGS["DittoLoadModels"]().load(release="ditto_pytorch", device="cpu")
     message = str(err.value)
-    assert str(tmp_path / "models" / "ditto" / "ditto_pytorch" / "models" / "lmdm_v0.4_hubert.pth") in message
-    assert 'huggingface-cli download digital-avatar/ditto-talkinghead' in message
+    assert str(base / "models" / "ditto" / "ditto_pytorch" / "models" / "lmdm_v0.4_hubert.pth") in message
+    assert "huggingface-cli download digital-avatar/ditto-talkinghead" in message
 
 
-def test_cuda_request_without_cuda_is_explained(pack, small_release, tmp_path):
-    import torch
-
+def test_cuda_request_without_cuda_is_explained(comfy, small_release):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    shutil.copytree(small_release / "ditto_pytorch", tmp_path / "models" / "ditto" / "ditto_pytorch")
+    pack, _, base = comfy
+    shutil.copytree(small_release / "ditto_pytorch", base / "models" / "ditto" / "ditto_pytorch")
     with pytest.raises(ValueError, match="no CUDA device; choose the cpu device"):
         pack.NODE_CLASS_MAPPINGS["DittoLoadModels"]().load(release="ditto_pytorch", device="cuda")

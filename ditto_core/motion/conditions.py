@@ -107,3 +107,24 @@ def build_conditions(
             f"(audio 1024, emotion 8, eye open 2, eye ball 6, canonical keypoints 63). Use lmdm_v0.4_hubert.pth."
         )
     return torch.from_numpy(np.concatenate([parts[name] for name, _ in CONDITION_PARTS], axis=1).astype(np.float32))
+
+
+def parse_emotion(text: str):
+    """``happy`` | ``3`` | ``happy+surprise`` (a mix) | ``0:neutral, 2.5:happy`` (a timeline in seconds)."""
+
+    def one(item: str):
+        labels = [int(p) if p.strip().isdigit() else p.strip() for p in item.split("+")]
+        return labels[0] if len(labels) == 1 else labels
+
+    text = text.strip()
+    if ":" in text:
+        try:
+            timeline = [(float(start), one(label)) for start, label in (seg.split(":", 1) for seg in text.split(","))]
+        except ValueError as exc:
+            raise ConditionError(f"cannot read the emotion timeline {text!r}; write it as 0:neutral, 2.5:happy") from exc
+        for _, emotion in timeline:
+            emotion_vector(emotion)
+        return timeline
+    emotion = one(text)
+    emotion_vector(emotion)
+    return emotion

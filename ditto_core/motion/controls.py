@@ -152,3 +152,16 @@ def speech_activity(clip: AudioClip, num_frames: int, fps: float = 25.0, floor_d
         level = 20 * np.log10(max(rms, 1e-10))
         out[i] = float(np.clip((level - floor_db) / (full_db - floor_db), 0, 1))
     return out
+
+
+def keyframe_curve(text: str, num_frames: int, fps: float = 25.0) -> torch.Tensor:
+    """``"0:0, 2:15, 4:0"`` (seconds:value pairs) → ``[num_frames]`` values, linear between keyframes and held
+    before the first and after the last."""
+    try:
+        points = sorted((float(t), float(v)) for t, v in (item.split(":") for item in text.split(",") if item.strip()))
+    except ValueError as exc:
+        raise ValueError(f"cannot read the curve {text!r}; write keyframes as seconds:value, e.g. 0:0, 2:15, 4:0") from exc
+    if not points:
+        return torch.zeros(num_frames)
+    times = np.arange(num_frames) / fps
+    return torch.from_numpy(np.interp(times, [p[0] for p in points], [p[1] for p in points]).astype(np.float32))

@@ -151,3 +151,19 @@ class Motion:
                        metadata=json.loads(header.get("metadata", "{}")))
         except (ValueError, KeyError) as exc:
             raise MotionFileError(f"{path}: {exc}") from exc
+
+
+LIP_EXP_COLUMNS = [3 * k + c for k in (6, 12, 14, 17, 19, 20) for c in range(3)]
+
+
+def preview_curves(motion: Motion, max_points: int = 400) -> dict[str, list[float]]:
+    """Per-frame curves for a quick look, downsampled to at most ``max_points``: head pitch/yaw/roll in degrees
+    and mouth movement (size of the lip keypoints' expression change from the anchor)."""
+    step = max(1, -(-len(motion) // max_points))
+    lips = motion.field("exp")[:, LIP_EXP_COLUMNS] - motion.anchor[FIELDS["exp"]][LIP_EXP_COLUMNS]
+    curves = {name: motion.degrees(name) for name in ("pitch", "yaw", "roll")}
+    curves["mouth"] = lips.norm(dim=-1)
+    return {name: [round(float(v), 4) for v in values[::step]] for name, values in curves.items()} | {
+        "fps": [motion.fps / step],
+        "frames": [len(motion)],
+    }

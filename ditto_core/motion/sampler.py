@@ -101,7 +101,7 @@ class MotionChain:
     """
 
     def __init__(self, sampler: WindowSampler, first_frame: torch.Tensor, options: SamplerOptions,
-                 online: bool = False):
+                 online: bool = False, on_window=None):
         seq_len = sampler.shape[1]
         options.validate(seq_len)
         self.sampler = sampler
@@ -113,6 +113,7 @@ class MotionChain:
         self.smoothing = options.smoothing
         self.half = options.smoothing // 2 if options.smoothing > 1 else 0
         self.preroll = self.overlap if online else 0
+        self.on_window = on_window  # called after every window (progress, interrupt checks)
         self.cond_frame = first_frame.float().cpu()
         self.cond = None  # condition rows from global index cond_start on
         self.cond_start = 0
@@ -144,6 +145,8 @@ class MotionChain:
                 fused, local_end - self.valid - self.fuse, local_end - self.valid + 1, self.smoothing
             )
         self.windows += 1
+        if self.on_window is not None:
+            self.on_window()
         self.cond_frame = self.result[self.length - self.overlap - 1 - self.result_start].clone()
 
     def _window_cond(self, start: int, total: int | None) -> torch.Tensor | None:
@@ -223,9 +226,14 @@ def first_frame_vector(keypoints: dict[str, torch.Tensor], index: int = 0) -> to
     return keypoint_fields_to_vector({k: v[index : index + 1] for k, v in keypoints.items() if k != "kp"})[0]
 
 
-def sample_offline(lmdm, cond: torch.Tensor, first_frame: torch.Tensor, options: SamplerOptions) -> tuple[torch.Tensor, torch.Tensor]:
+def num_windows(num_frames: int, options: SamplerOptions, seq_len: int = 80) -> int:
+    return -(-num_frames // (seq_len - options.overlap))
+
+
+def sample_offline(lmdm, cond: torch.Tensor, first_frame: torch.Tensor, options: SamplerOptions,
+                   on_window=None) -> tuple[torch.Tensor, torch.Tensor]:
     """All motion frames ``[N, 265]`` for conditions ``[N, C]`` and the anchor frame ``[265]``."""
-    chain = MotionChain(WindowSampler(lmdm, options.steps, options.seed), first_frame, options)
+    chain = MotionChain(WindowSampler(lmdm, options.steps, options.seed), first_frame, options, on_window=on_window)
     frames = [chain.push(cond), chain.finish()]
     return torch.cat(frames), chain.anchor
 

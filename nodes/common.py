@@ -1,0 +1,59 @@
+"""What every Ditto node shares: ComfyUI progress and interrupt hooks, and safe output paths."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import comfy.model_management
+import comfy.utils
+import folder_paths
+
+CATEGORY = "Ditto"
+
+
+def check_interrupt() -> None:
+    """Raise ComfyUI's interrupt exception if the user pressed Cancel."""
+    comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+class Progress:
+    """ComfyUI progress bar over ``total`` steps."""
+
+    def __init__(self, total: int):
+        self.bar = comfy.utils.ProgressBar(max(total, 1))
+        self.done = 0
+
+    def update(self, steps: int = 1) -> None:
+        self.done += steps
+        self.bar.update_absolute(self.done)
+
+
+def unique_output_path(prefix: str, extension: str) -> Path:
+    """A new file in ComfyUI's output directory named after ``prefix`` (sub-folders allowed), never overwriting
+    and never outside the output directory whatever ``prefix`` contains."""
+    root = Path(folder_paths.get_output_directory()).resolve()
+    cleaned = [part for part in re.split(r"[\\/]+", prefix.strip()) if part not in ("", ".", "..")]
+    cleaned = [re.sub(r"[^\w\-. ]", "_", part) for part in cleaned] or ["ditto"]
+    folder = root.joinpath(*cleaned[:-1])
+    folder.mkdir(parents=True, exist_ok=True)
+    if root not in (folder.resolve(), *folder.resolve().parents):
+        raise ValueError(f"output prefix {prefix!r} leaves the output directory")
+    counter = 1
+    while True:
+        path = folder / f"{cleaned[-1]}_{counter:05d}{extension}"
+        try:
+            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # claim the name atomically
+        except FileExistsError:
+            counter += 1
+            continue
+        os.close(handle)
+        return path
+
+
+def output_ui_entry(path: Path) -> dict:
+    root = Path(folder_paths.get_output_directory()).resolve()
+    relative = path.resolve().relative_to(root)
+    return {"filename": relative.name, "subfolder": str(relative.parent) if str(relative.parent) != "." else "",
+            "type": "output"}

@@ -1,0 +1,94 @@
+"""Render nodes: motion + portrait → IMAGE batch (and VIDEO), or straight to an mp4 in the output folder."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import torch
+
+from ..ditto_core.audio import load_audio
+from ..ditto_core.motion.drive import DriveOptions
+from ..ditto_core.render import RenderOptions
+from ..ditto_core.video import write_mp4
+from .common import CATEGORY, Progress, check_interrupt, output_ui_entry, unique_output_path
+
+
+def _render_inputs():
+    return {
+        "models": ("DITTO_MODELS",),
+        "portrait": ("DITTO_PORTRAIT",),
+        "motion": ("DITTO_MOTION",),
+        "paste_back": ("BOOLEAN", {"default": True, "tooltip": "Off: output the 512x512 face crop only."}),
+        "stitching": ("BOOLEAN", {"default": True, "tooltip": "Keeps the face aligned with the shoulders."}),
+        "batch_size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "Frames rendered together."}),
+    }
+
+
+def _frames(models, portrait, motion, paste_back, stitching, batch_size, progress):
+    options = RenderOptions(batch_size=batch_size, paste_back=paste_back, drive=DriveOptions(stitching=stitching))
+    for frame in models.render(portrait, motion, options, check=check_interrupt):
+        progress.update()
+        yield frame
+
+
+def _video(images: torch.Tensor, fps: float, audio):
+    from comfy_api.latest import InputImpl, Types
+
+    return InputImpl.VideoFromComponents(
+        Types.VideoComponents(images=images, frame_rate=Fraction(fps).limit_denominator(1001), audio=audio)
+    )
+
+
+class DittoRender:
+    DESCRIPTION = (
+        "Renders the motion on the portrait: an IMAGE batch (one frame per motion frame, the source's size), the "
+        "audio passed through, and a VIDEO for Save Video. For long clips use Render Ditto Video (streams to mp4)."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "render"
+    RETURN_TYPES = ("IMAGE", "AUDIO", "VIDEO")
+    RETURN_NAMES = ("frames", "audio", "video")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": _render_inputs(), "optional": {"audio": ("AUDIO", {"tooltip": "Muxed into the VIDEO."})}}
+
+    def render(self, models, portrait, motion, paste_back, stitching, batch_size, audio=None):
+        progress = Progress(len(motion))
+        images = None
+        for index, frame in enumerate(_frames(models, portrait, motion, paste_back, stitching, batch_size, progress)):
+            if images is None:  # one float copy of the clip, filled in place
+                images = torch.empty((len(motion), *frame.shape), dtype=torch.float32)
+            images[index] = torch.from_numpy(frame).float().div_(255)
+        return (images, audio, _video(images, motion.fps, audio))
+
+
+class DittoRenderVideo:
+    DESCRIPTION = (
+        "Renders straight into an mp4 (h264, with the audio) in ComfyUI's output folder, encoding frames as they "
+        "are made: memory stays flat however long the audio. Nothing is left behind if it is cancelled."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "render"
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        inputs = _render_inputs()
+        inputs["filename_prefix"] = ("STRING", {"default": "ditto/talking_head"})
+        inputs["crf"] = ("INT", {"default": 18, "min": 0, "max": 51, "tooltip": "h264 quality; lower is better."})
+        return {"required": inputs, "optional": {"audio": ("AUDIO",)}}
+
+    def render(self, models, portrait, motion, paste_back, stitching, batch_size, filename_prefix, crf, audio=None):
+        clip = load_audio(audio) if audio is not None else None
+        path = unique_output_path(filename_prefix, ".mp4")
+        progress = Progress(len(motion))
+        try:
+            write_mp4(path, _frames(models, portrait, motion, paste_back, stitching, batch_size, progress),
+                      motion.fps, clip, crf)
+        except BaseException:
+            path.unlink(missing_ok=True)  # the reserved name; the video itself was never moved into place
+            raise
+        return {"ui": {"images": [output_ui_entry(path)], "animated": [True]}}
