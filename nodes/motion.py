@@ -44,7 +44,7 @@ class DittoSampleMotion:
                 "portrait": ("DITTO_PORTRAIT",),
                 "audio_features": ("DITTO_AUDIO_FEATURES",),
                 "emotion": (list(EMOTIONS), {"default": "neutral", "tooltip": "Emotion for the whole clip."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 2**63 - 1}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**63 - 1, "control_after_generate": True}),
                 "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "Diffusion steps per window; fewer is faster."}),
                 "overlap": ("INT", {"default": 10, "min": 0, "max": 79, "tooltip": "Frames shared by consecutive 80-frame windows."}),
                 "smoothing": ("INT", {"default": 3, "min": 0, "max": 25, "tooltip": "Moving average (frames) on pose and position."}),
