@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from fractions import Fraction
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio.clip import SAMPLE_RATE, AudioClip
+from .files import finish_atomically, temporary_sibling
 
 
 def pad_to_even(frame: np.ndarray) -> np.ndarray:
@@ -35,8 +35,7 @@ def write_mp4(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=path.parent)
-    os.close(handle)
+    tmp_name = temporary_sibling(path, ".mp4")
     count = 0
     try:
         with av.open(tmp_name, "w", format="mp4") as container:
@@ -60,7 +59,7 @@ def write_mp4(
                 container.mux(packet)
             if audio_stream is not None:
                 _encode_audio(container, audio_stream, audio.samples, av)
-        os.replace(tmp_name, path)
+        finish_atomically(tmp_name, path)
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)

@@ -158,3 +158,16 @@ def test_streamed_rendering_retains_at_most_one_batch(setup):
         most_alive = max(most_alive, sum(ref() is not None for ref in alive))
     assert len(alive) == 23
     assert most_alive <= 3
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    from ditto_core.files import readable_mode
+
+    video = tmp_path / "v.mp4"
+    write_mp4(video, iter([np.zeros((16, 16, 3), np.uint8)]))
+    motion = Motion(torch.zeros(2, 265)).save(tmp_path / "m.safetensors")
+    for path in (video, motion):
+        assert os.stat(path).st_mode & 0o777 == readable_mode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "v.mp4"]  # no temporary files left

@@ -11,15 +11,15 @@ sys.path.insert(0, str(ROOT / "workflows"))
 
 import build  # noqa: E402
 
-FILES = sorted((ROOT / "workflows").glob("*.json"))
+FILES = sorted((ROOT / "example_workflows").glob("*.json"))
 
 
-def test_every_workflow_is_shipped_in_both_folders_and_current():
+def test_every_workflow_is_shipped_and_current():
     built = build.build()
     assert {f.stem for f in FILES} == set(built) and len(built) >= 6
     for name, workflow in built.items():
-        for folder in ("workflows", "example_workflows"):
-            assert json.loads((ROOT / folder / f"{name}.json").read_text()) == workflow, (folder, name)
+        assert json.loads((ROOT / "example_workflows" / f"{name}.json").read_text()) == workflow, name
+    assert not list((ROOT / "workflows").glob("*.json"))  # ComfyUI would list a second copy
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)

@@ -1,4 +1,7 @@
-"""Writes the example workflows (ComfyUI UI format) into workflows/ and example_workflows/.
+"""Writes the example workflows (ComfyUI UI format) into example_workflows/.
+
+The JSON lives only there: ComfyUI lists the workflows of every folder it recognises (example_workflows,
+workflows, examples, …), so a copy here would show each template twice in its template browser.
 
     python workflows/build.py
 
@@ -15,7 +18,7 @@ import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TARGETS = (HERE, HERE.parent / "example_workflows")
+TARGET = HERE.parent / "example_workflows"
 
 # Built-in ComfyUI nodes used here: (inputs as (name, type) for links, outputs as (name, type), widget count).
 BUILTINS = {
@@ -218,12 +221,10 @@ def build() -> dict[str, dict]:
 
 
 def main() -> None:
+    TARGET.mkdir(exist_ok=True)
     for name, workflow in build().items():
-        text = json.dumps(workflow, indent=2) + "\n"
-        for target in TARGETS:
-            target.mkdir(exist_ok=True)
-            (target / f"{name}.json").write_text(text)
-    print(f"wrote {len(WORKFLOWS)} workflows to " + ", ".join(str(t) for t in TARGETS))
+        (TARGET / f"{name}.json").write_text(json.dumps(workflow, indent=2) + "\n")
+    print(f"wrote {len(WORKFLOWS)} workflows to {TARGET}")
 
 
 if __name__ == "__main__":

@@ -122,14 +122,14 @@ class Motion:
 
     # --- files ------------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write ``.safetensors`` with frames, anchor and JSON metadata."""
-        from safetensors.torch import save_file
+        """Write ``.safetensors`` with frames, anchor and JSON metadata (atomically)."""
+        from safetensors.torch import save
 
-        path = Path(path)
+        from ..files import atomic_write_bytes
+
         header = {"format": "ditto-motion", "version": str(FORMAT_VERSION), "fps": repr(float(self.fps)),
                   "metadata": json.dumps(self.metadata)}
-        save_file({"frames": self.frames, "anchor": self.anchor}, str(path), metadata=header)
-        return path
+        return atomic_write_bytes(path, save({"frames": self.frames, "anchor": self.anchor}, metadata=header))
 
     @classmethod
     def load(cls, path: str | Path) -> "Motion":
