@@ -1,6 +1,6 @@
 // Draws a Ditto motion's head-pose and mouth curves on the node after it runs, from the "ditto_motion" entry of
 // the node's UI output (sent by every node that outputs DITTO_MOTION, and by Save Motion).
-import { app } from "../../scripts/app.js";
+import { app } from "../../../scripts/app.js"; // served at /extensions/ComfyUI-Ditto/js/
 
 const COLORS = { pitch: "#e0a030", yaw: "#40a0e0", roll: "#a070e0", mouth: "#e05060" };
 const HEIGHT = 120;
@@ -58,7 +58,12 @@ app.registerExtension({
       if (!this.dittoCanvas) {
         this.dittoCanvas = document.createElement("canvas");
         this.dittoCanvas.height = HEIGHT;
-        this.addDOMWidget("motion_curves", "ditto_motion_curves", this.dittoCanvas, { serialize: false });
+        this.addDOMWidget("motion_curves", "ditto_motion_curves", this.dittoCanvas, {
+          serialize: false,
+          getMinHeight: () => HEIGHT + 10,
+        });
+        const [width, height] = this.computeSize();
+        this.setSize([Math.max(this.size[0], width), Math.max(this.size[1], height)]);
       }
       this.dittoCanvas.width = Math.max(200, Math.floor(this.size[0] - 20));
       drawCurves(this.dittoCanvas, data);
