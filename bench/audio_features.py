@@ -14,7 +14,6 @@ import argparse
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ditto_core.audio import OnnxHubertEncoder, TorchHubertEncoder, extract_features, load_audio  # noqa: E402
+from ditto_core.testing.fake_aux import export_hubert_onnx  # noqa: E402
 
 HUBERT_LARGE = dict(
     hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
@@ -37,19 +37,7 @@ def build_models(folder: Path) -> Path:
     model = HubertModel(HubertConfig(**HUBERT_LARGE)).eval()
     model.save_pretrained(folder)
 
-    class LastHidden(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_values):
-            return self.inner(input_values).last_hidden_state[0]
-
-    onnx_path = folder / "hubert.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(LastHidden(model), (torch.zeros(1, 6480),), str(onnx_path), input_names=["input_values"],
-                          output_names=["encoding_out"], dynamic_axes={"input_values": {1: "n"}}, dynamo=False)
+    onnx_path = export_hubert_onnx(model, folder / "hubert.onnx")
     return onnx_path
 
 

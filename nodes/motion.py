@@ -26,15 +26,20 @@ def with_preview(motion: Motion, *extra):
     return {"ui": {"ditto_motion": [preview_curves(motion)]}, "result": (motion, *extra)}
 
 
-class DittoSampleMotion:
+class MotionNode:
+    """A node whose one output is a DITTO_MOTION."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("DITTO_MOTION",)
+    RETURN_NAMES = ("motion",)
+
+
+class DittoSampleMotion(MotionNode):
     DESCRIPTION = (
         "Samples head motion, expressions, lip movement and blinks from the audio with Ditto's motion diffusion "
         "model. Same seed, same motion. The result is editable data (DITTO_MOTION)."
     )
-    CATEGORY = CATEGORY
     FUNCTION = "sample"
-    RETURN_TYPES = ("DITTO_MOTION",)
-    RETURN_NAMES = ("motion",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -75,12 +80,9 @@ class DittoSampleMotion:
         return with_preview(models.sample(portrait, audio_features, chosen, options, on_window))
 
 
-class DittoEditPose:
+class DittoEditPose(MotionNode):
     DESCRIPTION = "Head pose edits: constant offsets, keyframed curves (seconds:degrees) and movement amplitude."
-    CATEGORY = CATEGORY
     FUNCTION = "edit"
-    RETURN_TYPES = ("DITTO_MOTION",)
-    RETURN_NAMES = ("motion",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -107,12 +109,9 @@ class DittoEditPose:
         return with_preview(controls.offset_pose(motion, **offsets))
 
 
-class DittoEditExpression:
+class DittoEditExpression(MotionNode):
     DESCRIPTION = "Expression edits: mouth and overall expression amplitude, blinks and gaze."
-    CATEGORY = CATEGORY
     FUNCTION = "edit"
-    RETURN_TYPES = ("DITTO_MOTION",)
-    RETURN_NAMES = ("motion",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -145,12 +144,9 @@ SMOOTH_FIELDS = {
 }
 
 
-class DittoSmoothMotion:
+class DittoSmoothMotion(MotionNode):
     DESCRIPTION = "Temporal smoothing: a centred moving average over frames."
-    CATEGORY = CATEGORY
     FUNCTION = "edit"
-    RETURN_TYPES = ("DITTO_MOTION",)
-    RETURN_NAMES = ("motion",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -162,12 +158,9 @@ class DittoSmoothMotion:
         return with_preview(controls.smooth(motion, window, SMOOTH_FIELDS[what]))
 
 
-class DittoRelaxOnSilence:
+class DittoRelaxOnSilence(MotionNode):
     DESCRIPTION = "Lets the face rest while the audio is silent (expression eased toward the source's)."
-    CATEGORY = CATEGORY
     FUNCTION = "edit"
-    RETURN_TYPES = ("DITTO_MOTION",)
-    RETURN_NAMES = ("motion",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -187,12 +180,9 @@ class DittoRelaxOnSilence:
         return with_preview(controls.relax(motion, strength * (1 - activity)))
 
 
-class DittoFadeMotion:
+class DittoFadeMotion(MotionNode):
     DESCRIPTION = "Fades the motion in from, and out to, the source's resting face."
-    CATEGORY = CATEGORY
     FUNCTION = "edit"
-    RETURN_TYPES = ("DITTO_MOTION",)
-    RETURN_NAMES = ("motion",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -206,12 +196,9 @@ class DittoFadeMotion:
         return with_preview(controls.fade(motion, fade_in_frames, fade_out_frames, fields))
 
 
-class DittoMotionFromVideo:
+class DittoMotionFromVideo(MotionNode):
     DESCRIPTION = "Reads the head motion and expressions performed in a driving video (an IMAGE batch of frames)."
-    CATEGORY = CATEGORY
     FUNCTION = "extract"
-    RETURN_TYPES = ("DITTO_MOTION",)
-    RETURN_NAMES = ("motion",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -232,12 +219,9 @@ class DittoMotionFromVideo:
         return with_preview(motion.resample(25.0) if abs(fps - 25.0) > 1e-6 else motion)
 
 
-class DittoBlendMotion:
+class DittoBlendMotion(MotionNode):
     DESCRIPTION = "Mixes two motions of equal length: constant weight, or a ramp from one to the other."
-    CATEGORY = CATEGORY
     FUNCTION = "blend"
-    RETURN_TYPES = ("DITTO_MOTION",)
-    RETURN_NAMES = ("motion",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -252,12 +236,9 @@ class DittoBlendMotion:
         return with_preview(motion_a.blend(motion_b, weight))
 
 
-class DittoConcatMotion:
+class DittoConcatMotion(MotionNode):
     DESCRIPTION = "Joins two motions end to end."
-    CATEGORY = CATEGORY
     FUNCTION = "concat"
-    RETURN_TYPES = ("DITTO_MOTION",)
-    RETURN_NAMES = ("motion",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -267,12 +248,9 @@ class DittoConcatMotion:
         return with_preview(first.concat(second))
 
 
-class DittoSliceMotion:
+class DittoSliceMotion(MotionNode):
     DESCRIPTION = "Keeps frames start..end (end 0 = to the end)."
-    CATEGORY = CATEGORY
     FUNCTION = "slice"
-    RETURN_TYPES = ("DITTO_MOTION",)
-    RETURN_NAMES = ("motion",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -307,12 +285,9 @@ def input_motion_files() -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob(f"*{MOTION_EXTENSION}")) if root.is_dir() else []
 
 
-class DittoLoadMotion:
+class DittoLoadMotion(MotionNode):
     DESCRIPTION = "Loads a .safetensors motion from ComfyUI's input folder (copy saved motions there)."
-    CATEGORY = CATEGORY
     FUNCTION = "load"
-    RETURN_TYPES = ("DITTO_MOTION",)
-    RETURN_NAMES = ("motion",)
 
     @classmethod
     def INPUT_TYPES(cls):

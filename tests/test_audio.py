@@ -1,7 +1,6 @@
 """Audio input, HuBERT windowing, streaming and both encoder back-ends."""
 
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from ditto_core.audio import (
 from ditto_core.audio.encoders import HUBERT_REPO, HUBERT_REVISION, download_hubert
 from ditto_core.audio.features import stream_features, window_start
 from ditto_core.release import AUX_FILES
-from ditto_core.testing.fake_aux import write_fake_hubert_onnx
+from ditto_core.testing.fake_aux import export_hubert_onnx, write_fake_hubert_onnx
 
 
 @pytest.fixture(scope="module")
@@ -217,21 +216,7 @@ def tiny_hubert(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_hubert")
     model.save_pretrained(folder)
 
-    class LastHidden(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_values):
-            return self.inner(input_values).last_hidden_state[0]
-
-    onnx_path = folder / "hubert.onnx"
-    with warnings.catch_warnings():  # the TorchScript exporter and tracer announce their deprecation
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            LastHidden(model), (torch.zeros(1, 6480),), str(onnx_path), input_names=["input_values"],
-            output_names=["encoding_out"], dynamic_axes={"input_values": {1: "n"}}, dynamo=False,
-        )
+    onnx_path = export_hubert_onnx(model, folder / "hubert.onnx")
     return folder, onnx_path
 
 

@@ -10,13 +10,23 @@ HUBERT_KERNEL = 400  # HuBERT's conv front end: receptive field 400 samples, hop
 HUBERT_HOP = 320
 
 
+def _save(model, path: Path) -> Path:
+    import onnx
+
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
 def write_fake_hubert_onnx(path: str | Path, kernel: np.ndarray | None = None, seed: int = 0) -> Path:
     """A one-layer "HuBERT": ``input_values [1, n]`` → ``encoding_out [frames, 1024]`` with
     frames = (n − 400)/320 + 1 (20 for a 6,480-sample window), row r = kernel · samples[320r : 320r + 400].
 
     kernel: ``[1024, 400]``; random (seeded) when omitted.
     """
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     if kernel is None:
@@ -38,24 +48,7 @@ def write_fake_hubert_onnx(path: str | Path, kernel: np.ndarray | None = None, s
         [helper.make_tensor_value_info("encoding_out", TensorProto.FLOAT, ["num_rows", kernel.shape[0]])],
         initializer=[weight, axes_1, axes_0],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
-
-
-def _save(model, path: Path) -> Path:
-    import onnx
-
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
+    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
 def _constant_output_graph(input_name: str, input_shape: list, outputs: dict[str, np.ndarray], name: str):
@@ -201,4 +194,27 @@ def write_fake_face_landmarker(path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(FAKE_FACE_LANDMARKER_MAGIC + buffer.getvalue())
+    return path
+
+
+def export_hubert_onnx(model, path: str | Path) -> Path:
+    """Export a transformers ``HubertModel`` as the release's encoder is shaped: ``input_values [1, n]`` →
+    ``encoding_out [rows, hidden]`` (its last hidden state)."""
+    import warnings
+
+    import torch
+
+    class LastHidden(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_values):
+            return self.inner(input_values).last_hidden_state[0]
+
+    path = Path(path)
+    with warnings.catch_warnings():  # the TorchScript exporter and tracer announce their deprecation
+        warnings.simplefilter("ignore")
+        torch.onnx.export(LastHidden(model), (torch.zeros(1, 6480),), str(path), input_names=["input_values"],
+                          output_names=["encoding_out"], dynamic_axes={"input_values": {1: "n"}}, dynamo=False)
     return path
