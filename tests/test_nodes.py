@@ -72,13 +72,13 @@ def test_end_to_end_graph(graph):
     (edited,) = _result(nodes["DittoRelaxOnSilence"].edit(edited, audio, 1.0, -45.0, -25.0))
     (edited,) = _result(nodes["DittoFadeMotion"].edit(edited, 2, 2, "expression"))
 
-    frames, audio_out, video = nodes["DittoRender"].render(models, portrait, edited, True, True, 3, audio)
+    frames, audio_out, video = nodes["DittoRender"].render(models, portrait, edited, True, True, 3, False, audio)
     assert frames.shape == (10, 160, 200, 3) and frames.dtype == torch.float32
     assert 0 <= frames.min() and frames.max() <= 1
     assert audio_out is audio
     assert video.get_components().images is frames and video.get_components().frame_rate == 25
 
-    ui = nodes["DittoRenderVideo"].render(models, portrait, edited, False, True, 4, "talks/../../clip", 23, audio)
+    ui = nodes["DittoRenderVideo"].render(models, portrait, edited, False, True, 4, True, "talks/../../clip", 23, audio)
     entry = ui["ui"]["images"][0]
     assert ui["ui"]["animated"] == [True] and entry["type"] == "output"
     written = base / "output" / entry["subfolder"] / entry["filename"]
@@ -108,7 +108,7 @@ def test_interrupt_mid_render_leaves_no_file(graph):
     motion = Motion(torch.zeros(12, 265))
     state.interrupt_checks, state.interrupt_after = 0, 2
     with pytest.raises(InterruptProcessingException):
-        nodes["DittoRenderVideo"].render(models, portrait, motion, True, True, 2, "ditto/cut", 18, None)
+        nodes["DittoRenderVideo"].render(models, portrait, motion, True, True, 2, False, "ditto/cut", 18, None)
     assert state.interrupt_checks == 3  # stopped at the third batch
     assert not any(p.is_file() for p in (base / "output").rglob("*"))
 
