@@ -8,7 +8,7 @@ frames come out per 0.4 s. The frames equal those of the same session fed all at
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch

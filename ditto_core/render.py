@@ -24,10 +24,6 @@ class RenderOptions:
     drive: DriveOptions = field(default_factory=DriveOptions)
 
 
-class RenderInterrupted(Exception):
-    """Rendering was stopped by the caller's check."""
-
-
 def render_frames(
     networks: DittoNetworks,
     portrait: Portrait,

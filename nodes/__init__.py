@@ -39,4 +39,23 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "DittoRenderVideo": "Render Video (Ditto)",
 }
 
-NODE_CLASS_MAPPINGS = {name: globals()[name] for name in NODE_DISPLAY_NAME_MAPPINGS}
+NODE_CLASSES = (
+    DittoLoadModels,
+    DittoRegisterPortrait,
+    DittoEncodeAudio,
+    DittoSampleMotion,
+    DittoEditPose,
+    DittoEditExpression,
+    DittoSmoothMotion,
+    DittoRelaxOnSilence,
+    DittoFadeMotion,
+    DittoMotionFromVideo,
+    DittoBlendMotion,
+    DittoConcatMotion,
+    DittoSliceMotion,
+    DittoSaveMotion,
+    DittoLoadMotion,
+    DittoRender,
+    DittoRenderVideo,
+)
+NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in NODE_CLASSES}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-import numpy as np
 import torch
 
 from ..ditto_core.audio import load_audio

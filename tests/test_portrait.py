@@ -1,7 +1,6 @@
 """Portrait registration on a fake release: inputs, crop geometry, face choice, video smoothing, paste-back."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -12,7 +12,7 @@ output equals the offline output exactly; it emits frames 5k..5k+4 once 280 ms o
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise", "contempt")
-NEUTRAL = EMOTIONS.index("neutral")
 LABEL_LOGIT = 8.0
 CONDITION_PARTS = (("audio", 1024), ("emotion", 8), ("eye_open", 2), ("eye_ball", 6), ("canonical_kp", 63))
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from ..diffusion import ddim_time_pairs
@@ -214,11 +213,6 @@ class MotionChain:
         return self._final_frames(total, values)
 
 
-def silence_rows(count: int, cond_row: torch.Tensor) -> torch.Tensor:
-    """``count`` copies of one condition row (the online pre-roll)."""
-    return cond_row[None].expand(count, -1).clone()
-
-
 def first_frame_vector(keypoints: dict[str, torch.Tensor], index: int = 0) -> torch.Tensor:
     """The source's motion vector ``[265]`` (frame ``index`` of a portrait's keypoints)."""
     from .motion import keypoint_fields_to_vector
@@ -236,7 +230,3 @@ def sample_offline(lmdm, cond: torch.Tensor, first_frame: torch.Tensor, options:
     chain = MotionChain(WindowSampler(lmdm, options.steps, options.seed), first_frame, options, on_window=on_window)
     frames = [chain.push(cond), chain.finish()]
     return torch.cat(frames), chain.anchor
-
-
-def as_numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy()

@@ -12,7 +12,7 @@ from ..keypoints import bins_to_degrees, transform_keypoints
 from ..models.motion_extractor import MotionExtractor
 from .face_models import FaceModels, NoFaceError
 from .geometry import CROP_SCALE, CROP_SIZE, CROP_VY_RATIO, crop_transform, eye_conditions, invert, warp
-from .images import DEFAULT_MAX_SIZE, PortraitInputError, fit_max_size, to_rgb_frames
+from .images import DEFAULT_MAX_SIZE, fit_max_size, to_rgb_frames
 
 NETWORK_INPUT_SIZE = 256
 KEYPOINT_FIELDS = MotionExtractor.OUTPUT_NAMES  # pitch, yaw, roll, t, exp, scale, kp
