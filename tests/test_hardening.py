@@ -1,0 +1,229 @@
+"""Bad and odd inputs, one table: each row is an input a user may give and the answer it must get, either a
+correct result (checked) or one clear error naming the problem. The README's troubleshooting section lists them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+
+from ditto_core.audio import AudioInputError, OnnxHubertEncoder, extract_features, load_audio
+from ditto_core.models import CheckpointError, load_network
+from ditto_core.motion import Motion, MotionFileError, SamplerOptions
+from ditto_core.networks import load_networks
+from ditto_core.portrait import FaceModelError, NoFaceError, load_face_models, register_portrait
+from ditto_core.portrait.face_models import FaceDetector, load_face_mesh
+from ditto_core.release import AUX_FILES, NETWORK_FILES
+from ditto_core.testing.fake_aux import write_fake_face_detector
+
+from comfy_stubs import InterruptProcessingException, install, load_pack
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    run: Callable  # (env) → result
+    check: Callable | None = None  # result → bool, for inputs that must work
+    error: type | None = None  # for inputs that must be refused …
+    message: str = ""  # … with this (regex) in the message
+
+
+class Env:
+    """What the rows need, built once: a small fake release, its models, a scratch folder, a ComfyUI stand-in."""
+
+    def __init__(self, release: Path, scratch: Path):
+        self.release, self.scratch = release, scratch
+        self.networks = load_networks(release)
+        self.face_models = load_face_models(release)
+        self.encoder = OnnxHubertEncoder(release / AUX_FILES["hubert"].path)
+
+    def register(self, image, face_models=None):
+        return register_portrait(image, self.networks.appearance_extractor, self.networks.motion_extractor,
+                                 face_models or self.face_models)
+
+    def features(self, samples, rate=16000):
+        return extract_features(load_audio(samples, rate), self.encoder)
+
+    def file(self, name: str, data: bytes | None = None) -> Path:
+        path = self.scratch / name
+        if data is not None:
+            path.write_bytes(data)
+        return path
+
+    def state_dict(self, kind: str) -> dict:
+        content = torch.load(self.release / NETWORK_FILES[kind].path, weights_only=True)
+        return content["model_state_dict"] if kind == "lmdm" else content
+
+    def saved(self, name: str, content) -> Path:
+        path = self.file(name)
+        torch.save(content, path)
+        return path
+
+    def comfy(self):
+        base = self.scratch / "comfy"
+        state = install(base)
+        target = base / "models" / "ditto" / "ditto_pytorch"
+        if not target.exists():
+            shutil.copytree(self.release / "ditto_pytorch", target)
+        pack = load_pack()
+        return pack, state, base
+
+
+def _photo(h, w, seed=0):
+    return np.random.default_rng(seed).integers(60, 200, (h, w, 3), dtype=np.uint8)
+
+
+def _renamed(env):
+    sd = env.state_dict("warp_network")
+    sd["third.conv.weight_x"] = sd.pop("third.conv.weight")
+    return load_network("warp_network", env.saved("renamed.pth", sd))
+
+
+def _wrong_shape(env):
+    sd = env.state_dict("appearance_extractor")
+    sd["second.bias"] = torch.zeros(7)
+    return load_network("appearance_extractor", env.saved("shape.pth", sd))
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _pickle_bomb(env):
+    marker = env.file("executed")
+    try:
+        load_network("decoder", env.saved("bomb.pth", {"payload": _Payload(marker)}))
+    finally:
+        assert not marker.exists(), "the pickle's code ran"
+
+
+def _several_faces(env):
+    detector = FaceDetector(write_fake_face_detector(env.file("det3.onnx"), faces=((120, 150, 90), (330, 260, 220), (420, 420, 50))))
+    models = type(env.face_models)(detector, env.face_models.landmark106, env.face_models.landmark203, env.face_models.face_mesh)
+    portrait = env.register(_photo(512, 512), models)
+    centre = portrait.crop_to_image[0] @ np.array([256.0, 256.0, 1.0])
+    return centre[:2]
+
+
+def _interrupted_render(env):
+    pack, state, base = env.comfy()
+    nodes = pack.NODE_CLASS_MAPPINGS
+    (models,) = nodes["DittoLoadModels"]().load("ditto_pytorch", "cpu")
+    (portrait,) = nodes["DittoRegisterPortrait"]().register(models, torch.rand(1, 64, 64, 3) * 0.5 + 0.3, "first image",
+                                                             0, 2.3, -0.125, 1920, 0.5)
+    state.interrupt_checks, state.interrupt_after = 0, 1
+    try:
+        nodes["DittoRenderVideo"]().render(models, portrait, Motion(torch.zeros(9, 265)), True, True, 2, False,
+                                           "ditto/cut", 18, None)
+    finally:
+        state.interrupt_after = None
+        assert not [p for p in (base / "output").rglob("*") if p.is_file()], "a partial file was left"
+
+
+def _portrait_batch_node(env):
+    pack, _, _ = env.comfy()
+    nodes = pack.NODE_CLASS_MAPPINGS
+    (models,) = nodes["DittoLoadModels"]().load("ditto_pytorch", "cpu")
+    batch = torch.rand(3, 64, 64, 3) * 0.5 + 0.3
+    return nodes["DittoRegisterPortrait"]().register(models, batch, "first image", 0, 2.3, -0.125, 1920, 0.5)[0]
+
+
+def _other_fps_motion(env):
+    pack, _, base = env.comfy()
+    Motion(torch.randn(30, 265) * 0.1, fps=30.0).save(base / "input" / "m30.safetensors")
+    return pack.NODE_CLASS_MAPPINGS["DittoLoadMotion"]().load("m30.safetensors")["result"][0]
+
+
+def _widget_ranges(env):
+    pack, _, _ = env.comfy()
+    spec = pack.NODE_CLASS_MAPPINGS["DittoSampleMotion"].INPUT_TYPES()["required"]
+    return spec["overlap"][1]["max"], spec["steps"][1]["min"]
+
+
+CASES = [
+    # portraits
+    Case("no face (all-black image)", lambda e: e.register(np.zeros((300, 400, 3), np.uint8)),
+         error=NoFaceError, message=r"no face found in the 400x300 source image \(detector threshold 0.5\)"),
+    Case("several faces: the largest is used", _several_faces,
+         check=lambda c: np.linalg.norm(c - (330, 260)) < np.linalg.norm(c - (120, 150))),
+    Case("tiny image (32x32)", lambda e: e.register(_photo(32, 32)), check=lambda p: p.images.shape[1:3] == (32, 32)),
+    Case("huge image (8000x6000)", lambda e: e.register(_photo(6000, 8000)),
+         check=lambda p: p.images.shape[1:3] == (1440, 1920)),
+    Case("greyscale image", lambda e: e.register(np.full((64, 64), 150, np.uint8)), check=lambda p: p.images.shape[-1] == 3),
+    Case("RGBA image", lambda e: e.register(np.full((64, 64, 4), 150, np.uint8)), check=lambda p: p.images.shape[-1] == 3),
+    Case("16-bit image", lambda e: e.register(np.full((64, 64, 3), 40000, np.uint16)),
+         check=lambda p: p.images.dtype == np.uint8 and p.images.max() == 156),
+    Case("a batch of portraits in first-image mode (node)", _portrait_batch_node, check=lambda p: p.num_frames == 1),
+    # audio
+    Case("empty audio", lambda e: e.features(np.zeros(0, np.float32)), error=AudioInputError, message="is empty"),
+    Case("10 ms of audio", lambda e: e.features(np.zeros(160, np.float32)), check=lambda f: f.num_frames == 1),
+    Case("silent audio", lambda e: e.features(np.zeros(16000, np.float32)),
+         check=lambda f: f.num_frames == 25 and bool(torch.isfinite(f.frames).all())),
+    Case("clipped audio (peaks at ±3)", lambda e: e.features(np.clip(np.random.randn(16000) * 5, -3, 3).astype(np.float32)),
+         check=lambda f: f.num_frames == 25 and bool(torch.isfinite(f.frames).all())),
+    Case("NaN in the audio", lambda e: e.features(np.array([0.1, np.nan] * 100, np.float32)),
+         error=AudioInputError, message="100 non-finite samples"),
+    Case("mono audio", lambda e: e.features(np.zeros((1, 8000), np.float32)), check=lambda f: f.num_frames == 13),
+    Case("stereo audio", lambda e: e.features(np.zeros((2, 8000), np.float32)), check=lambda f: f.num_frames == 13),
+    Case("6-channel audio", lambda e: e.features(np.zeros((6, 8000), np.float32)), check=lambda f: f.num_frames == 13),
+    Case("8 kHz audio", lambda e: e.features(np.zeros(8000, np.float32), 8000), check=lambda f: f.num_frames == 25),
+    Case("96 kHz audio", lambda e: e.features(np.zeros(96000, np.float32), 96000), check=lambda f: f.num_frames == 25),
+    Case("30-minute audio", lambda e: e.features(np.zeros(16000 * 1800, np.float32)),
+         check=lambda f: f.num_frames == 45000),
+    # model files
+    Case("missing checkpoint", lambda e: load_network("lmdm", e.file("absent.pth")),
+         error=CheckpointError, message="not found.*lmdm_v0.4_hubert.pth.*digital-avatar/ditto-talkinghead"),
+    Case("truncated checkpoint", lambda e: load_network("decoder", e.file(
+        "cut.pth", (e.release / NETWORK_FILES["decoder"].path).read_bytes()[:5000])),
+         error=CheckpointError, message="damaged or incomplete"),
+    Case("renamed key", _renamed, error=CheckpointError, message=r"missing keys: third\.conv\.weight.*unexpected keys"),
+    Case("wrong shape", _wrong_shape, error=CheckpointError, message=r"second\.bias: file \(7,\), network \(64,\)"),
+    Case("fp16 checkpoint", lambda e: load_network("stitch_network", e.saved("half.pth", {
+        "retarget_shoulder": {k: v.half() for k, v in torch.load(
+            e.release / NETWORK_FILES["stitch_network"].path, weights_only=True)["retarget_shoulder"].items()}})),
+         check=lambda net: all(p.dtype == torch.float32 for p in net.parameters())),
+    Case("pickle that would run code", _pickle_bomb, error=CheckpointError, message="refused without being run"),
+    # auxiliary models
+    Case("missing aux ONNX", lambda e: FaceDetector(e.file("absent_det.onnx")),
+         error=FaceModelError, message="face detector model not found.*ditto_pytorch/aux_models"),
+    Case("wrong aux ONNX (HuBERT given as the detector)",
+         lambda e: FaceDetector(e.release / AUX_FILES["hubert"].path), error=FaceModelError, message="has 1 outputs"),
+    Case("damaged .task file", lambda e: load_face_mesh(e.file("bad.task", b"not a bundle")),
+         error=FaceModelError, message="cannot load the MediaPipe face landmarker"),
+    # running
+    Case("interrupted render", _interrupted_render, error=InterruptProcessingException),
+    Case("out-of-range sampler values", lambda e: SamplerOptions(overlap=80).validate(80),
+         error=ValueError, message="overlap must be between"),
+    Case("out-of-range widget values are bounded in the node", _widget_ranges, check=lambda r: r == (79, 1)),
+    Case("motion file saved at another fps", _other_fps_motion, check=lambda m: m.fps == 25.0 and len(m) == 25),
+    Case("corrupt motion file", lambda e: Motion.load(e.file("bad.safetensors", b"\x10\x00garbage")),
+         error=MotionFileError, message="not a readable motion file"),
+]
+
+
+@pytest.fixture(scope="module")
+def env(small_release, tmp_path_factory):
+    return Env(small_release, tmp_path_factory.mktemp("hardening"))
+
+
+def test_the_table_has_at_least_25_rows():
+    assert len(CASES) >= 25 and len({c.name for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_and_odd_inputs(env, case):
+    if case.error is not None:
+        with pytest.raises(case.error, match=case.message or None):
+            case.run(env)
+    else:
+        assert case.check(case.run(env)), case.name
