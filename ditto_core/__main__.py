@@ -11,9 +11,8 @@ import argparse
 import sys
 import time
 
-import torch
-
 import numpy as np
+import torch
 
 from .audio import AudioInputError, EncoderError, extract_features, load_audio
 from .audio.encoders import BACKENDS, download_hubert, load_encoder

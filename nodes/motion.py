@@ -9,8 +9,7 @@ import folder_paths
 import torch
 
 from ..ditto_core.audio import load_audio
-from ..ditto_core.motion import EMOTIONS, Motion, SamplerOptions
-from ..ditto_core.motion import controls
+from ..ditto_core.motion import EMOTIONS, Motion, SamplerOptions, controls
 from ..ditto_core.motion.conditions import parse_emotion
 from ..ditto_core.motion.motion import preview_curves
 from ..ditto_core.motion.sampler import num_windows

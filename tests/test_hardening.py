@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
+from comfy_stubs import InterruptProcessingException, install, load_pack
 
 from ditto_core.audio import AudioInputError, OnnxHubertEncoder, extract_features, load_audio
 from ditto_core.models import CheckpointError, load_network
@@ -21,8 +22,6 @@ from ditto_core.portrait import FaceModelError, NoFaceError, load_face_models, r
 from ditto_core.portrait.face_models import FaceDetector, load_face_mesh
 from ditto_core.release import AUX_FILES, NETWORK_FILES
 from ditto_core.testing.fake_aux import write_fake_face_detector
-
-from comfy_stubs import InterruptProcessingException, install, load_pack
 
 
 @dataclass(frozen=True)

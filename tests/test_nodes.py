@@ -6,7 +6,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from comfy_stubs import InterruptProcessingException, install, load_pack
 
 

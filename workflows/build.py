@@ -40,9 +40,9 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 
 def ditto_classes():
     sys.path.insert(0, str(HERE.parent / "tests"))
-    from comfy_stubs import install, load_pack
-
     import tempfile
+
+    from comfy_stubs import install, load_pack
 
     install(Path(tempfile.mkdtemp()))
     return load_pack("comfyui_ditto_workflows").NODE_CLASS_MAPPINGS

@@ -10,8 +10,15 @@ import cv2
 import numpy as np
 
 from ..release import HF_REPO, release_path
-from .geometry import LANDMARK_CROP_SCALE, LANDMARK_CROP_SIZE, LANDMARK_CROP_VY_RATIO, crop_transform, invert
-from .geometry import transform_points, warp
+from .geometry import (
+    LANDMARK_CROP_SCALE,
+    LANDMARK_CROP_SIZE,
+    LANDMARK_CROP_VY_RATIO,
+    crop_transform,
+    invert,
+    transform_points,
+    warp,
+)
 
 DETECTION_SIZE = 512
 DETECTION_THRESHOLD = 0.5
