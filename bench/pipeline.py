@@ -1,0 +1,137 @@
+"""Per-stage and end-to-end speed on this machine, ours and (optionally) the reference's, side by side.
+
+    python bench/pipeline.py [--frames 4] [--steps 50] [--reference PATH]   (or DITTO_REFERENCE=PATH)
+
+Runs on a fake release at the official network sizes (random weights cost what trained ones do) with the shipped
+sample portrait. PATH is a local checkout of antgroup/ditto-talkinghead (never vendored here); with it the same
+stages run through the reference's own PyTorch wrappers on the same inputs and the ratios are printed. Audio
+encoding is measured separately by bench/audio_features.py (the fake release's HuBERT is a stand-in).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ditto_core.motion import Motion  # noqa: E402
+from ditto_core.motion.sampler import WindowSampler, first_frame_vector  # noqa: E402
+from ditto_core.pipeline import DittoPipeline  # noqa: E402
+from ditto_core.portrait import paste_back  # noqa: E402
+from ditto_core.testing.fake_release import write_fake_release  # noqa: E402
+from ditto_core.video import write_mp4  # noqa: E402
+
+CPU_TARGET_RATIO = 1.5
+
+
+def timed(fn, repeats: int = 1) -> float:
+    fn()  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def ours(root: Path, frames: int, steps: int) -> dict[str, float]:
+    pipe = DittoPipeline.load(root)
+    image = cv2.cvtColor(cv2.imread(str(ROOT / "assets" / "portrait.jpg")), cv2.COLOR_BGR2RGB)
+    portrait = pipe.register(image)
+    nets = pipe.networks
+    cond = torch.randn(80, nets.lmdm.config.cond_dim)
+    sampler = WindowSampler(nets.lmdm, steps, seed=0)
+    first = first_frame_vector(portrait.keypoints)
+    x_s = portrait.source_keypoints()
+    x_d = x_s + 0.01 * torch.randn_like(x_s)
+    f_s = portrait.appearance
+    with torch.inference_mode():
+        warped = nets.warp_network(f_s, x_s, x_d)
+        face = (nets.decoder(warped)[0].permute(1, 2, 0).clamp(0, 1) * 255).numpy()
+    out = {}
+    out["LMDM window (80 frames)"] = timed(lambda: sampler(first, cond))
+    with torch.inference_mode():
+        out["warp (per frame)"] = timed(lambda: nets.warp_network(f_s, x_s, x_d))
+        out["decode (per frame)"] = timed(lambda: nets.decoder(warped))
+    out["paste-back (per frame)"] = timed(lambda: paste_back(portrait.images[0], face, portrait.crop_to_image[0]), 5)
+    with tempfile.TemporaryDirectory() as tmp:
+        still = paste_back(portrait.images[0], face, portrait.crop_to_image[0])
+        out["video encode (per frame)"] = timed(lambda: write_mp4(Path(tmp) / "v.mp4", [still] * 25), 1) / 25
+        motion = Motion(torch.randn(frames, 265) * 0.1)
+        start = time.perf_counter()
+        write_mp4(Path(tmp) / "e2e.mp4", pipe.render(portrait, motion))
+        out["render end to end (per frame)"] = (time.perf_counter() - start) / frames
+    return out
+
+
+def reference(path: Path, root: Path, steps: int) -> dict[str, float]:
+    sys.path.insert(0, str(path))
+    from core.atomic_components.putback import PutBackNumpy
+    from core.models.decoder import Decoder
+    from core.models.modules import LMDM
+    from core.models.warp_network import WarpNetwork
+
+    models = root / "ditto_pytorch" / "models"
+    lmdm = LMDM(audio_feat_dim=1103, device="cpu").load_model(str(models / "lmdm_v0.4_hubert.pth"))
+    warp = WarpNetwork(str(models / "warp_network.pth"), device="cpu")
+    decoder = Decoder(str(models / "decoder.pth"), device="cpu")
+    put = PutBackNumpy()
+    image = cv2.cvtColor(cv2.imread(str(ROOT / "assets" / "portrait.jpg")), cv2.COLOR_BGR2RGB)
+    f_s = np.random.rand(1, 32, 16, 64, 64).astype(np.float32)
+    kp = (np.random.rand(1, 21, 3).astype(np.float32) - 0.5)
+    cond = torch.randn(1, 80, 1103)
+    kp_cond = torch.randn(1, 265)
+    out = {"LMDM window (80 frames)": timed(lambda: lmdm.ddim_sample(kp_cond, cond, steps))}
+    warped = warp(f_s, kp, kp)
+    out["warp (per frame)"] = timed(lambda: warp(f_s, kp, kp))
+    out["decode (per frame)"] = timed(lambda: decoder(warped))
+    face = np.random.rand(512, 512, 3).astype(np.float32) * 255
+    m_c2o = np.array([[0.6, 0, 50], [0, 0.6, 40], [0, 0, 1]], np.float32)
+    out["paste-back (per frame)"] = timed(lambda: put(image, face, m_c2o), 5)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--frames", type=int, default=4, help="frames rendered for the end-to-end figure")
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--reference", default=os.environ.get("DITTO_REFERENCE"))
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+          f"CUDA {'yes' if torch.cuda.is_available() else 'no'}; official network sizes, {args.steps} steps")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = write_fake_release(tmp)
+        mine = ours(root, args.frames, args.steps)
+        print(f"peak RAM (ours): {peak_rss_mb():.0f} MB")
+        theirs = reference(Path(args.reference), root, args.steps) if args.reference else {}
+    print(f"{'stage':34s} {'ours s':>10s} {'reference s':>12s} {'speed-up':>9s}")
+    for stage, seconds in mine.items():
+        ref = theirs.get(stage)
+        ratio = f"{ref / seconds:8.2f}x" if ref else ""
+        print(f"{stage:34s} {seconds:10.3f} {ref if ref else float('nan'):12.3f} {ratio:>9s}")
+    window = mine["LMDM window (80 frames)"] / 70  # an offline window yields 70 new frames
+    per_frame = mine["render end to end (per frame)"] + window
+    print(f"end to end (ours): {1 / per_frame:.3f} frames/s ({per_frame:.2f} s per frame)")
+    if theirs:
+        ref_frame = sum(theirs[k] for k in ("warp (per frame)", "decode (per frame)", "paste-back (per frame)"))
+        ref_frame += theirs["LMDM window (80 frames)"] / 70 + mine["video encode (per frame)"]
+        ratio = ref_frame / per_frame
+        print(f"end to end (reference stages + our encoder): {1 / ref_frame:.4f} frames/s; ours/reference = "
+              f"{ratio:.2f}x (target ≥ {CPU_TARGET_RATIO}x on CPU: {'met' if ratio >= CPU_TARGET_RATIO else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
