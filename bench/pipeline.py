@@ -120,6 +120,8 @@ def main() -> None:
         root = write_fake_release(tmp)
         mine = ours(root, args.frames, args.steps)
         print(f"peak RAM (ours): {peak_rss_mb():.0f} MB")
+        for stage, seconds in mine.items():
+            print(f"ours: {stage:34s} {seconds:10.3f} s", flush=True)
         theirs = reference(Path(args.reference), root, args.steps) if args.reference else {}
     print(f"{'stage':34s} {'ours s':>10s} {'reference s':>12s} {'speed-up':>9s}")
     for stage, seconds in mine.items():
