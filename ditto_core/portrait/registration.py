@@ -107,6 +107,11 @@ def _first_face_landmarks(frame: np.ndarray, face_models: FaceModels, options: R
     return face_models.landmark106(frame, detections.boxes[options.face_index])
 
 
+def stack_outputs(outputs: list[list[torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Per-frame motion-extractor outputs → one ``[F, …]`` tensor per field."""
+    return {name: torch.cat([o[i] for o in outputs]) for i, name in enumerate(KEYPOINT_FIELDS)}
+
+
 def track_faces(frames: list[np.ndarray], face_models: FaceModels, options: RegistrationOptions):
     """Yield ``(frame, crop, image → crop [3, 3], landmarks [203, 2])`` per frame: the face is detected in the
     first frame and followed from frame to frame through its 203 landmarks, as the reference does."""
@@ -149,7 +154,7 @@ def register_portrait(
         eye_open.append(opened)
         eye_ball.append(ball)
 
-    keypoints = {name: torch.cat([o[i] for o in outputs]) for i, name in enumerate(KEYPOINT_FIELDS)}
+    keypoints = stack_outputs(outputs)
     canonical_kp = keypoints["kp"][0].numpy().copy()
     if len(frames) > 1 and options.video_smoothing > 1:
         keypoints = {name: moving_average(v, options.video_smoothing) for name, v in keypoints.items()}
@@ -181,4 +186,4 @@ def extract_motion_keypoints(
             check()
         with torch.inference_mode():
             outputs.append([o.float().cpu() for o in motion_extractor(network_input(crop).to(device))])
-    return {name: torch.cat([o[i] for o in outputs]) for i, name in enumerate(KEYPOINT_FIELDS)}
+    return stack_outputs(outputs)
