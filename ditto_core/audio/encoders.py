@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..onnx_sessions import open_session
+
 HUBERT_REPO = "facebook/hubert-large-ls960-ft"
 HUBERT_REVISION = "ece5fabbf034c1073acae96d5401b25be96709d8"  # the commit Ditto's features were made with
 ONNX_INPUT = "input_values"
@@ -25,30 +27,9 @@ class EncoderError(ValueError):
     """An audio encoder that cannot be loaded or run."""
 
 
-def onnx_providers(device: str) -> list[str]:
-    import onnxruntime
-
-    available = onnxruntime.get_available_providers()
-    wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
-    return [p for p in wanted if p in available] or ["CPUExecutionProvider"]
-
-
 class OnnxHubertEncoder:
     def __init__(self, path: str | Path, device: str = "cpu", threads: int = 0):
-        import onnxruntime
-
-        path = Path(path)
-        if not path.is_file():
-            raise EncoderError(
-                f"HuBERT ONNX model not found: {path} (the release file ditto_pytorch/aux_models/"
-                f"hubert_streaming_fix_kv.onnx from the Hugging Face repo digital-avatar/ditto-talkinghead)"
-            )
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        try:
-            self.session = onnxruntime.InferenceSession(str(path), options, providers=onnx_providers(device))
-        except Exception as exc:  # onnxruntime raises its own types for damaged files
-            raise EncoderError(f"cannot load {path} as an ONNX model (damaged or incomplete?): {exc}") from exc
+        self.session = open_session(path, device, "hubert", "HuBERT ONNX", EncoderError, threads)
         names = [i.name for i in self.session.get_inputs()]
         if names != [ONNX_INPUT]:
             raise EncoderError(f"{path} takes inputs {names}; the release's HuBERT takes one input {ONNX_INPUT!r}")

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..onnx_sessions import open_session
 from ..release import HF_REPO, release_path
 from .geometry import (
     LANDMARK_CROP_SCALE,
@@ -36,22 +37,6 @@ class FaceModelError(ValueError):
 
 class NoFaceError(ValueError):
     """No face was found where one was needed."""
-
-
-def _session(path: Path, device: str, role: str):
-    import onnxruntime
-
-    from ..audio.encoders import onnx_providers
-
-    if not path.is_file():
-        raise FaceModelError(
-            f"{role} model not found: {path}. It is part of the Ditto release; get it from the Hugging Face repo "
-            f"{HF_REPO} (folder ditto_pytorch/aux_models/)."
-        )
-    try:
-        return onnxruntime.InferenceSession(str(path), providers=onnx_providers(device))
-    except Exception as exc:  # onnxruntime raises its own types for damaged files
-        raise FaceModelError(f"cannot load the {role} model {path} (damaged or incomplete?): {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -98,7 +83,7 @@ class FaceDetector:
     """SCRFD-10G (``det_10g.onnx``): letterboxed to 512², boxes and 5 keypoints decoded from 3 strides."""
 
     def __init__(self, path: Path, device: str = "cpu", threshold: float = DETECTION_THRESHOLD):
-        self.session = _session(path, device, "face detector")
+        self.session = open_session(path, device, "face_detector", "face detector", FaceModelError)
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         if len(self.output_names) != 9:
@@ -143,7 +128,7 @@ class Landmark106:
     """InsightFace ``2d106det.onnx``: 106 points from a 192² crop around a detection box."""
 
     def __init__(self, path: Path, device: str = "cpu"):
-        self.session = _session(path, device, "106-point landmark")
+        self.session = open_session(path, device, "landmark106", "106-point landmark", FaceModelError)
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -164,7 +149,7 @@ class Landmark203:
     """``landmark203.onnx``: 203 points from a 224² crop (RGB in [0, 1]); the third output holds them."""
 
     def __init__(self, path: Path, device: str = "cpu"):
-        self.session = _session(path, device, "203-point landmark")
+        self.session = open_session(path, device, "landmark203", "203-point landmark", FaceModelError)
 
     def __call__(self, image: np.ndarray, guide_points: np.ndarray) -> np.ndarray:
         """image RGB uint8; guide_points: 106 or 203 landmarks locating the face → ``[203, 2]`` image pixels."""
