@@ -124,11 +124,15 @@ def common_inputs(w: Workflow, portrait_node=None, image_name="portrait.jpg"):
     return models, portrait, encoded
 
 
+def sample_motion(w: Workflow, models, portrait, encoded, widgets=None):
+    return w.add("DittoSampleMotion", (760, 20), widgets, models=(models, "models"), portrait=(portrait, "portrait"),
+                 audio_features=(encoded, "audio_features"))
+
+
 def portrait_audio_to_video(classes):
     w = Workflow(classes)
     models, portrait, encoded = common_inputs(w)
-    motion = w.add("DittoSampleMotion", (760, 20), models=(models, "models"), portrait=(portrait, "portrait"),
-                   audio_features=(encoded, "audio_features"))
+    motion = sample_motion(w, models, portrait, encoded)
     w.add("DittoRenderVideo", (1120, 20), {"filename_prefix": "ditto/talking_head"}, models=(models, "models"),
           portrait=(portrait, "portrait"), motion=(motion, "motion"), audio=(encoded, "audio"))
     return w
@@ -146,8 +150,7 @@ def generated_portrait_talking_head(classes):
                     latent_image=(latent, "LATENT"))
     image = w.add("VAEDecode", (0, 520), samples=(sampled, "LATENT"), vae=(checkpoint, "VAE"))
     models, portrait, encoded = common_inputs(w, portrait_node=image)
-    motion = w.add("DittoSampleMotion", (760, 20), {"emotion": "happy"}, models=(models, "models"),
-                   portrait=(portrait, "portrait"), audio_features=(encoded, "audio_features"))
+    motion = sample_motion(w, models, portrait, encoded, {"emotion": "happy"})
     w.add("DittoRenderVideo", (1120, 20), {"filename_prefix": "ditto/generated_talking_head"}, models=(models, "models"),
           portrait=(portrait, "portrait"), motion=(motion, "motion"), audio=(encoded, "audio"))
     return w
@@ -157,8 +160,7 @@ def sample_edit_render(classes):
     w = Workflow(classes)
     models, portrait, encoded = common_inputs(w)
     audio_node = next(n for n in w.nodes if n["type"] == "LoadAudio")
-    motion = w.add("DittoSampleMotion", (760, 20), {"emotion_timeline": "0:neutral, 1.5:happy, 3:happy+surprise"},
-                   models=(models, "models"), portrait=(portrait, "portrait"), audio_features=(encoded, "audio_features"))
+    motion = sample_motion(w, models, portrait, encoded, {"emotion_timeline": "0:neutral, 1.5:happy, 3:happy+surprise"})
     pose = w.add("DittoEditPose", (1120, 20), {"pitch": 2.0, "pose_amplitude": 1.2, "yaw_curve": "0:0, 1.5:8, 3:-8"},
                  motion=(motion, "motion"))
     expression = w.add("DittoEditExpression", (1480, 20), {"mouth_amplitude": 1.2}, motion=(pose, "motion"))
@@ -173,8 +175,7 @@ def sample_edit_render(classes):
 def driving_video_splice(classes):
     w = Workflow(classes)
     models, portrait, encoded = common_inputs(w)
-    motion = w.add("DittoSampleMotion", (760, 20), models=(models, "models"), portrait=(portrait, "portrait"),
-                   audio_features=(encoded, "audio_features"))
+    motion = sample_motion(w, models, portrait, encoded)
     video = w.add("LoadVideo", (20, 760), ["driving.mp4", "video"])
     parts = w.add("GetVideoComponents", (380, 760), video=(video, "VIDEO"))
     driven = w.add("DittoMotionFromVideo", (760, 500), {"smoothing": 3}, models=(models, "models"),
@@ -188,8 +189,7 @@ def driving_video_splice(classes):
 def save_motion(classes):
     w = Workflow(classes)
     models, portrait, encoded = common_inputs(w)
-    motion = w.add("DittoSampleMotion", (760, 20), models=(models, "models"), portrait=(portrait, "portrait"),
-                   audio_features=(encoded, "audio_features"))
+    motion = sample_motion(w, models, portrait, encoded)
     w.add("DittoSaveMotion", (1120, 20), {"filename_prefix": "ditto/motion"}, motion=(motion, "motion"))
     return w
 
