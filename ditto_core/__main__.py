@@ -1,6 +1,7 @@
 """Command line.
 
     python -m ditto_core check --models DIR [--run]
+    python -m ditto_core download [--models DIR] [--revision REV]
     python -m ditto_core features --audio FILE --models DIR --out FEATS.npy [--backend onnx|hubert]
     python -m ditto_core render --portrait IMG --audio WAV --out OUT.mp4 [--models DIR] [--emotion E] [--seed N]
 """
@@ -136,6 +137,29 @@ def render(args) -> int:
     return 0
 
 
+def download(models: str, revision: str | None) -> int:
+    """Opt-in: fetch the release into ``models``, pinned to one commit, every file hash-checked."""
+    from .download import DownloadError, download_release
+
+    shown = {}
+
+    def on_bytes(path: str, done: int, total: int) -> None:
+        percent = 100 * done // max(total, 1)
+        if shown.get(path) != percent:
+            shown[path] = percent
+            print(f"\r{path}: {percent:3d}% of {total / 1e6:.1f} MB", end="" if percent < 100 else "\n",
+                  file=sys.stderr, flush=True)
+
+    try:
+        report = download_release(models, revision, progress=on_bytes)
+    except DownloadError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 1
+    print(f"{report.root}: commit {report.commit}; {len(report.downloaded)} downloaded, {len(report.kept)} already "
+          f"verified")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ditto_core", description="ComfyUI-Ditto core tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     check_cmd.add_argument("--models", required=True, help="folder holding ditto_pytorch/ (the Hugging Face repo)")
     check_cmd.add_argument("--run", action="store_true", help="also run each network once on random input")
     check_cmd.add_argument("--device", default="cpu")
+    down_cmd = commands.add_parser("download", help="download the release from Hugging Face, hash-checked")
+    down_cmd.add_argument("--models", default="models/ditto", help="folder to hold ditto_pytorch/ (default: %(default)s)")
+    down_cmd.add_argument("--revision", help="branch, tag or commit (default: the recorded commit, else main)")
     feat_cmd = commands.add_parser("features", help="encode speech to Ditto's 25-fps HuBERT features")
     feat_cmd.add_argument("--audio", required=True, help="wav/flac/ogg (mp3/m4a/mp4 with PyAV)")
     feat_cmd.add_argument("--models", help="release folder (for the onnx back-end)")
@@ -175,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         return render(args)
     if args.command == "check":
         return check(args.models, args.run, args.device)
+    if args.command == "download":
+        return download(args.models, args.revision)
     return features(args.audio, args.models, args.out, args.backend, args.hubert_dir, args.download_hubert, args.device)
 
 

@@ -1,7 +1,7 @@
 """The layout of the official Ditto PyTorch release, and what a models folder has of it.
 
 The release is the Hugging Face repository ``digital-avatar/ditto-talkinghead``; the PyTorch pipeline uses its
-``ditto_pytorch/`` folder. Nothing here downloads anything.
+``ditto_pytorch/`` folder. Nothing here downloads anything (``download.py`` does, when asked).
 """
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ def download_instructions(root: str | Path, files: list[ReleaseFile] | None = No
         includes = " ".join(f'--include "{f.path}"' for f in files)
     return (
         f"Download from https://huggingface.co/{HF_REPO} into {root}, keeping the sub-folders, e.g.\n"
-        f"  huggingface-cli download {HF_REPO} {includes} --local-dir {root}"
+        f"  huggingface-cli download {HF_REPO} {includes} --local-dir {root}\n"
+        f"or, pinned to one commit with every file's sha256 checked:\n"
+        f"  python -m ditto_core download --models {root}"
     )
 
 
@@ -82,8 +84,10 @@ class ReleaseStatus:
     def report(self) -> str:
         lines = [f"Ditto release at {self.root}:"]
         for name, file in RELEASE_FILES.items():
-            mark = "ok     " if name in self.present else "MISSING"
-            lines.append(f"  {mark} {file.path}  ({file.role})")
+            if name in self.present:
+                lines.append(f"  ok      {file.path}  ({file.role})")
+            else:
+                lines.append(f"  MISSING {self.missing[name]}  ({file.role})")
         if self.missing:
             lines.append(download_instructions(self.root, [RELEASE_FILES[n] for n in self.missing]))
         return "\n".join(lines)

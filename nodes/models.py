@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import comfy.utils
 import folder_paths
 from comfy import model_management
 
+from ..ditto_core.download import download_release
+from ..ditto_core.models import CheckpointError
 from ..ditto_core.pipeline import DittoPipeline
-from ..ditto_core.release import PYTORCH_DIR
-from .common import CATEGORY
+from ..ditto_core.release import PYTORCH_DIR, check_release
+from .common import CATEGORY, check_interrupt
 
 MODEL_FOLDER = "ditto"
 folder_paths.add_model_folder_path(MODEL_FOLDER, os.path.join(folder_paths.models_dir, MODEL_FOLDER))
@@ -57,9 +60,28 @@ class DittoLoadModels:
             "required": {
                 "release": (release_choices(), {"tooltip": "A ditto_pytorch folder under models/ditto/."}),
                 "device": (["auto", "cpu", "cuda"], {"default": "auto", "tooltip": "auto: ComfyUI's device."}),
-            }
+            },
+            "optional": {
+                "download_missing": ("BOOLEAN", {
+                    "default": False,
+                    "tooltip": "Download missing or damaged release files from Hugging Face (about 2 GB), each "
+                               "checked against the hub's sha256 for one pinned commit and written atomically.",
+                }),
+            },
         }
 
-    def load(self, release: str, device: str):
+    def load(self, release: str, device: str, download_missing: bool = False):
+        folder = resolve_choice(release)
+        status = check_release(folder)
+        if not status.complete and not download_missing:
+            raise CheckpointError(f"{status.report()}\nOr switch on download_missing on this node.")
+        if not status.complete:
+            bar = comfy.utils.ProgressBar(100)
+
+            def on_bytes(path: str, done: int, total: int) -> None:
+                check_interrupt()
+                bar.update_absolute(100 * done // max(total, 1))
+
+            download_release(folder, progress=on_bytes)
         torch_device = model_management.get_torch_device() if device == "auto" else device
-        return (DittoPipeline.load(resolve_choice(release), str(torch_device)),)
+        return (DittoPipeline.load(folder, str(torch_device)),)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,6 +16,7 @@ import torch
 from comfy_stubs import InterruptProcessingException, install, load_pack
 
 from ditto_core.audio import AudioInputError, OnnxHubertEncoder, extract_features, load_audio
+from ditto_core.download import DownloadError, download_release
 from ditto_core.models import CheckpointError, load_network
 from ditto_core.motion import Motion, MotionFileError, SamplerOptions
 from ditto_core.networks import load_networks
@@ -22,6 +24,7 @@ from ditto_core.portrait import FaceModelError, NoFaceError, load_face_models, r
 from ditto_core.portrait.face_models import FaceDetector, load_face_mesh
 from ditto_core.release import AUX_FILES, NETWORK_FILES
 from ditto_core.testing.fake_aux import write_fake_face_detector
+from ditto_core.testing.fake_hub import FakeHub
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,23 @@ def _several_faces(env):
     return centre[:2]
 
 
+def _download(env, fault: str | None = None, status: int | None = None):
+    """Download the fake release from a local stand-in hub with ``fault`` on the LMDM file; nothing half-written may
+    be left, whatever happens."""
+    target = Path(tempfile.mkdtemp(dir=env.scratch))
+    lmdm = NETWORK_FILES["lmdm"].path
+    with FakeHub(env.release) as hub:
+        if fault:
+            getattr(hub, fault).add(lmdm)
+        hub.status = status
+        try:
+            return download_release(target, endpoint=hub.endpoint)
+        finally:
+            names = {p.name for p in target.rglob("*") if p.is_file()}
+            assert not [n for n in names if n.startswith(".")], "a temporary file was left"
+            assert fault is None or "lmdm_v0.4_hubert.pth" not in names, "an unverified file was kept"
+
+
 def _interrupted_render(env):
     pack, state, base = env.comfy()
     nodes = pack.NODE_CLASS_MAPPINGS
@@ -199,6 +219,13 @@ CASES = [
          lambda e: FaceDetector(e.release / AUX_FILES["hubert"].path), error=FaceModelError, message="has 1 outputs"),
     Case("damaged .task file", lambda e: load_face_mesh(e.file("bad.task", b"not a bundle")),
          error=FaceModelError, message="cannot load the MediaPipe face landmarker"),
+    # downloads (opt-in, from a local stand-in for the Hugging Face hub)
+    Case("download of the release", _download, check=lambda report: len(report.downloaded) == 11),
+    Case("download with a tampered file", lambda e: _download(e, "tampered"), error=DownloadError,
+         message="lmdm_v0.4_hubert.pth: received .* the file was discarded"),
+    Case("download cut off mid-file", lambda e: _download(e, "cut"), error=DownloadError, message="broke off"),
+    Case("download refused by the hub (no access)", lambda e: _download(e, status=401), error=DownloadError,
+         message="cannot read digital-avatar/ditto-talkinghead"),
     # running
     Case("interrupted render", _interrupted_render, error=InterruptProcessingException),
     Case("out-of-range sampler values", lambda e: SamplerOptions(overlap=80).validate(80),

@@ -8,6 +8,8 @@ import pytest
 import torch
 from comfy_stubs import InterruptProcessingException, install, load_pack
 
+from ditto_core.testing.fake_hub import FakeHub
+
 
 @pytest.fixture
 def comfy(tmp_path):
@@ -168,6 +170,26 @@ def test_load_models_node_explains_missing_files(comfy):
     message = str(err.value)
     assert str(base / "models" / "ditto" / "ditto_pytorch" / "models" / "lmdm_v0.4_hubert.pth") in message
     assert "huggingface-cli download digital-avatar/ditto-talkinghead" in message
+    assert "download_missing" in message
+
+
+def test_load_models_node_downloads_on_request(comfy, small_release, monkeypatch):
+    pack, comfy_module, base = comfy
+    with FakeHub(small_release) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        node = pack.NODE_CLASS_MAPPINGS["DittoLoadModels"]()
+        comfy_module.interrupt_after = 2  # the user cancels during the download
+        with pytest.raises(InterruptProcessingException):
+            node.load(release="ditto_pytorch", device="cpu", download_missing=True)
+        target = base / "models" / "ditto"
+        left = [p for p in target.rglob("*") if p.is_file()]
+        assert len(left) == 2  # the files finished before the cancel, each whole; no partial file
+        for path in left:
+            assert path.read_bytes() == (small_release / path.relative_to(target)).read_bytes()
+        comfy_module.interrupt_after = None
+        (models,) = node.load(release="ditto_pytorch", device="cpu", download_missing=True)
+    assert models.networks.decoder.config.in_channels == 16
+    assert (target / "ditto_pytorch" / "release.json").is_file()
 
 
 def test_cuda_request_without_cuda_is_explained(comfy, small_release):
