@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .audio import StreamingFeatureExtractor, extract_features, load_audio
 from .audio.clip import SAMPLE_RATE
 from .motion.motion import Motion
-from .motion.sampler import MotionChain, SamplerOptions, WindowSampler, first_frame_vector
-from .pipeline import DittoPipeline, motion_conditions
+from .motion.sampler import SamplerOptions
+from .pipeline import DittoPipeline
 from .portrait import Portrait
 from .render import RenderOptions, render_frames
+from .stream import SpeechMotionStream
 
 ONLINE_SAMPLER = SamplerOptions(steps=10, overlap=70)
 
@@ -42,17 +42,8 @@ class OnlineStats:
 class OnlineSession:
     def __init__(self, pipeline: DittoPipeline, portrait: Portrait, emotion="neutral",
                  sampler: SamplerOptions = ONLINE_SAMPLER, render: RenderOptions = RenderOptions()):
-        self.pipeline, self.portrait, self.emotion, self.render_options = pipeline, portrait, emotion, render
-        lmdm = pipeline.networks.lmdm
-        self.cond_dim = lmdm.config.cond_dim
-        self.features = StreamingFeatureExtractor(pipeline.encoder)
-        self.chain = MotionChain(WindowSampler(lmdm, sampler.steps, sampler.seed), first_frame_vector(portrait.keypoints),
-                                 sampler, online=True)
-        preroll = sampler.overlap
-        silence = extract_features(load_audio(np.zeros(max(preroll, 1) * 640, np.float32), SAMPLE_RATE),
-                                   pipeline.encoder).frames[:preroll]
-        self.chain.push(motion_conditions(portrait, silence, emotion, self.cond_dim, start=-preroll))
-        self.feature_rows = 0
+        self.pipeline, self.portrait, self.render_options = pipeline, portrait, render
+        self.motion = SpeechMotionStream(pipeline, portrait, emotion, sampler, online=True)
         self.rendered = 0
         self.audio_samples = 0
         self.stats = OnlineStats()
@@ -60,7 +51,7 @@ class OnlineSession:
     def _render(self, motion_rows: torch.Tensor) -> list[np.ndarray]:
         if len(motion_rows) == 0:
             return []
-        motion = Motion(motion_rows, anchor=self.chain.anchor)
+        motion = Motion(motion_rows, anchor=self.motion.anchor)
         frames = list(render_frames(self.pipeline.networks, self.portrait, motion, self.render_options,
                                     first_index=self.rendered))
         if self.stats.first_frame_wall_s is None:
@@ -70,28 +61,17 @@ class OnlineSession:
         self.stats.frames = self.rendered
         return frames
 
-    def _motion_for(self, feature_rows: np.ndarray, final: bool) -> torch.Tensor:
-        rows = torch.from_numpy(feature_rows)
-        motion = torch.zeros(0, 265)
-        if len(rows):
-            cond = motion_conditions(self.portrait, rows, self.emotion, self.cond_dim, start=self.feature_rows)
-            self.feature_rows += len(rows)
-            motion = self.chain.push(cond)
-        if final:
-            motion = torch.cat([motion, self.chain.finish()])
-        return motion
-
     def push(self, samples: np.ndarray) -> list[np.ndarray]:
         """Add 16-kHz mono samples; returns the frames that became final."""
         if self.stats.started is None:
             self.stats.started = time.perf_counter()
         self.audio_samples += len(samples)
-        return self._render(self._motion_for(self.features.push(samples), final=False))
+        return self._render(self.motion.push(samples))
 
     def finish(self) -> list[np.ndarray]:
         """End of speech: the remaining frames (⌈seconds·25⌉ in all)."""
         if self.stats.started is None:
             self.stats.started = time.perf_counter()
-        frames = self._render(self._motion_for(self.features.finish(), final=True))
+        frames = self._render(self.motion.finish())
         self.stats.finished = time.perf_counter()
         return frames

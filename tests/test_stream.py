@@ -1,0 +1,104 @@
+"""Speech → frames in one overlapped pass: the same frames as the step-by-step path, bounded state, clean cancel."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from ditto_core.audio import load_audio
+from ditto_core.motion import SamplerOptions
+from ditto_core.pipeline import DittoPipeline
+from ditto_core.render import RenderOptions
+from ditto_core.stream import SpeechMotionStream, background, speech_to_frames
+
+SAMPLER = SamplerOptions(steps=2, overlap=10, seed=4)
+RENDER = RenderOptions(batch_size=1, paste_back=True)
+
+
+@pytest.fixture(scope="module")
+def parts(small_release):
+    pipeline = DittoPipeline.load(small_release)
+    image = np.random.default_rng(0).integers(60, 200, (96, 120, 3), dtype=np.uint8)
+    return pipeline, pipeline.register(image)
+
+
+def _speech(seconds, seed=1):
+    return load_audio((np.random.default_rng(seed).standard_normal(int(16000 * seconds)) * 0.1).astype(np.float32),
+                      16000)
+
+
+@pytest.mark.parametrize("overlap_stages", [True, False])
+def test_streamed_frames_equal_the_step_by_step_path(parts, overlap_stages):
+    pipeline, portrait = parts
+    clip = _speech(3.6)  # 90 frames: the first window is final before the audio ends, so blocks meet inside
+    blocks = []
+    frames = list(speech_to_frames(pipeline, portrait, clip, "happy", SAMPLER, RENDER, chunk_seconds=0.7,
+                                   overlap_stages=overlap_stages, on_motion=blocks.append))
+    _, features = pipeline.encode_audio(clip)
+    motion = pipeline.sample(portrait, features, "happy", SAMPLER)
+    assert len(frames) == len(motion) == clip.num_frames == 90
+    assert len(blocks) > 1 and torch.equal(torch.cat(blocks), motion.frames)
+    boundary = len(blocks[0])
+    for index in (0, 1, boundary - 1, boundary, boundary + 1, 89):  # a frame depends on its motion row only
+        (want,) = pipeline.render(portrait, motion, RENDER, start=index, stop=index + 1)
+        assert frames[index].shape == want.shape == (96, 120, 3)
+        assert np.array_equal(frames[index], want), index
+
+
+def test_the_stream_keeps_no_more_than_its_windows(parts):
+    pipeline, portrait = parts
+    stream = SpeechMotionStream(pipeline, portrait, "neutral", SamplerOptions(steps=1, overlap=10))
+    samples = np.zeros(16000, np.float32)
+    sizes = []
+    for _ in range(20):  # 20 s of speech, one second at a time
+        stream.push(samples)
+        sizes.append((len(stream.features._buffer), len(stream.chain.cond), len(stream.chain.result)))
+    assert max(s[0] for s in sizes) < 2 * 16000  # at most one window of samples beyond the chunk
+    assert max(s[1] for s in sizes) <= 80 + 25  # one window of conditions plus one chunk
+    assert max(s[2] for s in sizes) <= 80 + 25
+    for column in range(3):  # flat: the last seconds hold no more than the first ones
+        assert max(s[column] for s in sizes[10:]) <= max(s[column] for s in sizes[:10])
+
+
+def test_cancel_stops_every_stage(parts):
+    pipeline, portrait = parts
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) > 3:
+            raise KeyboardInterrupt("cancelled")
+
+    threads_before = threading.active_count()
+    with pytest.raises(KeyboardInterrupt, match="cancelled"):
+        list(speech_to_frames(pipeline, portrait, _speech(6.0), sampler=SAMPLER, render=RENDER, chunk_seconds=0.5,
+                              check=check))
+    assert threading.active_count() == threads_before
+
+
+def test_background_keeps_order_raises_errors_and_stops_early():
+    assert list(background(range(100), depth=3)) == list(range(100))
+
+    def failing():
+        yield 1
+        raise ValueError("stage failed")
+
+    with pytest.raises(ValueError, match="stage failed"):
+        list(background(failing()))
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    items = background(endless(), depth=2)
+    assert [next(items) for _ in range(5)] == [0, 1, 2, 3, 4]
+    items.close()  # the consumer stops: the worker ends and closes its source
+    assert closed.is_set()
