@@ -92,12 +92,13 @@ class Progress:
 
 def render(args) -> int:
     """Portrait + speech → talking-head mp4 with the speech muxed in."""
-    from .motion import ConditionError, SamplerOptions
+    from .motion import ConditionError, Motion, SamplerOptions
     from .motion.conditions import parse_emotion
     from .motion.drive import DriveOptions
-    from .pipeline import DittoPipeline
+    from .pipeline import DittoPipeline, sampled_metadata
     from .portrait import FaceModelError, NoFaceError, PortraitInputError, RegistrationOptions
     from .render import RenderOptions
+    from .stream import background, speech_to_frames
     from .video import write_mp4
 
     status = check_release(args.models)
@@ -116,24 +117,25 @@ def render(args) -> int:
             image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
         pipeline = DittoPipeline.load(args.models, args.device, args.backend, args.hubert_dir)
         portrait = pipeline.register(image, RegistrationOptions(max_size=args.max_size, face_index=args.face_index))
-        clip, features = pipeline.encode_audio(args.audio)
-        print(f"{clip.name}: {clip.duration_s:.2f} s → {features.num_frames} frames", file=sys.stderr)
-        start = time.perf_counter()
+        clip = load_audio(args.audio)
+        print(f"{clip.name}: {clip.duration_s:.2f} s → {clip.num_frames} frames", file=sys.stderr)
         emotion = parse_emotion(args.emotion)
-        motion = pipeline.sample(portrait, features, emotion,
-                                 SamplerOptions(steps=args.steps, overlap=args.overlap, seed=args.seed))
-        print(f"motion sampled in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-        if args.save_motion:
-            motion.save(args.save_motion)
+        sampler = SamplerOptions(steps=args.steps, overlap=args.overlap, seed=args.seed)
         options = RenderOptions(batch_size=args.batch_size, paste_back=not args.no_paste_back,
                                 drive=DriveOptions(stitching=not args.no_stitching))
-        frames = pipeline.render(portrait, motion, options)
-        count = write_mp4(args.out, frames, motion.fps, clip, on_frame=Progress(len(motion), "rendering"))
+        blocks = []  # the motion, kept for --save-motion (265 floats a frame)
+        start = time.perf_counter()
+        # audio encoding + sampling, rendering and video encoding run side by side
+        frames = speech_to_frames(pipeline, portrait, clip, emotion, sampler, options, on_motion=blocks.append)
+        count = write_mp4(args.out, background(frames), 25.0, clip, on_frame=Progress(clip.num_frames, "rendering"))
+        elapsed = time.perf_counter() - start
+        if args.save_motion:
+            Motion(torch.cat(blocks), metadata=sampled_metadata(sampler, emotion, clip.duration_s)).save(args.save_motion)
     except (AudioInputError, EncoderError, CheckpointError, FaceModelError, NoFaceError, PortraitInputError,
             ConditionError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {args.out}: {count} frames at {motion.fps:g} fps with audio")
+    print(f"wrote {args.out}: {count} frames at 25 fps with audio, {count / elapsed:.2f} frames/s")
     return 0
 
 

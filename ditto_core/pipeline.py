@@ -42,10 +42,14 @@ def sample_motion(lmdm, portrait: Portrait, features: AudioFeatures, emotion="ne
     after each 80-frame window."""
     cond = motion_conditions(portrait, features.frames, emotion, lmdm.config.cond_dim, fps=features.fps)
     frames, anchor = sample_offline(lmdm, cond, first_frame_vector(portrait.keypoints), options, on_window)
-    metadata = {"source": "ditto-lmdm", "seed": options.seed, "steps": options.steps, "overlap": options.overlap,
-                "emotion": emotion if isinstance(emotion, (str, int)) else repr(emotion),
-                "audio_seconds": features.duration_s}
-    return Motion(frames=frames, fps=features.fps, anchor=anchor, metadata=metadata)
+    return Motion(frames=frames, fps=features.fps, anchor=anchor,
+                  metadata=sampled_metadata(options, emotion, features.duration_s))
+
+
+def sampled_metadata(options: SamplerOptions, emotion, audio_seconds: float) -> dict:
+    """What a sampled Motion records of how it was made."""
+    return {"source": "ditto-lmdm", "seed": options.seed, "steps": options.steps, "overlap": options.overlap,
+            "emotion": emotion if isinstance(emotion, (str, int)) else repr(emotion), "audio_seconds": audio_seconds}
 
 
 @dataclass

@@ -17,7 +17,7 @@ from .motion import (
     DittoSmoothMotion,
 )
 from .portrait import DittoRegisterPortrait
-from .render import DittoRender, DittoRenderVideo
+from .render import DittoRender, DittoRenderVideo, DittoTalkingHeadVideo
 
 NODE_DISPLAY_NAME_MAPPINGS = {
     "DittoLoadModels": "Load Ditto Models",
@@ -37,6 +37,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "DittoLoadMotion": "Load Motion (Ditto)",
     "DittoRender": "Render (Ditto)",
     "DittoRenderVideo": "Render Video (Ditto)",
+    "DittoTalkingHeadVideo": "Talking Head Video, streamed (Ditto)",
 }
 
 NODE_CLASSES = (
@@ -57,5 +58,6 @@ NODE_CLASSES = (
     DittoLoadMotion,
     DittoRender,
     DittoRenderVideo,
+    DittoTalkingHeadVideo,
 )
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in NODE_CLASSES}

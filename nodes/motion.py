@@ -25,6 +25,33 @@ def with_preview(motion: Motion, *extra):
     return {"ui": {"ditto_motion": [preview_curves(motion)]}, "result": (motion, *extra)}
 
 
+SAMPLER_WIDGETS = {
+    "emotion": (list(EMOTIONS), {"default": "neutral", "tooltip": "Emotion for the whole clip."}),
+    "seed": ("INT", {"default": 0, "min": 0, "max": 2**63 - 1, "control_after_generate": True}),
+    "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "Diffusion steps per window; fewer is faster."}),
+    "overlap": ("INT", {"default": 10, "min": 0, "max": 79, "tooltip": "Frames shared by consecutive 80-frame windows."}),
+    "smoothing": ("INT", {"default": 3, "min": 0, "max": 25, "tooltip": "Moving average (frames) on pose and position."}),
+}
+EMOTION_TIMELINE_WIDGET = ("STRING", {"default": "", "tooltip": "Overrides 'emotion' when set: seconds:emotion pairs, "
+                                      "e.g. 0:neutral, 2.5:happy, 5:happy+surprise"})
+
+
+def validate_emotion_timeline(emotion_timeline: str):
+    """ComfyUI's VALIDATE_INPUTS answer for the timeline widget: True or the parser's message."""
+    if emotion_timeline and emotion_timeline.strip():
+        try:
+            parse_emotion(emotion_timeline)
+        except ValueError as exc:
+            return str(exc)
+    return True
+
+
+def sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline=""):
+    """The emotion (the timeline when set) and SamplerOptions from the sampler widgets."""
+    chosen = parse_emotion(emotion_timeline) if emotion_timeline.strip() else emotion
+    return chosen, SamplerOptions(steps=steps, overlap=overlap, smoothing=smoothing, seed=seed)
+
+
 class MotionNode:
     """A node whose one output is a DITTO_MOTION."""
 
@@ -47,29 +74,17 @@ class DittoSampleMotion(MotionNode):
                 "models": ("DITTO_MODELS",),
                 "portrait": ("DITTO_PORTRAIT",),
                 "audio_features": ("DITTO_AUDIO_FEATURES",),
-                "emotion": (list(EMOTIONS), {"default": "neutral", "tooltip": "Emotion for the whole clip."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 2**63 - 1, "control_after_generate": True}),
-                "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "Diffusion steps per window; fewer is faster."}),
-                "overlap": ("INT", {"default": 10, "min": 0, "max": 79, "tooltip": "Frames shared by consecutive 80-frame windows."}),
-                "smoothing": ("INT", {"default": 3, "min": 0, "max": 25, "tooltip": "Moving average (frames) on pose and position."}),
+                **SAMPLER_WIDGETS,
             },
-            "optional": {
-                "emotion_timeline": ("STRING", {"default": "", "tooltip": "Overrides 'emotion' when set: seconds:emotion pairs, e.g. 0:neutral, 2.5:happy, 5:happy+surprise"}),
-            },
+            "optional": {"emotion_timeline": EMOTION_TIMELINE_WIDGET},
         }
 
     @classmethod
     def VALIDATE_INPUTS(cls, emotion_timeline=""):
-        if emotion_timeline and emotion_timeline.strip():
-            try:
-                parse_emotion(emotion_timeline)
-            except ValueError as exc:
-                return str(exc)
-        return True
+        return validate_emotion_timeline(emotion_timeline)
 
     def sample(self, models, portrait, audio_features, emotion, seed, steps, overlap, smoothing, emotion_timeline=""):
-        chosen = parse_emotion(emotion_timeline) if emotion_timeline.strip() else emotion
-        options = SamplerOptions(steps=steps, overlap=overlap, smoothing=smoothing, seed=seed)
+        chosen, options = sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline)
         progress = Progress(num_windows(audio_features.num_frames, options))
 
         def on_window():

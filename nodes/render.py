@@ -7,10 +7,27 @@ from fractions import Fraction
 import torch
 
 from ..ditto_core.audio import load_audio
+from ..ditto_core.motion import Motion
 from ..ditto_core.motion.drive import DriveOptions
+from ..ditto_core.motion.motion import preview_curves
+from ..ditto_core.pipeline import sampled_metadata
 from ..ditto_core.render import RenderOptions
+from ..ditto_core.stream import background, speech_to_frames
 from ..ditto_core.video import write_mp4
 from .common import CATEGORY, Progress, check_interrupt, output_ui_entry, unique_output_path
+from .motion import EMOTION_TIMELINE_WIDGET, SAMPLER_WIDGETS, sampler_settings, validate_emotion_timeline
+
+RENDER_WIDGETS = {
+    "paste_back": ("BOOLEAN", {"default": True, "tooltip": "Off: output the 512x512 face crop only."}),
+    "stitching": ("BOOLEAN", {"default": True, "tooltip": "Keeps the face aligned with the shoulders."}),
+    "batch_size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "Frames rendered together."}),
+    "fp16": ("BOOLEAN", {"default": False, "tooltip": "Half-precision warp and decoder on CUDA (faster, less "
+                         "memory); ignored on the CPU. Some older cards show black faces with it."}),
+}
+VIDEO_WIDGETS = {
+    "filename_prefix": ("STRING", {"default": "ditto/talking_head"}),
+    "crf": ("INT", {"default": 18, "min": 0, "max": 51, "tooltip": "h264 quality; lower is better."}),
+}
 
 
 def _render_inputs():
@@ -18,17 +35,29 @@ def _render_inputs():
         "models": ("DITTO_MODELS",),
         "portrait": ("DITTO_PORTRAIT",),
         "motion": ("DITTO_MOTION",),
-        "paste_back": ("BOOLEAN", {"default": True, "tooltip": "Off: output the 512x512 face crop only."}),
-        "stitching": ("BOOLEAN", {"default": True, "tooltip": "Keeps the face aligned with the shoulders."}),
-        "batch_size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "Frames rendered together."}),
-        "fp16": ("BOOLEAN", {"default": False, "tooltip": "Half-precision warp and decoder on CUDA (faster, less "
-                             "memory); ignored on the CPU. Some older cards show black faces with it."}),
+        **RENDER_WIDGETS,
     }
 
 
+def _render_options(paste_back, stitching, batch_size, fp16) -> RenderOptions:
+    return RenderOptions(batch_size=batch_size, paste_back=paste_back, half_precision=fp16,
+                         drive=DriveOptions(stitching=stitching))
+
+
+def _save_video(filename_prefix: str, frames, fps: float, clip, crf: int) -> dict:
+    """Encode ``frames`` into a new mp4 in the output folder (the frames are made in a worker thread while the
+    encoder runs); on failure or cancel nothing is left. Returns the node's ui entry."""
+    path = unique_output_path(filename_prefix, ".mp4")
+    try:
+        write_mp4(path, background(frames), fps, clip, crf)
+    except BaseException:
+        path.unlink(missing_ok=True)  # the reserved name; the video itself was never moved into place
+        raise
+    return {"images": [output_ui_entry(path)], "animated": [True]}
+
+
 def _frames(models, portrait, motion, paste_back, stitching, batch_size, fp16, progress):
-    options = RenderOptions(batch_size=batch_size, paste_back=paste_back, half_precision=fp16,
-                            drive=DriveOptions(stitching=stitching))
+    options = _render_options(paste_back, stitching, batch_size, fp16)
     for frame in models.render(portrait, motion, options, check=check_interrupt):
         progress.update()
         yield frame
@@ -79,20 +108,55 @@ class DittoRenderVideo:
 
     @classmethod
     def INPUT_TYPES(cls):
-        inputs = _render_inputs()
-        inputs["filename_prefix"] = ("STRING", {"default": "ditto/talking_head"})
-        inputs["crf"] = ("INT", {"default": 18, "min": 0, "max": 51, "tooltip": "h264 quality; lower is better."})
-        return {"required": inputs, "optional": {"audio": ("AUDIO",)}}
+        return {"required": {**_render_inputs(), **VIDEO_WIDGETS}, "optional": {"audio": ("AUDIO",)}}
 
     def render(self, models, portrait, motion, paste_back, stitching, batch_size, fp16, filename_prefix, crf,
                audio=None):
         clip = load_audio(audio) if audio is not None else None
-        path = unique_output_path(filename_prefix, ".mp4")
         progress = Progress(len(motion))
-        try:
-            write_mp4(path, _frames(models, portrait, motion, paste_back, stitching, batch_size, fp16, progress),
-                      motion.fps, clip, crf)
-        except BaseException:
-            path.unlink(missing_ok=True)  # the reserved name; the video itself was never moved into place
-            raise
-        return {"ui": {"images": [output_ui_entry(path)], "animated": [True]}}
+        frames = _frames(models, portrait, motion, paste_back, stitching, batch_size, fp16, progress)
+        return {"ui": _save_video(filename_prefix, frames, motion.fps, clip, crf)}
+
+
+class DittoTalkingHeadVideo:
+    DESCRIPTION = (
+        "Portrait + speech → mp4 in one pass, the fastest way to a video: the audio is encoded, motion sampled, "
+        "frames rendered and the video encoded side by side, each stage starting as soon as the one before has "
+        "something for it, so the first frames are ready while the audio is still being encoded and memory stays "
+        "flat however long the speech. Also returns the motion, to edit and render again."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "render"
+    RETURN_TYPES = ("DITTO_MOTION",)
+    RETURN_NAMES = ("motion",)
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {"models": ("DITTO_MODELS",), "portrait": ("DITTO_PORTRAIT",), "audio": ("AUDIO",),
+                         **SAMPLER_WIDGETS, **RENDER_WIDGETS, **VIDEO_WIDGETS},
+            "optional": {"emotion_timeline": EMOTION_TIMELINE_WIDGET},
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, emotion_timeline=""):
+        return validate_emotion_timeline(emotion_timeline)
+
+    def render(self, models, portrait, audio, emotion, seed, steps, overlap, smoothing, paste_back, stitching,
+               batch_size, fp16, filename_prefix, crf, emotion_timeline=""):
+        chosen, sampler = sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline)
+        clip = load_audio(audio)
+        progress = Progress(clip.num_frames)
+        blocks = []
+
+        def frames():
+            for frame in speech_to_frames(models, portrait, clip, chosen, sampler,
+                                          _render_options(paste_back, stitching, batch_size, fp16),
+                                          check=check_interrupt, on_motion=blocks.append):
+                progress.update()
+                yield frame
+
+        ui = _save_video(filename_prefix, frames(), 25.0, clip, crf)
+        motion = Motion(torch.cat(blocks), metadata=sampled_metadata(sampler, chosen, clip.duration_s))
+        return {"ui": {**ui, "ditto_motion": [preview_curves(motion)]}, "result": (motion,)}

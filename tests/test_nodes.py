@@ -114,6 +114,33 @@ def test_interrupt_mid_render_leaves_no_file(graph):
     assert not any(p.is_file() for p in (base / "output").rglob("*"))
 
 
+def test_talking_head_video_node_streams_the_same_motion_into_an_mp4(graph):
+    import av
+
+    _, state, base, nodes, models, image, audio = graph
+    (portrait,) = nodes["DittoRegisterPortrait"].register(models, image, "first image", 0, 2.3, -0.125, 1920, 0.5)
+    features, _ = nodes["DittoEncodeAudio"].encode(models, audio)
+    (sampled,) = nodes["DittoSampleMotion"].sample(models, portrait, features, "happy", 5, 2, 10, 3, "0:neutral,0.2:sad")["result"]
+    out = nodes["DittoTalkingHeadVideo"].render(models, portrait, audio, "happy", 5, 2, 10, 3, True, True, 4, False,
+                                                "streamed/take", 23, "0:neutral,0.2:sad")
+    (motion,) = out["result"]
+    torch.testing.assert_close(motion.frames, sampled.frames, rtol=0, atol=0)
+    assert motion.metadata["seed"] == 5 and len(out["ui"]["ditto_motion"][0]["yaw"]) == 10
+    entry = out["ui"]["images"][0]
+    with av.open(str(base / "output" / entry["subfolder"] / entry["filename"])) as video:
+        assert sorted(s.type for s in video.streams) == ["audio", "video"]
+        frames = list(video.decode(video=0))
+    assert len(frames) == 10 and (frames[0].width, frames[0].height) == (200, 160)
+    assert state.progress[-1].value == state.progress[-1].total == 10
+
+    state.interrupt_checks, state.interrupt_after = 0, 1
+    with pytest.raises(InterruptProcessingException):
+        nodes["DittoTalkingHeadVideo"].render(models, portrait, audio, "happy", 5, 2, 10, 3, True, True, 4, False,
+                                              "streamed/cut", 23)
+    state.interrupt_after = None
+    assert [p.name for p in (base / "output" / "streamed").iterdir()] == [entry["filename"]]  # nothing left
+
+
 def test_motion_from_video_and_combinations(graph):
     _, _, _, nodes, models, _, _ = graph
     video = torch.from_numpy(np.random.default_rng(1).integers(60, 200, (6, 96, 96, 3)).astype(np.float32) / 255)

@@ -205,6 +205,18 @@ def load_motion_render(classes):
     return w
 
 
+def streamed_talking_head(classes):
+    w = Workflow(classes)
+    models = w.add("DittoLoadModels", (20, 20))
+    image = w.add("LoadImage", (20, 180), ["portrait.jpg", "image"])
+    portrait = w.add("DittoRegisterPortrait", (380, 20), models=(models, "models"), image=(image, "IMAGE"))
+    audio = w.add("LoadAudio", (20, 520), ["speech.wav", None, None])
+    talking = w.add("DittoTalkingHeadVideo", (760, 20), {"filename_prefix": "ditto/streamed"}, models=(models, "models"),
+                    portrait=(portrait, "portrait"), audio=(audio, "AUDIO"))
+    w.add("DittoSaveMotion", (1180, 20), {"filename_prefix": "ditto/streamed_motion"}, motion=(talking, "motion"))
+    return w
+
+
 WORKFLOWS = {
     "ditto_portrait_audio_to_video": portrait_audio_to_video,
     "ditto_generated_portrait_talking_head": generated_portrait_talking_head,
@@ -212,6 +224,7 @@ WORKFLOWS = {
     "ditto_driving_video_spliced_with_audio_motion": driving_video_splice,
     "ditto_save_motion": save_motion,
     "ditto_load_motion_render_on_another_portrait": load_motion_render,
+    "ditto_streamed_talking_head": streamed_talking_head,
 }
 
 
