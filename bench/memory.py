@@ -35,8 +35,7 @@ def child(seconds: float, release: str, device: str, out: str) -> dict:
     from ditto_core.audio import load_audio
     from ditto_core.motion import SamplerOptions
     from ditto_core.pipeline import DittoPipeline
-    from ditto_core.stream import background, speech_to_frames
-    from ditto_core.video import write_mp4
+    from ditto_core.stream import speech_to_video
 
     pipeline = DittoPipeline.load(release, device)
     portrait = pipeline.register(cv2.cvtColor(cv2.imread(str(ROOT / "assets" / "portrait.jpg")), cv2.COLOR_BGR2RGB))
@@ -47,10 +46,9 @@ def child(seconds: float, release: str, device: str, out: str) -> dict:
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    frames = speech_to_frames(pipeline, portrait, clip, "neutral", SamplerOptions(steps=10))
-    count = write_mp4(out, background(frames), 25.0, clip)
+    motion = speech_to_video(out, pipeline, portrait, clip, "neutral", SamplerOptions(steps=10))
     return {
-        "seconds": seconds, "frames": count, "wall_s": time.perf_counter() - start, "loaded_mb": loaded_mb,
+        "seconds": seconds, "frames": len(motion), "wall_s": time.perf_counter() - start, "loaded_mb": loaded_mb,
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "vram_mb": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
     }

@@ -1,6 +1,6 @@
 """Per-stage and end-to-end speed on this machine, ours and (optionally) the reference's, side by side.
 
-    python bench/pipeline.py [--frames 4] [--steps 50] [--reference PATH]   (or DITTO_REFERENCE=PATH)
+    python bench/pipeline.py [--frames 4] [--steps 50] [--device cuda] [--reference PATH]   (or DITTO_REFERENCE=PATH)
 
 Runs on a fake release at the official network sizes (random weights cost what trained ones do) with the shipped
 sample portrait. PATH is a local checkout of antgroup/ditto-talkinghead (never vendored here); with it the same
@@ -29,18 +29,26 @@ from ditto_core.motion import Motion  # noqa: E402
 from ditto_core.motion.sampler import WindowSampler, first_frame_vector  # noqa: E402
 from ditto_core.pipeline import DittoPipeline  # noqa: E402
 from ditto_core.portrait import paste_back  # noqa: E402
+from ditto_core.render import RenderOptions  # noqa: E402
 from ditto_core.testing.fake_release import write_fake_release  # noqa: E402
 from ditto_core.video import write_mp4  # noqa: E402
 
 CPU_TARGET_RATIO = 1.5
 
 
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(fn, repeats: int = 1, warm_up: bool = True) -> float:
     if warm_up:
         fn()
+    synchronize()
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
+    synchronize()
     return (time.perf_counter() - start) / repeats
 
 
@@ -48,32 +56,39 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def ours(root: Path, frames: int, steps: int) -> dict[str, float]:
-    pipe = DittoPipeline.load(root)
+def ours(root: Path, frames: int, steps: int, device: str, render: RenderOptions) -> dict[str, float]:
+    pipe = DittoPipeline.load(root, device)
     image = cv2.cvtColor(cv2.imread(str(ROOT / "assets" / "portrait.jpg")), cv2.COLOR_BGR2RGB)
     portrait = pipe.register(image)
     nets = pipe.networks
     cond = torch.randn(80, nets.lmdm.config.cond_dim)
     sampler = WindowSampler(nets.lmdm, steps, seed=0)
     first = first_frame_vector(portrait.keypoints)
-    x_s = portrait.source_keypoints()
+    x_s = portrait.source_keypoints().to(device)
     x_d = x_s + 0.01 * torch.randn_like(x_s)
-    f_s = portrait.appearance
+    f_s = portrait.appearance.to(device)
     with torch.inference_mode():
         warped = nets.warp_network(f_s, x_s, x_d)
-        face = (nets.decoder(warped)[0].permute(1, 2, 0).clamp(0, 1) * 255).numpy()
+        decoded = nets.decoder(warped)
+        face = (decoded[0].permute(1, 2, 0).clamp(0, 1) * 255).cpu().numpy()
     out = {}
     out["LMDM window (80 frames)"] = timed(lambda: sampler(first, cond))
     with torch.inference_mode():
         out["warp (per frame)"] = timed(lambda: nets.warp_network(f_s, x_s, x_d))
         out["decode (per frame)"] = timed(lambda: nets.decoder(warped))
+        if device == "cuda":  # the fp16 switch of the render nodes: speed and how far its faces are from fp32
+            with torch.autocast("cuda", dtype=torch.float16):
+                out["warp + decode fp16 (per frame)"] = timed(lambda: nets.decoder(nets.warp_network(f_s, x_s, x_d)))
+                half = nets.decoder(nets.warp_network(f_s, x_s, x_d)).float()
+            levels = ((half - decoded).abs().max() * 255).item()
+            print(f"fp16 vs fp32 face: max difference {levels:.2f} of 255 levels")
     out["paste-back (per frame)"] = timed(lambda: paste_back(portrait.images[0], face, portrait.crop_to_image[0]), 5)
     with tempfile.TemporaryDirectory() as tmp:
         still = paste_back(portrait.images[0], face, portrait.crop_to_image[0])
         out["video encode (per frame)"] = timed(lambda: write_mp4(Path(tmp) / "v.mp4", [still] * 25), 1) / 25
         motion = Motion(torch.randn(frames, 265) * 0.1)
         start = time.perf_counter()
-        write_mp4(Path(tmp) / "e2e.mp4", pipe.render(portrait, motion))
+        write_mp4(Path(tmp) / "e2e.mp4", pipe.render(portrait, motion, render))
         out["render end to end (per frame)"] = (time.perf_counter() - start) / frames
     return out
 
@@ -112,14 +127,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=4, help="frames rendered for the end-to-end figure")
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=4, help="frames rendered together (end-to-end figure)")
+    parser.add_argument("--fp16", action="store_true", help="fp16 warp and decoder on CUDA (end-to-end figure)")
     parser.add_argument("--reference", default=os.environ.get("DITTO_REFERENCE"))
     args = parser.parse_args()
+    gpu = torch.cuda.get_device_name() if args.device == "cuda" else "none used"
     print(f"machine: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-          f"CUDA {'yes' if torch.cuda.is_available() else 'no'}; official network sizes, {args.steps} steps")
+          f"device {args.device} (GPU: {gpu}); official network sizes, {args.steps} steps")
     with tempfile.TemporaryDirectory() as tmp:
         root = write_fake_release(tmp)
-        mine = ours(root, args.frames, args.steps)
+        mine = ours(root, args.frames, args.steps, args.device,
+                    RenderOptions(batch_size=args.batch_size, half_precision=args.fp16))
         print(f"peak RAM (ours): {peak_rss_mb():.0f} MB")
+        if args.device == "cuda":
+            print(f"peak VRAM (ours): {torch.cuda.max_memory_allocated() / 2**20:.0f} MB (target ≤ 2560 MB)")
         for stage, seconds in mine.items():
             print(f"ours: {stage:34s} {seconds:10.3f} s", flush=True)
         theirs = reference(Path(args.reference), root, args.steps) if args.reference else {}

@@ -28,7 +28,7 @@ from ditto_core.audio import load_audio  # noqa: E402
 from ditto_core.motion import SamplerOptions  # noqa: E402
 from ditto_core.online import OnlineSession  # noqa: E402
 from ditto_core.pipeline import DittoPipeline  # noqa: E402
-from ditto_core.stream import background, speech_to_frames  # noqa: E402
+from ditto_core.stream import encode_beside, speech_to_frames  # noqa: E402
 from ditto_core.testing.fake_release import write_fake_release  # noqa: E402
 from ditto_core.video import write_mp4  # noqa: E402
 
@@ -62,7 +62,8 @@ def streamed_path(pipeline, portrait, clip, steps: int, overlap_stages: bool) ->
         start = time.perf_counter()
         frames = speech_to_frames(pipeline, portrait, clip, sampler=SamplerOptions(steps=steps),
                                   overlap_stages=overlap_stages)
-        count = write_mp4(Path(tmp) / "out.mp4", background(frames) if overlap_stages else frames, 25.0, clip)
+        write = encode_beside if overlap_stages else write_mp4
+        count = write(Path(tmp) / "out.mp4", frames, 25.0, clip)
         return count / (time.perf_counter() - start)
 
 

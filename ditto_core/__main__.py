@@ -1,7 +1,7 @@
 """Command line.
 
     python -m ditto_core check --models DIR [--run]
-    python -m ditto_core download [--models DIR] [--revision REV]
+    python -m ditto_core download --models DIR [--revision REV]
     python -m ditto_core features --audio FILE --models DIR --out FEATS.npy [--backend onnx|hubert]
     python -m ditto_core render --portrait IMG --audio WAV --out OUT.mp4 [--models DIR] [--emotion E] [--seed N]
 """
@@ -92,14 +92,13 @@ class Progress:
 
 def render(args) -> int:
     """Portrait + speech → talking-head mp4 with the speech muxed in."""
-    from .motion import ConditionError, Motion, SamplerOptions
+    from .motion import ConditionError, SamplerOptions
     from .motion.conditions import parse_emotion
     from .motion.drive import DriveOptions
-    from .pipeline import DittoPipeline, sampled_metadata
+    from .pipeline import DittoPipeline
     from .portrait import FaceModelError, NoFaceError, PortraitInputError, RegistrationOptions
     from .render import RenderOptions
-    from .stream import background, speech_to_frames
-    from .video import write_mp4
+    from .stream import speech_to_video
 
     status = check_release(args.models)
     if not status.complete and not (args.backend == "hubert" and set(status.missing) == {"hubert"}):
@@ -123,19 +122,18 @@ def render(args) -> int:
         sampler = SamplerOptions(steps=args.steps, overlap=args.overlap, seed=args.seed)
         options = RenderOptions(batch_size=args.batch_size, paste_back=not args.no_paste_back,
                                 drive=DriveOptions(stitching=not args.no_stitching))
-        blocks = []  # the motion, kept for --save-motion (265 floats a frame)
         start = time.perf_counter()
-        # audio encoding + sampling, rendering and video encoding run side by side
-        frames = speech_to_frames(pipeline, portrait, clip, emotion, sampler, options, on_motion=blocks.append)
-        count = write_mp4(args.out, background(frames), 25.0, clip, on_frame=Progress(clip.num_frames, "rendering"))
+        motion = speech_to_video(args.out, pipeline, portrait, clip, emotion, sampler, options,
+                                 on_frame=Progress(clip.num_frames, "rendering"))
         elapsed = time.perf_counter() - start
         if args.save_motion:
-            Motion(torch.cat(blocks), metadata=sampled_metadata(sampler, emotion, clip.duration_s)).save(args.save_motion)
+            motion.save(args.save_motion)
     except (AudioInputError, EncoderError, CheckpointError, FaceModelError, NoFaceError, PortraitInputError,
             ConditionError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {args.out}: {count} frames at 25 fps with audio, {count / elapsed:.2f} frames/s")
+    print(f"wrote {args.out}: {len(motion)} frames at {motion.fps:g} fps with audio, {len(motion) / elapsed:.2f} "
+          f"frames/s")
     return 0
 
 
@@ -154,7 +152,7 @@ def download(models: str, revision: str | None) -> int:
 
     try:
         report = download_release(models, revision, progress=on_bytes)
-    except DownloadError as exc:
+    except (DownloadError, OSError) as exc:  # OSError: the models folder cannot be written (permissions, disk)
         print(f"\nerror: {exc}", file=sys.stderr)
         return 1
     print(f"{report.root}: commit {report.commit}; {len(report.downloaded)} downloaded, {len(report.kept)} already "
@@ -170,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     check_cmd.add_argument("--run", action="store_true", help="also run each network once on random input")
     check_cmd.add_argument("--device", default="cpu")
     down_cmd = commands.add_parser("download", help="download the release from Hugging Face, hash-checked")
-    down_cmd.add_argument("--models", default="models/ditto", help="folder to hold ditto_pytorch/ (default: %(default)s)")
+    down_cmd.add_argument("--models", required=True, help="folder to hold ditto_pytorch/, e.g. ComfyUI/models/ditto")
     down_cmd.add_argument("--revision", help="branch, tag or commit (default: the recorded commit, else main)")
     feat_cmd = commands.add_parser("features", help="encode speech to Ditto's 25-fps HuBERT features")
     feat_cmd.add_argument("--audio", required=True, help="wav/flac/ogg (mp3/m4a/mp4 with PyAV)")

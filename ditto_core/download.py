@@ -29,6 +29,8 @@ from .release import HF_REPO, PYTORCH_DIR, RELEASE_FILES, resolve_release_root
 MANIFEST = f"{PYTORCH_DIR}/release.json"
 CHUNK_BYTES = 1 << 20
 COMMIT_ID = re.compile(r"[0-9a-f]{40}")
+ACCESS_HINT = " (log in with `huggingface-cli login` or set HF_TOKEN)"
+NO_REVISION_HINT = f" (pass --revision main, or delete {MANIFEST} to follow main again)"
 
 
 class DownloadError(RuntimeError):
@@ -83,7 +85,10 @@ def resolve_revision(revision: str = "main", endpoint: str | None = None, token:
     try:
         info = HfApi(endpoint=endpoint, token=token).model_info(HF_REPO, revision=revision, files_metadata=True)
     except HfHubHTTPError as exc:
-        raise DownloadError(f"cannot read {HF_REPO} at revision {revision!r} from the Hugging Face hub: {exc}") from exc
+        status = getattr(exc.response, "status_code", None)
+        hint = {401: ACCESS_HINT, 403: ACCESS_HINT, 404: NO_REVISION_HINT}.get(status, "")
+        raise DownloadError(f"cannot read {HF_REPO} at revision {revision!r} from the Hugging Face hub{hint}: "
+                            f"{exc}") from exc
     except Exception as exc:  # the hub client's connection errors differ between its versions (requests, httpx)
         raise DownloadError(f"cannot reach the Hugging Face hub ({type(exc).__name__}: {exc}); check the network "
                             f"or proxy settings, or download the files by hand") from exc
@@ -127,38 +132,52 @@ def _open(url: str, token: str | None):
     try:
         return urllib.request.urlopen(request, timeout=60)
     except urllib.error.HTTPError as exc:
-        hint = " (log in with `huggingface-cli login` or set HF_TOKEN)" if exc.code in (401, 403) else ""
+        hint = ACCESS_HINT if exc.code in (401, 403) else ""
         raise DownloadError(f"download of {url} failed: HTTP {exc.code} {exc.reason}{hint}") from exc
-    except (urllib.error.URLError, OSError) as exc:
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError
         raise DownloadError(f"download of {url} failed: {exc}; check the network and run the download again") from exc
+
+
+def _remove_stale_parts(destination: Path) -> None:
+    """Temporary files of earlier downloads of ``destination`` that were killed before they could clean up."""
+    for stale in destination.parent.glob(f".{destination.stem}.*.part"):
+        stale.unlink(missing_ok=True)
 
 
 def download_file(url: str, destination: Path, expected: ExpectedFile, token: str | None = None,
                   progress: ProgressCallback | None = None) -> Path:
     """Stream ``url`` into ``destination``, which appears only once its size and hash are the expected ones."""
     destination.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_parts(destination)
     tmp_name = temporary_sibling(destination, ".part")
     try:
         digest, done = expected.hasher(), 0
         with _open(url, token) as response, open(tmp_name, "wb") as out:
-            try:
-                while chunk := response.read(CHUNK_BYTES):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(expected.path, done, expected.size)
-            except (OSError, http.client.HTTPException) as exc:
-                raise DownloadError(f"download of {expected.path} broke off after {done} of {expected.size} bytes "
-                                    f"({exc}); run the download again") from exc
+            while True:
+                try:
+                    chunk = response.read(CHUNK_BYTES)
+                except (OSError, http.client.HTTPException) as exc:
+                    raise DownloadError(f"download of {expected.path} broke off after {done} of {expected.size} "
+                                        f"bytes ({exc}); run the download again") from exc
+                if not chunk:
+                    break
+                done += len(chunk)
+                if done > expected.size:
+                    break  # more than the hub lists: refused below, without writing the rest
+                out.write(chunk)  # a full disk raises OSError here, with its own message
+                digest.update(chunk)
+                if progress is not None:
+                    progress(expected.path, done, expected.size)
         if done < expected.size:
             raise DownloadError(f"download of {expected.path} broke off after {done} of {expected.size} bytes; "
                                 f"run the download again")
         if done != expected.size or digest.hexdigest() != expected.digest:
+            received = f"more than {expected.size} bytes" if done > expected.size else (
+                f"{done} bytes with {expected.algorithm} {digest.hexdigest()}")
             raise DownloadError(
-                f"{expected.path}: received {done} bytes with {expected.algorithm} {digest.hexdigest()}, but the "
-                f"hub lists {expected.size} bytes with {expected.digest}; the file was discarded. Run the download "
-                f"again; if this repeats, the file on the hub or a proxy in between is not the released one."
+                f"{expected.path}: received {received}, but the hub lists {expected.size} bytes with "
+                f"{expected.digest}; the file was discarded. Run the download again; if this repeats, the file on "
+                f"the hub or a proxy in between is not the released one."
             )
         finish_atomically(tmp_name, destination)
     finally:
@@ -194,7 +213,7 @@ def download_release(root: str | Path, revision: str | None = None, endpoint: st
     root = resolve_release_root(root)
     pinned = resolve_revision(revision or recorded_commit(root) or "main", endpoint, token)
     downloaded, kept = [], []
-    for name, expected in pinned.files.items():
+    for expected in pinned.files.values():
         destination = root / expected.path
         if file_matches(destination, expected):
             kept.append(expected.path)

@@ -43,7 +43,7 @@ class OnlineSession:
     def __init__(self, pipeline: DittoPipeline, portrait: Portrait, emotion="neutral",
                  sampler: SamplerOptions = ONLINE_SAMPLER, render: RenderOptions = RenderOptions()):
         self.pipeline, self.portrait, self.render_options = pipeline, portrait, render
-        self.motion = SpeechMotionStream(pipeline, portrait, emotion, sampler, online=True)
+        self.stream = SpeechMotionStream(pipeline, portrait, emotion, sampler, online=True)
         self.rendered = 0
         self.audio_samples = 0
         self.stats = OnlineStats()
@@ -51,7 +51,7 @@ class OnlineSession:
     def _render(self, motion_rows: torch.Tensor) -> list[np.ndarray]:
         if len(motion_rows) == 0:
             return []
-        motion = Motion(motion_rows, anchor=self.motion.anchor)
+        motion = Motion(motion_rows, anchor=self.stream.anchor)
         frames = list(render_frames(self.pipeline.networks, self.portrait, motion, self.render_options,
                                     first_index=self.rendered))
         if self.stats.first_frame_wall_s is None:
@@ -66,12 +66,12 @@ class OnlineSession:
         if self.stats.started is None:
             self.stats.started = time.perf_counter()
         self.audio_samples += len(samples)
-        return self._render(self.motion.push(samples))
+        return self._render(self.stream.push(samples))
 
     def finish(self) -> list[np.ndarray]:
         """End of speech: the remaining frames (⌈seconds·25⌉ in all)."""
         if self.stats.started is None:
             self.stats.started = time.perf_counter()
-        frames = self._render(self.motion.finish())
+        frames = self._render(self.stream.finish())
         self.stats.finished = time.perf_counter()
         return frames

@@ -2,8 +2,8 @@
 
 Audio is encoded chunk by chunk; a motion window is sampled as soon as its features exist; frames are rendered as
 soon as their motion is final. With ``overlap_stages`` the audio encoder and the motion sampler run in a worker
-thread while the renderer works on the motion already final, and a caller can put the video encoder in another
-one (``background``), so on a GPU the stages overlap instead of waiting for each other. Nothing of the clip is kept
+thread while the renderer works on the motion already final, and ``speech_to_video`` / ``encode_beside`` put the
+renderer in another while the video encoder runs, so the stages overlap instead of waiting for each other. Nothing of the clip is kept
 but the current windows: features, conditions and motion rows are dropped once used.
 
 The frames are the same as those of the step-by-step path (encode all audio, sample all motion, render): streaming
@@ -12,21 +12,24 @@ features equal offline ones exactly and the motion chain emits each frame once i
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import torch
 
 from .audio import AudioClip, StreamingFeatureExtractor, extract_features, load_audio
-from .audio.clip import SAMPLE_RATE
-from .motion.motion import Motion
+from .audio.clip import FPS, SAMPLE_RATE
+from .motion.motion import MOTION_DIM, Motion
 from .motion.sampler import MotionChain, SamplerOptions, WindowSampler, first_frame_vector
-from .pipeline import DittoPipeline, motion_conditions
+from .pipeline import DittoPipeline, motion_conditions, sampled_metadata
 from .portrait import Portrait
 from .render import RenderOptions, render_frames
+from .video import write_mp4
 
 T = TypeVar("T")
 _DONE = object()
@@ -48,8 +51,9 @@ def background(items: Iterable[T], depth: int = 2) -> Iterator[T]:
         return False
 
     def work() -> None:
-        iterator = iter(items)
+        iterator = None
         try:
+            iterator = iter(items)
             for item in iterator:
                 if not put((item, None)):
                     return
@@ -74,6 +78,14 @@ def background(items: Iterable[T], depth: int = 2) -> Iterator[T]:
     finally:
         stop.set()
         worker.join()
+
+
+def encode_beside(path: str | Path, frames: Iterable[np.ndarray], fps: float, clip: AudioClip | None, crf: int = 18,
+                  on_frame: Callable[[int], None] | None = None) -> int:
+    """:func:`~ditto_core.video.write_mp4` with the frames made in a worker thread while the encoder runs. Returns
+    the number of frames; on any failure the worker is stopped before the error propagates."""
+    with contextlib.closing(background(frames)) as made:
+        return write_mp4(path, made, fps, clip, crf, on_frame)
 
 
 class SpeechMotionStream:
@@ -106,7 +118,7 @@ class SpeechMotionStream:
 
     def _push_features(self, rows: np.ndarray) -> torch.Tensor:
         if not len(rows):
-            return torch.zeros(0, 265)
+            return torch.zeros(0, MOTION_DIM)
         cond = motion_conditions(self.portrait, torch.from_numpy(rows), self.emotion, self.cond_dim,
                                  start=self.feature_rows)
         self.feature_rows += len(rows)
@@ -160,4 +172,24 @@ def speech_to_frames(
         motion = Motion(block, anchor=stream.anchor)
         yield from render_frames(pipeline.networks, portrait, motion, render, check=check, first_index=rendered)
         rendered += len(block)
+
+
+def speech_to_video(
+    path: str | Path,
+    pipeline: DittoPipeline,
+    portrait: Portrait,
+    clip: AudioClip,
+    emotion="neutral",
+    sampler: SamplerOptions = SamplerOptions(),
+    render: RenderOptions = RenderOptions(),
+    crf: int = 18,
+    check: Callable[[], None] | None = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> Motion:
+    """Portrait + speech → an mp4 at ``path`` (h264 with the speech as AAC, written atomically), every stage
+    overlapped; returns the sampled motion (``[clip.num_frames, 265]``, to edit or render again)."""
+    blocks = []
+    frames = speech_to_frames(pipeline, portrait, clip, emotion, sampler, render, check=check, on_motion=blocks.append)
+    encode_beside(path, frames, FPS, clip, crf, on_frame)
+    return Motion(torch.cat(blocks), fps=FPS, metadata=sampled_metadata(sampler, emotion, clip.duration_s))
 

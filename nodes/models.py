@@ -64,8 +64,9 @@ class DittoLoadModels:
             "optional": {
                 "download_missing": ("BOOLEAN", {
                     "default": False,
-                    "tooltip": "Download missing or damaged release files from Hugging Face (about 2 GB), each "
-                               "checked against the hub's sha256 for one pinned commit and written atomically.",
+                    "tooltip": "When release files are missing, download them from Hugging Face (about 2 GB), "
+                               "each checked against the hub's sha256 for one pinned commit and written atomically; "
+                               "files already there that match are kept, damaged ones replaced.",
                 }),
             },
         }

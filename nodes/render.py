@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
+from pathlib import Path
 
 import torch
 
 from ..ditto_core.audio import load_audio
-from ..ditto_core.motion import Motion
 from ..ditto_core.motion.drive import DriveOptions
 from ..ditto_core.motion.motion import preview_curves
-from ..ditto_core.pipeline import sampled_metadata
 from ..ditto_core.render import RenderOptions
-from ..ditto_core.stream import background, speech_to_frames
-from ..ditto_core.video import write_mp4
+from ..ditto_core.stream import encode_beside, speech_to_video
 from .common import CATEGORY, Progress, check_interrupt, output_ui_entry, unique_output_path
 from .motion import EMOTION_TIMELINE_WIDGET, SAMPLER_WIDGETS, sampler_settings, validate_emotion_timeline
 
@@ -44,16 +43,16 @@ def _render_options(paste_back, stitching, batch_size, fp16) -> RenderOptions:
                          drive=DriveOptions(stitching=stitching))
 
 
-def _save_video(filename_prefix: str, frames, fps: float, clip, crf: int) -> dict:
-    """Encode ``frames`` into a new mp4 in the output folder (the frames are made in a worker thread while the
-    encoder runs); on failure or cancel nothing is left. Returns the node's ui entry."""
+def _save_video(filename_prefix: str, write: Callable[[Path], object]):
+    """Reserve a new mp4 name in the output folder and let ``write(path)`` fill it; on failure or cancel nothing
+    is left. Returns the node's ui entry and what ``write`` returned."""
     path = unique_output_path(filename_prefix, ".mp4")
     try:
-        write_mp4(path, background(frames), fps, clip, crf)
+        written = write(path)
     except BaseException:
         path.unlink(missing_ok=True)  # the reserved name; the video itself was never moved into place
         raise
-    return {"images": [output_ui_entry(path)], "animated": [True]}
+    return {"images": [output_ui_entry(path)], "animated": [True]}, written
 
 
 def _frames(models, portrait, motion, paste_back, stitching, batch_size, fp16, progress):
@@ -113,9 +112,9 @@ class DittoRenderVideo:
     def render(self, models, portrait, motion, paste_back, stitching, batch_size, fp16, filename_prefix, crf,
                audio=None):
         clip = load_audio(audio) if audio is not None else None
-        progress = Progress(len(motion))
-        frames = _frames(models, portrait, motion, paste_back, stitching, batch_size, fp16, progress)
-        return {"ui": _save_video(filename_prefix, frames, motion.fps, clip, crf)}
+        frames = _frames(models, portrait, motion, paste_back, stitching, batch_size, fp16, Progress(len(motion)))
+        ui, _ = _save_video(filename_prefix, lambda path: encode_beside(path, frames, motion.fps, clip, crf))
+        return {"ui": ui}
 
 
 class DittoTalkingHeadVideo:
@@ -148,15 +147,8 @@ class DittoTalkingHeadVideo:
         chosen, sampler = sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline)
         clip = load_audio(audio)
         progress = Progress(clip.num_frames)
-        blocks = []
-
-        def frames():
-            for frame in speech_to_frames(models, portrait, clip, chosen, sampler,
-                                          _render_options(paste_back, stitching, batch_size, fp16),
-                                          check=check_interrupt, on_motion=blocks.append):
-                progress.update()
-                yield frame
-
-        ui = _save_video(filename_prefix, frames(), 25.0, clip, crf)
-        motion = Motion(torch.cat(blocks), metadata=sampled_metadata(sampler, chosen, clip.duration_s))
+        options = _render_options(paste_back, stitching, batch_size, fp16)
+        ui, motion = _save_video(filename_prefix, lambda path: speech_to_video(
+            path, models, portrait, clip, chosen, sampler, options, crf, check=check_interrupt,
+            on_frame=lambda done: progress.update()))
         return {"ui": {**ui, "ditto_motion": [preview_curves(motion)]}, "result": (motion,)}

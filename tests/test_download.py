@@ -72,6 +72,32 @@ def test_a_bad_transfer_leaves_no_file_that_looks_complete(hub, tmp_path, fault,
     assert not (tmp_path / MANIFEST).exists()
 
 
+def test_an_oversized_transfer_is_refused_without_writing_it_all(hub, small_release, tmp_path):
+    hub.padded.add(LMDM)
+    written = []
+    with pytest.raises(DownloadError, match=r"received more than \d+ bytes, but the hub lists"):
+        download_release(tmp_path, endpoint=hub.endpoint,
+                         progress=lambda path, done, total: written.append(done) if path == LMDM else None)
+    assert written and max(written) <= (small_release / LMDM).stat().st_size  # the surplus was never written
+    assert not (tmp_path / LMDM).exists() and not leftovers(tmp_path)
+
+
+def test_the_token_reaches_the_hub_but_not_the_storage_it_redirects_to(hub, tmp_path):
+    hub.redirect = True
+    download_release(tmp_path, endpoint=hub.endpoint, token="hf_secret")
+    assert check_release(tmp_path).complete
+    assert hub.authorization["resolve"] and set(hub.authorization["resolve"]) == {"Bearer hf_secret"}
+    assert len(hub.authorization["storage"]) == len(RELEASE_FILES) and set(hub.authorization["storage"]) == {None}
+
+
+def test_stale_temporary_files_of_killed_downloads_are_removed(hub, tmp_path):
+    stale = tmp_path / "ditto_pytorch" / "models" / ".lmdm_v0.4_hubert.abc123.part"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half of a file from a download that was killed")
+    download_release(tmp_path, endpoint=hub.endpoint)
+    assert not stale.exists() and not leftovers(tmp_path)
+
+
 def test_a_bad_transfer_keeps_the_good_file_already_there(hub, tmp_path):
     download_release(tmp_path, endpoint=hub.endpoint)
     before = (tmp_path / LMDM).read_bytes()

@@ -127,11 +127,17 @@ def _download(env, fault: str | None = None, status: int | None = None):
             getattr(hub, fault).add(lmdm)
         hub.status = status
         try:
-            return download_release(target, endpoint=hub.endpoint)
-        finally:
-            names = {p.name for p in target.rglob("*") if p.is_file()}
-            assert not [n for n in names if n.startswith(".")], "a temporary file was left"
-            assert fault is None or "lmdm_v0.4_hubert.pth" not in names, "an unverified file was kept"
+            report = download_release(target, endpoint=hub.endpoint)
+        except DownloadError as exc:
+            report, error = None, exc
+        else:
+            error = None
+    names = {p.name for p in target.rglob("*") if p.is_file()}
+    assert not [n for n in names if n.startswith(".")], "a temporary file was left"
+    assert fault is None or "lmdm_v0.4_hubert.pth" not in names, "an unverified file was kept"
+    if error is not None:
+        raise error
+    return report
 
 
 def _interrupted_render(env):

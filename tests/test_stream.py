@@ -10,7 +10,7 @@ from ditto_core.audio import load_audio
 from ditto_core.motion import SamplerOptions
 from ditto_core.pipeline import DittoPipeline
 from ditto_core.render import RenderOptions
-from ditto_core.stream import SpeechMotionStream, background, speech_to_frames
+from ditto_core.stream import SpeechMotionStream, background, encode_beside, speech_to_frames
 
 SAMPLER = SamplerOptions(steps=2, overlap=10, seed=4)
 RENDER = RenderOptions(batch_size=1, paste_back=True)
@@ -102,3 +102,26 @@ def test_background_keeps_order_raises_errors_and_stops_early():
     assert [next(items) for _ in range(5)] == [0, 1, 2, 3, 4]
     items.close()  # the consumer stops: the worker ends and closes its source
     assert closed.is_set()
+
+
+def test_background_reports_a_source_that_cannot_be_iterated():
+    with pytest.raises(TypeError):
+        list(background(5))
+
+
+def test_a_failing_encoder_stops_the_frame_worker_and_leaves_no_file(tmp_path):
+    closed = threading.Event()
+
+    def frames():
+        try:
+            yield np.zeros((16, 16, 3), np.uint8)
+            while True:
+                yield np.zeros((16, 16), np.uint8)  # not an RGB frame: the encoder raises
+        finally:
+            closed.set()
+
+    threads_before = threading.active_count()
+    with pytest.raises(ValueError):
+        encode_beside(tmp_path / "out.mp4", frames(), 25.0, None)
+    assert closed.is_set() and threading.active_count() == threads_before
+    assert not list(tmp_path.iterdir())

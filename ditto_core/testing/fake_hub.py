@@ -2,8 +2,9 @@
 
 It answers the two requests the downloader makes, as the hub does: the model metadata of a revision with file
 sizes and hashes (``/api/models/<repo>/revision/<rev>?blobs=true``) and file downloads
-(``/<repo>/resolve/<commit>/<path>``). Faults can be switched on per file: wrong bytes, a connection cut half-way,
-or an HTTP status for every request.
+(``/<repo>/resolve/<commit>/<path>``), optionally redirected to a storage path as the hub redirects to its CDN.
+Faults can be switched on per file: wrong bytes, extra bytes, a connection cut half-way, or an HTTP status for
+every request.
 
     with FakeHub(release_root) as hub:
         download_release(target, endpoint=hub.endpoint)
@@ -18,6 +19,7 @@ import threading
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from ..download import CHUNK_BYTES
 from ..release import HF_REPO
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -34,8 +36,11 @@ class FakeHub:
         self.stored_in_git = set(stored_in_git)  # paths listed with a git blob id instead of LFS metadata
         self.tampered: set[str] = set()  # served with one byte changed
         self.cut: set[str] = set()  # connection closed after half of the announced bytes
+        self.padded: set[str] = set()  # served with extra bytes after the real ones
         self.status: int | None = None  # answer every request with this HTTP status
+        self.redirect = False  # answer resolve requests with a redirect to /storage/<path>, as the hub does
         self.downloads: list[str] = []  # resolve URLs requested, in order
+        self.authorization: dict[str, list[str | None]] = {"resolve": [], "storage": []}  # headers seen
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -89,16 +94,29 @@ class FakeHub:
                     return self._send(200, json.dumps(info).encode())
                 if path.startswith(file_prefix):
                     revision, _, name = path[len(file_prefix):].partition("/")
-                    file = hub.root / name
-                    if revision != hub.commit or not file.is_file():
+                    if revision != hub.commit or not (hub.root / name).is_file():
                         return self._send(404, b"not found")
                     hub.downloads.append(path)
-                    data = file.read_bytes()
-                    if name in hub.tampered:
-                        data = data[:-1] + bytes([data[-1] ^ 1])
-                    if name in hub.cut:
-                        return self._send(200, data[: len(data) // 2], length=len(data))
-                    return self._send(200, data)
+                    hub.authorization["resolve"].append(self.headers.get("Authorization"))
+                    if hub.redirect:
+                        self.send_response(302)
+                        self.send_header("Location", f"/storage/{name}")
+                        self.send_header("Content-Length", "0")
+                        return self.end_headers()
+                    return self._send_file(name)
+                if path.startswith("/storage/"):
+                    hub.authorization["storage"].append(self.headers.get("Authorization"))
+                    return self._send_file(path[len("/storage/"):])
                 return self._send(404, b"not found")
+
+            def _send_file(self, name: str) -> None:
+                data = (hub.root / name).read_bytes()
+                if name in hub.tampered:
+                    data = data[:-1] + bytes([data[-1] ^ 1])
+                if name in hub.padded:
+                    data += bytes(CHUNK_BYTES + 1)
+                if name in hub.cut:
+                    return self._send(200, data[: len(data) // 2], length=len(data))
+                return self._send(200, data)
 
         return Handler
