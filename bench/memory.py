@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 TARGET_RATIO = 1.2
+VRAM_TARGET_MB = 2560
 
 
 def child(seconds: float, release: str, device: str, out: str) -> dict:
@@ -81,7 +82,8 @@ def main() -> None:
             row = rows[-1]
             print(f"{row['seconds']:6.0f} s audio: {row['frames']:5d} frames in {row['wall_s']:7.1f} s, RAM after "
                   f"loading {row['loaded_mb']:6.0f} MB, peak {row['peak_mb']:6.0f} MB"
-                  + (f", peak VRAM {row['vram_mb']:.0f} MB" if row["vram_mb"] is not None else ""), flush=True)
+                  + (f", peak VRAM {row['vram_mb']:.0f} MB (target ≤ {VRAM_TARGET_MB} MB)"
+                     if row["vram_mb"] is not None else ""), flush=True)
     base = rows[0]
     for row in rows[1:]:
         ratio = row["peak_mb"] / base["peak_mb"]
