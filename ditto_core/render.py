@@ -46,6 +46,8 @@ def render_frames(
     yaw_s = bins_to_degrees(source["yaw"][:1]).item()
     pitch_s = bins_to_degrees(source["pitch"][:1]).item()
     x_s_all = portrait.source_keypoints()
+    # an image source's appearance volume (8 MB) goes to the device once, not once per batch
+    still_appearance = portrait.appearance.to(device) if portrait.num_frames == 1 else None
     for batch_start in range(start, stop, options.batch_size):
         if check is not None:
             check()
@@ -59,7 +61,10 @@ def render_frames(
             x_s, x_d = x_s.to(device), x_d.to(device)
             if options.drive.stitching:
                 x_d = networks.stitch_network(x_s, x_d)
-            appearance = portrait.appearance[sources].to(device)
+            if still_appearance is not None:
+                appearance = still_appearance.expand(len(sources), *still_appearance.shape[1:])
+            else:
+                appearance = portrait.appearance[sources].to(device)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_fp16):
                 faces = networks.decoder(networks.warp_network(appearance, x_s, x_d))
             faces = (faces.float().clamp(0, 1) * 255).permute(0, 2, 3, 1).cpu().numpy()

@@ -10,8 +10,9 @@ import soundfile
 import torch
 
 from ditto_core.audio import load_audio
+from ditto_core.keypoints import bins_to_degrees
 from ditto_core.motion import Motion
-from ditto_core.motion.drive import DriveOptions
+from ditto_core.motion.drive import DriveOptions, driving_keypoints
 from ditto_core.networks import load_networks
 from ditto_core.portrait import load_face_models, register_portrait
 from ditto_core.render import RenderOptions, render_frames
@@ -43,6 +44,21 @@ def test_batch_size_does_not_change_frames(setup):
     four = list(render_frames(networks, portrait, motion, RenderOptions(batch_size=4)))
     for a, b in zip(one, four):
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_face_crops_equal_the_networks_called_frame_by_frame(setup):
+    networks, _, portrait, motion = setup
+    frames = list(render_frames(networks, portrait, motion, RenderOptions(batch_size=3, paste_back=False)))
+    yaw = bins_to_degrees(portrait.keypoints["yaw"][:1]).item()
+    pitch = bins_to_degrees(portrait.keypoints["pitch"][:1]).item()
+    x_s = portrait.source_keypoints()
+    for index in (0, 4, 6):  # first batch, a later batch, the last (short) batch
+        _, x_d = driving_keypoints(portrait.keypoints, (yaw, pitch), motion, [index], [0], False)
+        with torch.inference_mode():
+            x_d = networks.stitch_network(x_s, x_d)
+            face = networks.decoder(networks.warp_network(portrait.appearance, x_s, x_d))[0]
+        expected = (face.clamp(0, 1) * 255).permute(1, 2, 0).numpy().astype(np.uint8)
+        assert np.abs(frames[index].astype(int) - expected.astype(int)).max() <= 1
 
 
 def test_without_paste_back_frames_are_face_crops(setup):
