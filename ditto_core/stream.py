@@ -2,8 +2,9 @@
 
 Audio is encoded chunk by chunk; a motion window is sampled as soon as its features exist; frames are rendered as
 soon as their motion is final. With ``overlap_stages`` the audio encoder and the motion sampler run in a worker
-thread while the renderer works on the motion already final, and ``speech_to_video`` / ``encode_beside`` put the
-renderer in another while the video encoder runs, so the stages overlap instead of waiting for each other. Nothing of the clip is kept
+thread while the renderer works on the motion already final, and ``speech_to_video`` / ``encode_video`` put the
+renderer in another while the video encoder runs, so the stages overlap instead of waiting for each other. That
+is the default on CUDA; on a CPU the stages would only compete for the same cores, so they take turns there. Nothing of the clip is kept
 but the current windows: features, conditions and motion rows are dropped once used.
 
 The frames are the same as those of the step-by-step path (encode all audio, sample all motion, render): streaming
@@ -80,10 +81,19 @@ def background(items: Iterable[T], depth: int = 2) -> Iterator[T]:
         worker.join()
 
 
-def encode_beside(path: str | Path, frames: Iterable[np.ndarray], fps: float, clip: AudioClip | None, crf: int = 18,
-                  on_frame: Callable[[int], None] | None = None) -> int:
-    """:func:`~ditto_core.video.write_mp4` with the frames made in a worker thread while the encoder runs. Returns
-    the number of frames; on any failure the worker is stopped before the error propagates."""
+def overlaps_by_default(pipeline: DittoPipeline) -> bool:
+    """Whether the stages run side by side unless told otherwise: on CUDA, yes (the GPU computes while the CPU
+    pastes back and encodes); on a CPU, no, since there they compete for the same cores (bench/streaming.py on
+    2 cores: 0.83–0.93× the speed of one stage after another)."""
+    return pipeline.networks.device.type == "cuda"
+
+
+def encode_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, clip: AudioClip | None, crf: int = 18,
+                 on_frame: Callable[[int], None] | None = None, overlap: bool = True) -> int:
+    """:func:`~ditto_core.video.write_mp4`, with ``overlap`` the frames made in a worker thread while the encoder
+    runs. Returns the number of frames; on any failure the worker is stopped before the error propagates."""
+    if not overlap:
+        return write_mp4(path, frames, fps, clip, crf, on_frame)
     with contextlib.closing(background(frames)) as made:
         return write_mp4(path, made, fps, clip, crf, on_frame)
 
@@ -142,12 +152,13 @@ def speech_to_frames(
     sampler: SamplerOptions = SamplerOptions(),
     render: RenderOptions = RenderOptions(),
     chunk_seconds: float = 2.0,
-    overlap_stages: bool = True,
+    overlap_stages: bool | None = None,
     check: Callable[[], None] | None = None,
     on_motion: Callable[[torch.Tensor], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """Frames ``[H, W, 3]`` uint8 for the clip, ⌈seconds·25⌉ of them, yielded as soon as each is rendered.
 
+    ``overlap_stages``: sample in a worker thread while rendering (default: :func:`overlaps_by_default`).
     ``check`` runs between chunks and render batches (raise there to cancel); ``on_motion`` sees each block of
     final motion ``[m, 265]`` (e.g. to keep the motion).
     """
@@ -155,6 +166,8 @@ def speech_to_frames(
         raise ValueError(f"chunk_seconds must be positive, got {chunk_seconds}")
     stream = SpeechMotionStream(pipeline, portrait, emotion, sampler, on_window=check)
     chunk = max(int(chunk_seconds * SAMPLE_RATE), 1)
+    if overlap_stages is None:
+        overlap_stages = overlaps_by_default(pipeline)
 
     def motion_blocks() -> Iterator[torch.Tensor]:
         for offset in range(0, len(clip.samples), chunk):
@@ -185,11 +198,14 @@ def speech_to_video(
     crf: int = 18,
     check: Callable[[], None] | None = None,
     on_frame: Callable[[int], None] | None = None,
+    overlap_stages: bool | None = None,
 ) -> Motion:
-    """Portrait + speech → an mp4 at ``path`` (h264 with the speech as AAC, written atomically), every stage
-    overlapped; returns the sampled motion (``[clip.num_frames, 265]``, to edit or render again)."""
+    """Portrait + speech → an mp4 at ``path`` (h264 with the speech as AAC, written atomically), the stages
+    overlapped where that pays (``overlap_stages``, default :func:`overlaps_by_default`); returns the sampled
+    motion (``[clip.num_frames, 265]``, to edit or render again)."""
+    overlap = overlaps_by_default(pipeline) if overlap_stages is None else overlap_stages
     blocks = []
-    frames = speech_to_frames(pipeline, portrait, clip, emotion, sampler, render, check=check, on_motion=blocks.append)
-    encode_beside(path, frames, FPS, clip, crf, on_frame)
+    frames = speech_to_frames(pipeline, portrait, clip, emotion, sampler, render, overlap_stages=overlap, check=check,
+                              on_motion=blocks.append)
+    encode_video(path, frames, FPS, clip, crf, on_frame, overlap)
     return Motion(torch.cat(blocks), fps=FPS, metadata=sampled_metadata(sampler, emotion, clip.duration_s))
-

@@ -12,7 +12,7 @@ from ..ditto_core.audio import load_audio
 from ..ditto_core.motion.drive import DriveOptions
 from ..ditto_core.motion.motion import preview_curves
 from ..ditto_core.render import RenderOptions
-from ..ditto_core.stream import encode_beside, speech_to_video
+from ..ditto_core.stream import encode_video, overlaps_by_default, speech_to_video
 from .common import CATEGORY, Progress, check_interrupt, output_ui_entry, unique_output_path
 from .motion import EMOTION_TIMELINE_WIDGET, SAMPLER_WIDGETS, sampler_settings, validate_emotion_timeline
 
@@ -113,16 +113,17 @@ class DittoRenderVideo:
                audio=None):
         clip = load_audio(audio) if audio is not None else None
         frames = _frames(models, portrait, motion, paste_back, stitching, batch_size, fp16, Progress(len(motion)))
-        ui, _ = _save_video(filename_prefix, lambda path: encode_beside(path, frames, motion.fps, clip, crf))
+        ui, _ = _save_video(filename_prefix, lambda path: encode_video(path, frames, motion.fps, clip, crf,
+                                                                       overlap=overlaps_by_default(models)))
         return {"ui": ui}
 
 
 class DittoTalkingHeadVideo:
     DESCRIPTION = (
-        "Portrait + speech → mp4 in one pass, the fastest way to a video: the audio is encoded, motion sampled, "
-        "frames rendered and the video encoded side by side, each stage starting as soon as the one before has "
-        "something for it, so the first frames are ready while the audio is still being encoded and memory stays "
-        "flat however long the speech. Also returns the motion, to edit and render again."
+        "Portrait + speech → mp4 in one pass, the fastest way to a video: each stage (audio encoding, motion "
+        "sampling, rendering, video encoding) starts as soon as the one before has something for it, so frames "
+        "are made while the audio is still being encoded, and memory stays flat however long the speech. On CUDA "
+        "the stages also run side by side. Also returns the motion, to edit and render again."
     )
     CATEGORY = CATEGORY
     FUNCTION = "render"

@@ -10,7 +10,7 @@ from ditto_core.audio import load_audio
 from ditto_core.motion import SamplerOptions
 from ditto_core.pipeline import DittoPipeline
 from ditto_core.render import RenderOptions
-from ditto_core.stream import SpeechMotionStream, background, encode_beside, speech_to_frames
+from ditto_core.stream import SpeechMotionStream, background, encode_video, speech_to_frames, speech_to_video
 
 SAMPLER = SamplerOptions(steps=2, overlap=10, seed=4)
 RENDER = RenderOptions(batch_size=1, paste_back=True)
@@ -73,8 +73,23 @@ def test_cancel_stops_every_stage(parts):
     threads_before = threading.active_count()
     with pytest.raises(KeyboardInterrupt, match="cancelled"):
         list(speech_to_frames(pipeline, portrait, _speech(6.0), sampler=SAMPLER, render=RENDER, chunk_seconds=0.5,
-                              check=check))
+                              overlap_stages=True, check=check))
     assert threading.active_count() == threads_before
+
+
+def test_speech_to_video_with_overlapped_stages(parts, tmp_path):
+    import av
+
+    pipeline, portrait = parts
+    clip = _speech(0.6)
+    motion = speech_to_video(tmp_path / "talk.mp4", pipeline, portrait, clip, "sad", SAMPLER, RENDER,
+                             overlap_stages=True)
+    _, features = pipeline.encode_audio(clip)
+    assert torch.equal(motion.frames, pipeline.sample(portrait, features, "sad", SAMPLER).frames)
+    assert motion.metadata["seed"] == SAMPLER.seed and motion.fps == 25
+    with av.open(str(tmp_path / "talk.mp4")) as video:
+        assert len(list(video.decode(video=0))) == clip.num_frames == 15
+    assert [p.name for p in tmp_path.iterdir()] == ["talk.mp4"]
 
 
 def test_background_keeps_order_raises_errors_and_stops_early():
@@ -122,6 +137,6 @@ def test_a_failing_encoder_stops_the_frame_worker_and_leaves_no_file(tmp_path):
 
     threads_before = threading.active_count()
     with pytest.raises(ValueError):
-        encode_beside(tmp_path / "out.mp4", frames(), 25.0, None)
+        encode_video(tmp_path / "out.mp4", frames(), 25.0, None, overlap=True)
     assert closed.is_set() and threading.active_count() == threads_before
     assert not list(tmp_path.iterdir())
