@@ -8,6 +8,10 @@ every request.
 
     with FakeHub(release_root) as hub:
         download_release(target, endpoint=hub.endpoint)
+
+For a check by hand (e.g. a real ComfyUI started with ``HF_ENDPOINT=http://127.0.0.1:8790``):
+
+    python -m ditto_core.testing.fake_hub RELEASE_ROOT --port 8790
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ def git_blob_id(data: bytes) -> str:
 
 
 class FakeHub:
-    def __init__(self, release_root: str | Path, commit: str = COMMIT, stored_in_git: tuple[str, ...] = ()):
+    def __init__(self, release_root: str | Path, commit: str = COMMIT, stored_in_git: tuple[str, ...] = (),
+                 port: int = 0):  # 0: any free port
         self.root = Path(release_root)
         self.commit = commit
         self.stored_in_git = set(stored_in_git)  # paths listed with a git blob id instead of LFS metadata
@@ -41,7 +46,7 @@ class FakeHub:
         self.redirect = False  # answer resolve requests with a redirect to /storage/<path>, as the hub does
         self.downloads: list[str] = []  # resolve URLs requested, in order
         self.authorization: dict[str, list[str | None]] = {"resolve": [], "storage": []}  # headers seen
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -120,3 +125,23 @@ class FakeHub:
                 return self._send(200, data)
 
         return Handler
+
+
+def main() -> None:
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(description="Serve a release folder as a local stand-in for the hub.")
+    parser.add_argument("release_root")
+    parser.add_argument("--port", type=int, default=8790)
+    parser.add_argument("--redirect", action="store_true", help="redirect downloads to /storage/, as the hub does")
+    args = parser.parse_args()
+    with FakeHub(args.release_root, port=args.port) as hub:
+        hub.redirect = args.redirect
+        print(f"serving {args.release_root} as {HF_REPO} at {hub.endpoint} (commit {hub.commit})", flush=True)
+        while True:
+            time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()
