@@ -114,11 +114,17 @@ class Workflow:
         }
 
 
-def common_inputs(w: Workflow, portrait_node=None, image_name="portrait.jpg"):
+def portrait_inputs(w: Workflow, portrait_node=None, image_name="portrait.jpg"):
+    """Load Models and a registered portrait (from Load Image unless ``portrait_node`` gives the IMAGE)."""
     models = w.add("DittoLoadModels", (20, 20))
     if portrait_node is None:
         portrait_node = w.add("LoadImage", (20, 180), [image_name, "image"])
     portrait = w.add("DittoRegisterPortrait", (380, 20), {}, models=(models, "models"), image=(portrait_node, "IMAGE"))
+    return models, portrait
+
+
+def common_inputs(w: Workflow, portrait_node=None, image_name="portrait.jpg"):
+    models, portrait = portrait_inputs(w, portrait_node, image_name)
     audio = w.add("LoadAudio", (20, 520), ["speech.wav", None, None])
     encoded = w.add("DittoEncodeAudio", (380, 400), models=(models, "models"), audio=(audio, "AUDIO"))
     return models, portrait, encoded
@@ -196,9 +202,7 @@ def save_motion(classes):
 
 def load_motion_render(classes):
     w = Workflow(classes)
-    models = w.add("DittoLoadModels", (20, 20))
-    image = w.add("LoadImage", (20, 180), ["portrait.jpg", "image"])
-    portrait = w.add("DittoRegisterPortrait", (380, 20), models=(models, "models"), image=(image, "IMAGE"))
+    models, portrait = portrait_inputs(w)
     motion = w.add("DittoLoadMotion", (380, 400), {"motion_file": "ditto_motion.safetensors"})
     w.add("DittoRenderVideo", (760, 20), {"filename_prefix": "ditto/replayed"}, models=(models, "models"),
           portrait=(portrait, "portrait"), motion=(motion, "motion"))
@@ -207,9 +211,7 @@ def load_motion_render(classes):
 
 def streamed_talking_head(classes):
     w = Workflow(classes)
-    models = w.add("DittoLoadModels", (20, 20))
-    image = w.add("LoadImage", (20, 180), ["portrait.jpg", "image"])
-    portrait = w.add("DittoRegisterPortrait", (380, 20), models=(models, "models"), image=(image, "IMAGE"))
+    models, portrait = portrait_inputs(w)
     audio = w.add("LoadAudio", (20, 520), ["speech.wav", None, None])
     talking = w.add("DittoTalkingHeadVideo", (760, 20), {"filename_prefix": "ditto/streamed"}, models=(models, "models"),
                     portrait=(portrait, "portrait"), audio=(audio, "AUDIO"))
