@@ -44,8 +44,6 @@ class OnlineSession:
                  sampler: SamplerOptions = ONLINE_SAMPLER, render: RenderOptions = RenderOptions()):
         self.pipeline, self.portrait, self.render_options = pipeline, portrait, render
         self.stream = SpeechMotionStream(pipeline, portrait, emotion, sampler, online=True)
-        self.rendered = 0
-        self.audio_samples = 0
         self.stats = OnlineStats()
 
     def _render(self, motion_rows: torch.Tensor) -> list[np.ndarray]:
@@ -53,19 +51,17 @@ class OnlineSession:
             return []
         motion = Motion(motion_rows, anchor=self.stream.anchor)
         frames = list(render_frames(self.pipeline.networks, self.portrait, motion, self.render_options,
-                                    first_index=self.rendered))
+                                    first_index=self.stats.frames))
         if self.stats.first_frame_wall_s is None:
             self.stats.first_frame_wall_s = time.perf_counter() - self.stats.started
-            self.stats.first_frame_audio_s = self.audio_samples / SAMPLE_RATE
-        self.rendered += len(frames)
-        self.stats.frames = self.rendered
+            self.stats.first_frame_audio_s = self.stream.features.num_samples / SAMPLE_RATE
+        self.stats.frames += len(frames)
         return frames
 
     def push(self, samples: np.ndarray) -> list[np.ndarray]:
         """Add 16-kHz mono samples; returns the frames that became final."""
         if self.stats.started is None:
             self.stats.started = time.perf_counter()
-        self.audio_samples += len(samples)
         return self._render(self.stream.push(samples))
 
     def finish(self) -> list[np.ndarray]:
