@@ -4,6 +4,7 @@
     python -m ditto_core download --models DIR [--revision REV]
     python -m ditto_core features --audio FILE --models DIR --out FEATS.npy [--backend onnx|hubert]
     python -m ditto_core render --portrait IMG --audio WAV --out OUT.mp4 [--models DIR] [--emotion E] [--seed N]
+    python -m ditto_core config --models DIR [--online] [--json]
 """
 
 from __future__ import annotations
@@ -91,17 +92,21 @@ class Progress:
 
 
 def render(args) -> int:
-    """Portrait + speech → talking-head mp4 with the speech muxed in."""
+    """Portrait + speech → talking-head mp4 with the speech muxed in, set up as the release's cfg says unless
+    options say otherwise."""
+    from .config_pickle import ConfigFileError
     from .motion import ConditionError, SamplerOptions
     from .motion.conditions import parse_emotion
-    from .motion.drive import DriveOptions
     from .pipeline import DittoPipeline
-    from .portrait import FaceModelError, NoFaceError, PortraitInputError, RegistrationOptions
-    from .render import RenderOptions
+    from .portrait import FaceModelError, NoFaceError, PortraitInputError
+    from .release import CONFIG_FILES
     from .stream import speech_to_video
 
     status = check_release(args.models)
-    if not status.complete and not (args.backend == "hubert" and set(status.missing) == {"hubert"}):
+    not_needed = set(CONFIG_FILES) if args.code_defaults else {"online_config"}
+    if args.backend == "hubert":
+        not_needed.add("hubert")
+    if set(status.missing) - not_needed:
         print(status.report(), file=sys.stderr)
         print("error: the Ditto model files above are missing; download them, then run this command again.",
               file=sys.stderr)
@@ -114,26 +119,59 @@ def render(args) -> int:
             raise PortraitInputError(f"cannot read the portrait image {args.portrait}")
         if image.ndim == 3:
             image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-        pipeline = DittoPipeline.load(args.models, args.device, args.backend, args.hubert_dir)
-        portrait = pipeline.register(image, RegistrationOptions(max_size=args.max_size, face_index=args.face_index))
+        emotion = parse_emotion(args.emotion) if args.emotion is not None else None
+        pipeline = DittoPipeline.load(args.models, args.device, args.backend, args.hubert_dir,
+                                      code_defaults=args.code_defaults)
+        print(f"settings: {pipeline.config.name}", file=sys.stderr)
+        registration = pipeline.registration_options(max_size=args.max_size, face_index=args.face_index)
+        portrait = pipeline.register(image, registration)
         clip = load_audio(args.audio)
         print(f"{clip.name}: {clip.duration_s:.2f} s → {clip.num_frames} frames", file=sys.stderr)
-        emotion = parse_emotion(args.emotion)
-        sampler = SamplerOptions(steps=args.steps, overlap=args.overlap, seed=args.seed)
-        options = RenderOptions(batch_size=args.batch_size, paste_back=not args.no_paste_back,
-                                drive=DriveOptions(stitching=not args.no_stitching))
+        sampler = SamplerOptions(steps=args.steps, overlap=args.overlap, smoothing=args.smoothing, seed=args.seed)
+        options = pipeline.render_options(stitching=False if args.no_stitching else None,
+                                          batch_size=args.batch_size, paste_back=not args.no_paste_back)
         start = time.perf_counter()
         motion = speech_to_video(args.out, pipeline, portrait, clip, emotion, sampler, options,
                                  on_frame=Progress(clip.num_frames, "rendering"))
         elapsed = time.perf_counter() - start
         if args.save_motion:
             motion.save(args.save_motion)
-    except (AudioInputError, EncoderError, CheckpointError, FaceModelError, NoFaceError, PortraitInputError,
-            ConditionError, ValueError) as exc:
+    except (AudioInputError, EncoderError, CheckpointError, ConfigFileError, FaceModelError, NoFaceError,
+            PortraitInputError, ConditionError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {args.out}: {len(motion)} frames at {motion.fps:g} fps with audio, {len(motion) / elapsed:.2f} "
-          f"frames/s")
+          f"frames/s ({motion.metadata['steps']} steps, overlap {motion.metadata['overlap']})")
+    return 0
+
+
+def show_config(models: str, online: bool, as_json: bool) -> int:
+    """Print what the release's cfg configures: keys, scalar values, array shapes."""
+    import json
+
+    from .config_pickle import ConfigFileError
+    from .release_config import describe, load_release_config, missing_config_message
+    from .release import release_path
+
+    name = "online_config" if online else "config"
+    path = release_path(models, name)
+    try:
+        if not path.is_file():
+            raise ConfigFileError(missing_config_message(models, name))
+        described = describe(load_release_config(path))
+    except ConfigFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps(described, indent=2))
+        return 0
+    print(f"{described['file']}\nsha256 {described['sha256']}")
+    for section in ("audio2motion_cfg", "default_kwargs"):
+        print(f"{section}:")
+        for key, value in described[section].items():
+            print(f"  {key}: {json.dumps(value)}")
+    if described["ignored"]:
+        print(f"without effect here: {', '.join(described['ignored'])}")
     return 0
 
 
@@ -183,20 +221,32 @@ def main(argv: list[str] | None = None) -> int:
     render_cmd.add_argument("--audio", required=True, help="speech: wav/flac/ogg, mp3/m4a/mp4 with PyAV")
     render_cmd.add_argument("--out", required=True, help="output .mp4")
     render_cmd.add_argument("--models", default="models/ditto", help="folder holding ditto_pytorch/ (default: %(default)s)")
-    render_cmd.add_argument("--emotion", default="neutral",
-                            help="neutral|happy|angry|…, a mix happy+surprise, or a timeline 0:neutral,2.5:happy")
-    render_cmd.add_argument("--seed", type=int, default=0)
-    render_cmd.add_argument("--steps", type=int, default=50, help="diffusion steps per window (default %(default)s)")
-    render_cmd.add_argument("--overlap", type=int, default=10, help="frames shared by motion windows")
-    render_cmd.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    render_cmd.add_argument("--emotion", default=None,
+                            help="neutral|happy|angry|…, a mix happy+surprise, or a timeline 0:neutral,2.5:happy "
+                                 "(default: the release cfg's emotion sequence)")
+    render_cmd.add_argument("--seed", type=int, default=0, help="one seed, one video: motion noise and blinks")
+    render_cmd.add_argument("--steps", type=int, help="diffusion steps per window (default: the release cfg's)")
+    render_cmd.add_argument("--overlap", type=int, help="frames shared by motion windows (default: the release cfg's)")
+    render_cmd.add_argument("--smoothing", type=int, help="pose smoothing window in frames (default: the release cfg's)")
+    render_cmd.add_argument("--code-defaults", action="store_true",
+                            help="ignore ditto_cfg and use the reference code's built-in settings (not what official "
+                                 "Ditto does)")
+    render_cmd.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                            help="cpu or cuda (default: %(default)s)")
     render_cmd.add_argument("--backend", choices=BACKENDS, default="onnx", help="audio encoder")
     render_cmd.add_argument("--hubert-dir", help="local HuBERT folder for --backend hubert")
-    render_cmd.add_argument("--batch-size", type=int, default=4)
-    render_cmd.add_argument("--max-size", type=int, default=1920, help="longest side of the output video")
+    render_cmd.add_argument("--batch-size", type=int, default=4, help="frames rendered together (default %(default)s)")
+    render_cmd.add_argument("--max-size", type=int, help="longest side of the output video (default: the release "
+                                                         "cfg's, 1920)")
     render_cmd.add_argument("--face-index", type=int, default=0, help="which face, 0 = largest")
     render_cmd.add_argument("--no-paste-back", action="store_true", help="output the 512x512 face crop only")
-    render_cmd.add_argument("--no-stitching", action="store_true")
+    render_cmd.add_argument("--no-stitching", action="store_true",
+                            help="skip the stitching network that keeps the face aligned with the shoulders")
     render_cmd.add_argument("--save-motion", help="also save the sampled motion (.safetensors)")
+    config_cmd = commands.add_parser("config", help="show what the release's configuration (ditto_cfg) sets")
+    config_cmd.add_argument("--models", required=True, help="folder holding ditto_pytorch/ and ditto_cfg/")
+    config_cmd.add_argument("--online", action="store_true", help="the online cfg instead of the offline one")
+    config_cmd.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
     if args.command == "render":
         return render(args)
@@ -204,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         return check(args.models, args.run, args.device)
     if args.command == "download":
         return download(args.models, args.revision)
+    if args.command == "config":
+        return show_config(args.models, args.online, args.json)
     return features(args.audio, args.models, args.out, args.backend, args.hubert_dir, args.download_hubert, args.device)
 
 

@@ -1,8 +1,9 @@
 """Realtime mode: speech pushed in chunks as it arrives → rendered frames out as soon as they are final.
 
 Audio features stream with the offline grid; motion is chained the reference's online way (a silent pre-roll of
-``overlap`` frames, short blends), so with overlap 70 the first frames need about 0.9 s of audio and then 10
-frames come out per 0.4 s. The frames equal those of the same session fed all at once.
+``overlap`` frames, short blends, frames emitted once no later window writes them), so with the release's online
+overlap of 70 the first frames need about 0.9 s of audio and then 10 frames come out per 0.4 s. The frames equal
+those of the same session fed all at once.
 """
 
 from __future__ import annotations
@@ -21,9 +22,6 @@ from .portrait import Portrait
 from .render import RenderOptions, render_frames
 from .stream import SpeechMotionStream
 
-ONLINE_SAMPLER = SamplerOptions(steps=10, overlap=70)
-
-
 @dataclass
 class OnlineStats:
     first_frame_audio_s: float | None = None  # audio pushed before the first frame came out
@@ -40,9 +38,13 @@ class OnlineStats:
 
 
 class OnlineSession:
-    def __init__(self, pipeline: DittoPipeline, portrait: Portrait, emotion="neutral",
-                 sampler: SamplerOptions = ONLINE_SAMPLER, render: RenderOptions = RenderOptions()):
-        self.pipeline, self.portrait, self.render_options = pipeline, portrait, render
+    """A realtime session with the release's online configuration (``v0.4_hubert_cfg_trt_online.pkl``: its
+    overlap, steps, blinks, …); ``emotion``, ``sampler`` and ``render`` left as None keep its values."""
+
+    def __init__(self, pipeline: DittoPipeline, portrait: Portrait, emotion=None,
+                 sampler: SamplerOptions | None = None, render: RenderOptions | None = None):
+        self.pipeline, self.portrait = pipeline, portrait
+        self.render_options = render or pipeline.render_options(online=True)
         self.stream = SpeechMotionStream(pipeline, portrait, emotion, sampler, online=True)
         self.stats = OnlineStats()
 

@@ -1,8 +1,9 @@
-"""The whole chain in one object: register a portrait, encode speech, sample motion, render frames."""
+"""The whole chain in one object: register a portrait, encode speech, sample motion, render frames, each stage
+set up the way the release's configuration (``ditto_cfg``) says."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -10,77 +11,176 @@ import torch
 
 from .audio import AudioClip, AudioFeatures, extract_features, load_audio
 from .audio.encoders import load_encoder
-from .motion.conditions import build_conditions, emotion_timeline
+from .config_pickle import ConfigFileError
+from .motion.blinks import add_blinks, plan_blinks
+from .motion.conditions import build_conditions, describe_emotion, emotion_timeline
 from .motion.motion import Motion
-from .motion.sampler import SamplerOptions, first_frame_vector, sample_offline
+from .motion.sampler import MotionChain, SamplerOptions, WindowSampler, first_frame_vector
 from .networks import DittoNetworks, load_networks
 from .portrait import FaceModels, Portrait, RegistrationOptions, load_face_models, register_portrait
 from .portrait.registration import mirror_index
+from .release_config import ReleaseConfig, load_configs, missing_config_message
 from .render import RenderOptions, render_frames
 
 
-def portrait_conditions(portrait: Portrait, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-    """Eye-open ``[n, 2]`` and eye-ball ``[n, 6]`` for output frames ``start:stop`` (a video source loops
-    ping-pong; negative indices, the online pre-roll, use frame 0)."""
-    index = [mirror_index(i, portrait.num_frames) for i in range(start, stop)]
-    return portrait.eye_open[index], portrait.eye_ball[index]
+@dataclass(frozen=True)
+class ConditionSource:
+    """What the LMDM's conditions read of the source: eye state per source frame, canonical keypoints and the
+    first window's condition frame; the portrait's, or the release's stored source (``ch_info``) when set.
+
+    eye_open ``[F, 2]``; eye_ball ``[F, 6]``; canonical_kp ``[63]``; first_frame ``[265]``.
+    """
+
+    eye_open: np.ndarray
+    eye_ball: np.ndarray
+    canonical_kp: np.ndarray
+    first_frame: torch.Tensor
+    eyes_from_first_frame: bool = False  # eye_f0_mode: every frame uses source frame 0's eye state
+
+    @classmethod
+    def of(cls, portrait: Portrait, config: ReleaseConfig) -> "ConditionSource":
+        stored = config.canonical
+        if stored is None:
+            return cls(portrait.eye_open, portrait.eye_ball, portrait.canonical_kp,
+                       first_frame_vector(portrait.keypoints), config.eye_first_frame_only)
+        return cls(stored.eye_open, stored.eye_ball, stored.canonical_kp, first_frame_vector(stored.keypoints),
+                   config.eye_first_frame_only)
+
+    def eye_rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Eye-open ``[n, 2]`` and eye-ball ``[n, 6]`` for frames ``start:stop`` (a video source loops ping-pong;
+        negative indices, the online pre-roll, use frame 0)."""
+        frames = len(self.eye_open)
+        index = [0 if self.eyes_from_first_frame else mirror_index(i, frames) for i in range(start, stop)]
+        return self.eye_open[index], self.eye_ball[index]
 
 
-def motion_conditions(portrait: Portrait, audio: torch.Tensor, emotion, cond_dim: int, start: int = 0,
-                      fps: float = 25.0) -> torch.Tensor:
+def motion_conditions(source: ConditionSource, audio: torch.Tensor, emotion, cond_dim: int, start: int = 0,
+                      fps: float = 25.0, parts=None) -> torch.Tensor:
     """The LMDM's conditions ``[n, cond_dim]`` for frames ``start:start+n`` given their audio rows ``[n, 1024]``
     (negative frame indices: the online pre-roll, conditioned like frame 0)."""
     stop = start + len(audio)
-    eye_open, eye_ball = portrait_conditions(portrait, start, stop)
+    eye_open, eye_ball = source.eye_rows(start, stop)
     emotion_rows = emotion_timeline(emotion, max(stop, 1), fps)[[max(i, 0) for i in range(start, stop)]]
-    return build_conditions(audio, emotion_rows, eye_open, eye_ball, portrait.canonical_kp, cond_dim)
+    return build_conditions(audio, emotion_rows, eye_open, eye_ball, source.canonical_kp, cond_dim, parts)
 
 
-def sample_motion(lmdm, portrait: Portrait, features: AudioFeatures, emotion="neutral",
-                  options: SamplerOptions = SamplerOptions(), on_window=None) -> Motion:
+class MotionPlan:
+    """One sampling run resolved from a configuration and the user's choices: conditions, the window chain, the
+    blink schedule and what the Motion records. Offline sampling and streaming both use it.
+
+    emotion None and options' None fields keep the configuration's values; clip_frames: the clip's length when
+    known (None when streaming live: the blink schedule then repeats every N_d or 3000 frames).
+    """
+
+    def __init__(self, lmdm, portrait: Portrait, config: ReleaseConfig, emotion=None,
+                 options: SamplerOptions | None = None, clip_frames: int | None = None, online: bool = False):
+        options = options or SamplerOptions()
+        self.lmdm, self.config, self.online = lmdm, config, online
+        self.chain_config = options.apply(config.chain)
+        self.seed = options.seed
+        self.emotion = config.emotion if emotion is None else emotion
+        self.source = ConditionSource.of(portrait, config)
+        drive_eyes = (not portrait.is_video) if config.drive.drive_eyes is None else config.drive.drive_eyes
+        blinks = config.blinks
+        self.blinks = (plan_blinks(blinks.template, blinks.open_frames, blinks.schedule_frames, clip_frames, self.seed)
+                       if blinks.enabled and drive_eyes else None)
+
+    def conditions(self, audio: torch.Tensor, start: int = 0, fps: float = 25.0) -> torch.Tensor:
+        return motion_conditions(self.source, audio, self.emotion, self.lmdm.config.cond_dim, start, fps,
+                                 self.config.parts)
+
+    def chain(self, on_window=None) -> MotionChain:
+        sampler = WindowSampler(self.lmdm, self.chain_config.steps, self.seed)
+        return MotionChain(sampler, self.source.first_frame, self.chain_config, online=self.online,
+                           on_window=on_window)
+
+    def finish(self, frames: torch.Tensor, anchor: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Final motion frames ``[m, 265]`` (clip frames ``start …``) with the release's blinks written in."""
+        if self.blinks is None or len(frames) == 0:
+            return frames
+        return add_blinks(frames, anchor, self.blinks, start)
+
+    def metadata(self, audio_seconds: float) -> dict:
+        """What a sampled Motion records of how it was made: the configuration file and its sha256, every
+        effective chain setting, the emotion and the blink schedule."""
+        return {"source": "ditto-lmdm", "config": Path(self.config.name).name, "config_sha256": self.config.sha256,
+                "seed": self.seed, "emotion": describe_emotion(self.emotion), **self.chain_config.settings(),
+                "blinks": self.blinks.metadata() if self.blinks is not None else None,
+                "audio_seconds": audio_seconds}
+
+
+def sample_motion(lmdm, portrait: Portrait, features: AudioFeatures, config: ReleaseConfig, emotion=None,
+                  options: SamplerOptions | None = None, on_window=None) -> Motion:
     """Offline motion for the whole audio: ``features.num_frames`` frames at 25 fps. ``on_window`` is called
     after each 80-frame window."""
-    cond = motion_conditions(portrait, features.frames, emotion, lmdm.config.cond_dim, fps=features.fps)
-    frames, anchor = sample_offline(lmdm, cond, first_frame_vector(portrait.keypoints), options, on_window)
-    return Motion(frames=frames, fps=features.fps, anchor=anchor,
-                  metadata=sampled_metadata(options, emotion, features.duration_s))
-
-
-def sampled_metadata(options: SamplerOptions, emotion, audio_seconds: float) -> dict:
-    """What a sampled Motion records of how it was made."""
-    return {"source": "ditto-lmdm", "seed": options.seed, "steps": options.steps, "overlap": options.overlap,
-            "emotion": emotion if isinstance(emotion, (str, int)) else repr(emotion), "audio_seconds": audio_seconds}
+    plan = MotionPlan(lmdm, portrait, config, emotion, options, clip_frames=features.num_frames)
+    chain = plan.chain(on_window)
+    frames = torch.cat([chain.push(plan.conditions(features.frames, fps=features.fps)), chain.finish()])
+    return Motion(frames=plan.finish(frames, chain.anchor), fps=features.fps, anchor=chain.anchor,
+                  metadata=plan.metadata(features.duration_s))
 
 
 @dataclass
 class DittoPipeline:
+    """The release's networks, face models, audio encoder and configuration (the offline cfg, and the online
+    one for realtime sessions), with each stage as a method. Defaults are the release's, as released."""
+
     networks: DittoNetworks
     face_models: FaceModels
     encoder: object
+    config: ReleaseConfig = field(default_factory=ReleaseConfig.code_defaults)
+    online_config: ReleaseConfig | None = None
 
     @classmethod
     def load(cls, root: str | Path, device: str = "cpu", audio_backend: str = "onnx",
-             hubert_dir: str | Path | None = None) -> "DittoPipeline":
+             hubert_dir: str | Path | None = None, code_defaults: bool = False) -> "DittoPipeline":
+        """Load the release under ``root``. ``code_defaults``: ignore the release cfg and use the reference
+        code's built-in settings (not what official Ditto does; for comparison or a release without ditto_cfg)."""
+        config, online_config = load_configs(root, code_defaults)
+        networks = load_networks(root, device)
+        for each in (config, online_config):
+            if each is not None:
+                each.check_model(networks.lmdm.config)
         return cls(
-            networks=load_networks(root, device),
+            networks=networks,
             face_models=load_face_models(root, device),
             encoder=load_encoder(audio_backend, release_root=root, hubert_dir=hubert_dir, device=device),
+            config=config,
+            online_config=online_config,
         )
 
-    def register(self, images, options: RegistrationOptions = RegistrationOptions()) -> Portrait:
+    def registration_options(self, **overrides) -> RegistrationOptions:
+        """The configuration's registration settings with the given (non-None) ones changed."""
+        return replace(self.config.registration, **{k: v for k, v in overrides.items() if v is not None})
+
+    def render_options(self, stitching: bool | None = None, online: bool = False, **overrides) -> RenderOptions:
+        """RenderOptions driving the configuration's way; ``stitching`` None keeps the configuration's."""
+        drive = (self.require_online_config() if online else self.config).drive
+        if online:  # the reference's online mode always drives relative to its pre-roll frame, whatever relative_d
+            drive = replace(drive, relative=True)
+        if stitching is not None:
+            drive = replace(drive, stitching=stitching)
+        return RenderOptions(drive=drive, **overrides)
+
+    def require_online_config(self) -> ReleaseConfig:
+        if self.online_config is None:
+            raise ConfigFileError(missing_config_message(self.networks.root, "online_config"))
+        return self.online_config
+
+    def register(self, images, options: RegistrationOptions | None = None) -> Portrait:
         return register_portrait(images, self.networks.appearance_extractor, self.networks.motion_extractor,
-                                 self.face_models, options)
+                                 self.face_models, options or self.config.registration)
 
     def encode_audio(self, audio) -> tuple[AudioClip, AudioFeatures]:
         clip = audio if isinstance(audio, AudioClip) else load_audio(audio)
         return clip, extract_features(clip, self.encoder)
 
-    def sample(self, portrait: Portrait, features: AudioFeatures, emotion="neutral",
-               options: SamplerOptions = SamplerOptions(), on_window=None) -> Motion:
-        return sample_motion(self.networks.lmdm, portrait, features, emotion, options, on_window)
+    def sample(self, portrait: Portrait, features: AudioFeatures, emotion=None,
+               options: SamplerOptions | None = None, on_window=None) -> Motion:
+        return sample_motion(self.networks.lmdm, portrait, features, self.config, emotion, options, on_window)
 
-    def render(self, portrait: Portrait, motion: Motion, options: RenderOptions = RenderOptions(), **kwargs):
-        return render_frames(self.networks, portrait, motion, options, **kwargs)
+    def render(self, portrait: Portrait, motion: Motion, options: RenderOptions | None = None, **kwargs):
+        return render_frames(self.networks, portrait, motion, options or self.render_options(), **kwargs)
 
 
 def motion_from_video(frames, motion_extractor, face_models: FaceModels, fps: float = 25.0,

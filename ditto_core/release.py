@@ -1,7 +1,8 @@
 """The layout of the official Ditto PyTorch release, and what a models folder has of it.
 
 The release is the Hugging Face repository ``digital-avatar/ditto-talkinghead``; the PyTorch pipeline uses its
-``ditto_pytorch/`` folder. Nothing here downloads anything (``download.py`` does, when asked).
+``ditto_pytorch/`` folder and two configuration files in its sibling ``ditto_cfg/``. Nothing here downloads
+anything (``download.py`` does, when asked).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 HF_REPO = "digital-avatar/ditto-talkinghead"
 PYTORCH_DIR = "ditto_pytorch"
+CONFIG_DIR = "ditto_cfg"
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,13 @@ AUX_FILES: dict[str, ReleaseFile] = {
     "hubert": ReleaseFile(f"{PYTORCH_DIR}/aux_models/hubert_streaming_fix_kv.onnx", "HuBERT audio encoder (ONNX)"),
 }
 
-RELEASE_FILES: dict[str, ReleaseFile] = {**NETWORK_FILES, **AUX_FILES}
+CONFIG_FILES: dict[str, ReleaseFile] = {
+    "config": ReleaseFile(f"{CONFIG_DIR}/v0.4_hubert_cfg_pytorch.pkl", "release configuration (offline)"),
+    "online_config": ReleaseFile(f"{CONFIG_DIR}/v0.4_hubert_cfg_trt_online.pkl",
+                                 "release configuration (online; its settings only)"),
+}
+
+RELEASE_FILES: dict[str, ReleaseFile] = {**NETWORK_FILES, **AUX_FILES, **CONFIG_FILES}
 
 
 def resolve_release_root(folder: str | Path) -> Path:
@@ -60,12 +68,13 @@ def download_instructions(root: str | Path, files: list[ReleaseFile] | None = No
     """What a user runs to fetch the release (or just ``files``) into ``root``."""
     root = resolve_release_root(root)
     if files is None or len(files) == len(RELEASE_FILES):
-        includes = f'--include "{PYTORCH_DIR}/*"'
+        patterns = [f"{PYTORCH_DIR}/*", *(f.path for f in CONFIG_FILES.values())]
     else:
-        includes = " ".join(f'--include "{f.path}"' for f in files)
+        patterns = [f.path for f in files]
+    includes = " ".join(f'--include "{pattern}"' for pattern in patterns)
     return (
         f"Download from https://huggingface.co/{HF_REPO} into {root}, keeping the sub-folders, e.g.\n"
-        f"  huggingface-cli download {HF_REPO} {includes} --local-dir {root}\n"
+        f"  hf download {HF_REPO} {includes} --local-dir {root}\n"
         f"or, pinned to one commit with every file's sha256 checked:\n"
         f"  python -m ditto_core download --models {root}"
     )

@@ -26,8 +26,8 @@ import torch
 from .audio import AudioClip, StreamingFeatureExtractor, extract_features, load_audio
 from .audio.clip import FPS, SAMPLE_RATE
 from .motion.motion import MOTION_DIM, Motion
-from .motion.sampler import MotionChain, SamplerOptions, WindowSampler, first_frame_vector
-from .pipeline import DittoPipeline, motion_conditions, sampled_metadata
+from .motion.sampler import SamplerOptions
+from .pipeline import DittoPipeline, MotionPlan
 from .portrait import Portrait
 from .render import RenderOptions, render_frames
 from .video import write_mp4
@@ -101,38 +101,46 @@ def encode_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, cli
 class SpeechMotionStream:
     """Speech samples in, final motion frames out: streaming HuBERT features → LMDM conditions → chained windows.
 
-    ``online``: the reference's realtime chaining (a silent pre-roll of ``overlap`` frames, short blends), for
-    live speech; otherwise the offline chaining, the same frames as :func:`~ditto_core.pipeline.sample_motion`.
+    ``online``: the reference's realtime chaining with the release's online configuration (a silent pre-roll of
+    ``overlap`` frames, short blends), for live speech; otherwise the offline chaining with the offline
+    configuration, the same frames as :func:`~ditto_core.pipeline.sample_motion`. ``clip_frames``: the clip's
+    length when known (it sets the blink schedule as the reference does; None when streaming live).
     """
 
-    def __init__(self, pipeline: DittoPipeline, portrait: Portrait, emotion="neutral",
-                 options: SamplerOptions = SamplerOptions(), online: bool = False,
+    def __init__(self, pipeline: DittoPipeline, portrait: Portrait, emotion=None,
+                 options: SamplerOptions | None = None, online: bool = False, clip_frames: int | None = None,
                  on_window: Callable[[], None] | None = None):
-        self.portrait, self.emotion = portrait, emotion
-        lmdm = pipeline.networks.lmdm
-        self.cond_dim = lmdm.config.cond_dim
+        config = pipeline.require_online_config() if online else pipeline.config
+        self.plan = MotionPlan(pipeline.networks.lmdm, portrait, config, emotion, options, clip_frames, online)
         self.features = StreamingFeatureExtractor(pipeline.encoder)
-        self.chain = MotionChain(WindowSampler(lmdm, options.steps, options.seed),
-                                 first_frame_vector(portrait.keypoints), options, online=online, on_window=on_window)
+        self.chain = self.plan.chain(on_window)
         self.feature_rows = 0
+        self.last_audio_row = None
+        self.frames_out = 0
         if online:
-            preroll = options.overlap
+            preroll = self.plan.chain_config.overlap
             silence = extract_features(load_audio(np.zeros(max(preroll, 1) * 640, np.float32), SAMPLE_RATE),
                                        pipeline.encoder).frames[:preroll]
-            self.chain.push(motion_conditions(portrait, silence, emotion, self.cond_dim, start=-preroll))
+            self.chain.push(self.plan.conditions(silence, start=-preroll))
 
     @property
     def anchor(self) -> torch.Tensor | None:
         """The final value of frame 0 ``[265]`` (known once the first frames are out)."""
         return self.chain.anchor
 
+    def _final(self, frames: torch.Tensor) -> torch.Tensor:
+        frames = self.plan.finish(frames, self.chain.anchor, start=self.frames_out)
+        self.frames_out += len(frames)
+        return frames
+
     def _push_features(self, rows: np.ndarray) -> torch.Tensor:
         if not len(rows):
             return torch.zeros(0, MOTION_DIM)
-        cond = motion_conditions(self.portrait, torch.from_numpy(rows), self.emotion, self.cond_dim,
-                                 start=self.feature_rows)
+        audio = torch.from_numpy(rows)
+        cond = self.plan.conditions(audio, start=self.feature_rows)
         self.feature_rows += len(rows)
-        return self.chain.push(cond)
+        self.last_audio_row = audio[-1:]
+        return self._final(self.chain.push(cond))
 
     def push(self, samples: np.ndarray) -> torch.Tensor:
         """Add 16-kHz mono samples; returns the motion frames ``[m, 265]`` that became final (m may be 0)."""
@@ -141,30 +149,49 @@ class SpeechMotionStream:
     def finish(self) -> torch.Tensor:
         """End of speech: the remaining frames (⌈seconds·25⌉ in all, after the pre-roll)."""
         motion = self._push_features(self.features.finish())
-        return torch.cat([motion, self.chain.finish()])
+        return torch.cat([motion, self._final(self.chain.finish(self._padding()))])
+
+    def _padding(self) -> torch.Tensor | None:
+        """Online, the last window is padded as the reference pads it: the last audio row repeated, conditioned
+        frame by frame (emotion and eye rows go on); offline, the chain repeats the last condition row."""
+        if not self.plan.online or self.last_audio_row is None:
+            return None
+        rows = self.last_audio_row.expand(self.chain.seq_len, -1)
+        return self.plan.conditions(rows, start=self.feature_rows)
+
+    def motion(self, blocks: list[torch.Tensor], audio_seconds: float) -> Motion:
+        """The Motion made of the blocks this stream returned."""
+        return Motion(torch.cat(blocks), fps=FPS, anchor=self.anchor, metadata=self.plan.metadata(audio_seconds))
 
 
 def speech_to_frames(
     pipeline: DittoPipeline,
     portrait: Portrait,
     clip: AudioClip,
-    emotion="neutral",
-    sampler: SamplerOptions = SamplerOptions(),
-    render: RenderOptions = RenderOptions(),
+    emotion=None,
+    sampler: SamplerOptions | None = None,
+    render: RenderOptions | None = None,
     chunk_seconds: float = 2.0,
     overlap_stages: bool | None = None,
     check: Callable[[], None] | None = None,
     on_motion: Callable[[torch.Tensor], None] | None = None,
+    stream: SpeechMotionStream | None = None,
 ) -> Iterator[np.ndarray]:
     """Frames ``[H, W, 3]`` uint8 for the clip, ⌈seconds·25⌉ of them, yielded as soon as each is rendered.
 
+    ``emotion``, ``sampler`` and ``render`` left as None follow the pipeline's configuration (as released).
+
     ``overlap_stages``: sample in a worker thread while rendering (default: :func:`overlaps_by_default`).
     ``check`` runs between chunks and render batches (raise there to cancel); ``on_motion`` sees each block of
-    final motion ``[m, 265]`` (e.g. to keep the motion).
+    final motion ``[m, 265]`` (e.g. to keep the motion); ``stream``: a SpeechMotionStream for this clip set up by
+    the caller (to read its Motion afterwards; ``emotion`` and ``sampler`` are then its own).
     """
     if chunk_seconds <= 0:
         raise ValueError(f"chunk_seconds must be positive, got {chunk_seconds}")
-    stream = SpeechMotionStream(pipeline, portrait, emotion, sampler, on_window=check)
+    if stream is None:
+        stream = SpeechMotionStream(pipeline, portrait, emotion, sampler, clip_frames=clip.num_frames,
+                                    on_window=check)
+    render = render or pipeline.render_options()
     chunk = max(int(chunk_seconds * SAMPLE_RATE), 1)
     if overlap_stages is None:
         overlap_stages = overlaps_by_default(pipeline)
@@ -192,9 +219,9 @@ def speech_to_video(
     pipeline: DittoPipeline,
     portrait: Portrait,
     clip: AudioClip,
-    emotion="neutral",
-    sampler: SamplerOptions = SamplerOptions(),
-    render: RenderOptions = RenderOptions(),
+    emotion=None,
+    sampler: SamplerOptions | None = None,
+    render: RenderOptions | None = None,
     crf: int = 18,
     check: Callable[[], None] | None = None,
     on_frame: Callable[[int], None] | None = None,
@@ -205,7 +232,8 @@ def speech_to_video(
     motion (``[clip.num_frames, 265]``, to edit or render again)."""
     overlap = overlaps_by_default(pipeline) if overlap_stages is None else overlap_stages
     blocks = []
-    frames = speech_to_frames(pipeline, portrait, clip, emotion, sampler, render, overlap_stages=overlap, check=check,
-                              on_motion=blocks.append)
+    stream = SpeechMotionStream(pipeline, portrait, emotion, sampler, clip_frames=clip.num_frames, on_window=check)
+    frames = speech_to_frames(pipeline, portrait, clip, render=render, overlap_stages=overlap, check=check,
+                              on_motion=blocks.append, stream=stream)
     encode_video(path, frames, FPS, clip, crf, on_frame, overlap)
-    return Motion(torch.cat(blocks), fps=FPS, metadata=sampled_metadata(sampler, emotion, clip.duration_s))
+    return stream.motion(blocks, clip.duration_s)

@@ -60,8 +60,20 @@ def emotion_vector(emotion) -> np.ndarray:
 
 
 def emotion_timeline(timeline, num_frames: int, fps: float = 25.0) -> np.ndarray:
-    """Per-frame emotion ``[num_frames, 8]`` from one emotion or a list of ``(start_seconds, emotion)`` segments
-    (each holds until the next start; before the first start the first segment's emotion applies)."""
+    """Per-frame emotion ``[num_frames, 8]``.
+
+    timeline: one emotion (see ``emotion_vector``); a list of ``(start_seconds, emotion)`` segments (each holds
+    until the next start; before the first start the first segment's emotion applies); or, as the release cfg's
+    ``emo`` gives it, a sequence repeated frame by frame: an ``[m, 8]`` array used as it is, or a list of ``m``
+    label lists (frame ``i`` takes row ``i mod m``).
+    """
+    if isinstance(timeline, np.ndarray) and timeline.ndim == 2:
+        if timeline.shape[1] != 8 or len(timeline) == 0:
+            raise ConditionError(f"an emotion sequence must have shape [m, 8], got {timeline.shape}")
+        return np.asarray(timeline, np.float32)[np.arange(num_frames) % len(timeline)]
+    if isinstance(timeline, list) and timeline and all(isinstance(s, list) for s in timeline):
+        rows = np.stack([emotion_vector(labels) for labels in timeline])
+        return rows[np.arange(num_frames) % len(rows)]
     if not (isinstance(timeline, list) and timeline and all(isinstance(s, tuple) and len(s) == 2 for s in timeline)):
         return np.repeat(emotion_vector(timeline)[None], num_frames, axis=0)
     segments = sorted(timeline, key=lambda s: s[0])
@@ -74,6 +86,15 @@ def emotion_timeline(timeline, num_frames: int, fps: float = 25.0) -> np.ndarray
     return out
 
 
+def describe_emotion(emotion) -> str:
+    """A short text for metadata and messages."""
+    if isinstance(emotion, np.ndarray):
+        return f"sequence of {len(emotion)} emotion rows"
+    if isinstance(emotion, list) and emotion and all(isinstance(s, list) for s in emotion):
+        return f"sequence of {len(emotion)} label sets"
+    return emotion if isinstance(emotion, (str, int)) else repr(emotion)
+
+
 def build_conditions(
     audio: torch.Tensor,
     emotion: np.ndarray,
@@ -81,31 +102,34 @@ def build_conditions(
     eye_ball: np.ndarray,
     canonical_kp: np.ndarray,
     cond_dim: int,
+    parts=None,
 ) -> torch.Tensor:
     """Concatenate per-frame conditions ``[N, cond_dim]``.
 
     audio ``[N, 1024]``; emotion ``[N, 8]``; eye_open ``[N, 2]``; eye_ball ``[N, 6]``; canonical_kp ``[63]``.
-    Models trained without some parts have a narrower ``cond_dim``; only the release's full layout (1103) and
-    audio + the reference wrapper's 35 extra values are not guessed at: other widths are an error.
+    parts: which of emotion, eye_open, eye_ball, canonical_kp the model takes (a ``ConditionParts``, the cfg's
+    ``use_*`` flags; None: all, the release's 1103 = 1024 + 8 + 2 + 6 + 63). The width must be the model's ``cond_dim``.
     """
     n = audio.shape[0]
-    parts = {
+    values = {
         "audio": audio.float().cpu().numpy(),
         "emotion": emotion,
         "eye_open": eye_open,
         "eye_ball": eye_ball,
         "canonical_kp": np.repeat(np.asarray(canonical_kp, np.float32).reshape(1, 63), n, axis=0),
     }
-    for name, width in CONDITION_PARTS:
-        if parts[name].shape != (n, width):
-            raise ConditionError(f"condition {name} has shape {parts[name].shape}, expected ({n}, {width})")
-    total = sum(width for _, width in CONDITION_PARTS)
+    used = [(name, width) for name, width in CONDITION_PARTS if name == "audio" or parts is None or getattr(parts, name)]
+    for name, width in used:
+        if values[name].shape != (n, width):
+            raise ConditionError(f"condition {name} has shape {values[name].shape}, expected ({n}, {width})")
+    total = sum(width for _, width in used)
     if cond_dim != total:
+        listed = ", ".join(f"{name} {width}" for name, width in used)
         raise ConditionError(
-            f"the motion model takes {cond_dim}-wide conditions; this pack builds the release's {total}-wide layout "
-            f"(audio 1024, emotion 8, eye open 2, eye ball 6, canonical keypoints 63). Use lmdm_v0.4_hubert.pth."
+            f"the motion model takes {cond_dim}-wide conditions, but the configuration's parts ({listed}) make "
+            f"{total}; use lmdm_v0.4_hubert.pth with the release's ditto_cfg from the same download."
         )
-    return torch.from_numpy(np.concatenate([parts[name] for name, _ in CONDITION_PARTS], axis=1).astype(np.float32))
+    return torch.from_numpy(np.concatenate([values[name] for name, _ in used], axis=1).astype(np.float32))
 
 
 def parse_emotion(text: str):

@@ -115,19 +115,27 @@ def smooth(motion: Motion, window: int = 5, fields=("scale", "pitch", "yaw", "ro
     return motion.with_frames(frames)
 
 
-def relax(motion: Motion, amount, fields=("exp",)) -> Motion:
-    """Blend the named fields toward the anchor by ``amount`` per frame (0: unchanged, 1: at rest)."""
+def relax(motion: Motion, amount, fields=("exp",), toward: torch.Tensor | None = None) -> Motion:
+    """Blend the named fields toward ``toward`` ``[265]`` (default: the anchor) by ``amount`` per frame (0:
+    unchanged, 1: at rest)."""
     weight = per_frame(amount, len(motion)).clamp(0, 1)[:, None]
+    target = motion.anchor if toward is None else toward
     frames = motion.frames.clone()
     for name in fields:
         span = FIELDS[name]
-        frames[:, span] = frames[:, span] * (1 - weight) + motion.anchor[span] * weight
+        frames[:, span] = frames[:, span] * (1 - weight) + target[span] * weight
     return motion.with_frames(frames)
 
 
-def fade(motion: Motion, fade_in: int = 0, fade_out: int = 0, fields=("exp",)) -> Motion:
-    """Ramp the named fields from the anchor over the first ``fade_in`` frames and back to it over the last
-    ``fade_out`` frames (the reference's fade schedule)."""
+FADE_TARGETS = ("source", "first frame")
+
+
+def fade(motion: Motion, fade_in: int = 0, fade_out: int = 0, fields=("exp",), target: str = "source") -> Motion:
+    """Ramp the named fields in over the first ``fade_in`` frames and out over the last ``fade_out`` frames (the
+    reference's fade schedule), from and to ``target``: "source", the source's own face (the anchor; the
+    reference's fade_type "s"), or "first frame", the motion's first frame (fade_type "d0", the release's)."""
+    if target not in FADE_TARGETS:
+        raise ValueError(f"fade target must be one of {', '.join(FADE_TARGETS)}, got {target!r}")
     n = len(motion)
     alpha = torch.ones(n)
     if fade_in > 0:
@@ -136,8 +144,8 @@ def fade(motion: Motion, fade_in: int = 0, fade_out: int = 0, fields=("exp",)) -
     if fade_out > 0:
         start, end = max(n - fade_out - 1, 0), n - 1
         idx = torch.arange(start, n, dtype=torch.float32)
-        alpha[start:] = torch.minimum(alpha[start:], ((end - idx) / max(end - start, 1)).clamp(min=0))
-    return relax(motion, 1 - alpha, fields)
+        alpha[start:] = ((end - idx) / max(end - start, 1)).clamp(min=0)  # overrides the fade-in, as the reference
+    return relax(motion, 1 - alpha, fields, motion.frames[0] if target == "first frame" else None)
 
 
 def speech_activity(clip: AudioClip, num_frames: int, fps: float = 25.0, floor_db: float = -45.0,

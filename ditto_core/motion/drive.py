@@ -3,7 +3,7 @@ pose the keypoints and stitch them (the reference's MotionStitch, vectorised ove
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -17,11 +17,21 @@ VIDEO_DRIVEN_FIELDS = ("exp",)
 GAZE_X_RATIO, GAZE_Y_RATIO = 0.26, 0.28
 
 
+FRAME_CONTROLS = ("delta_pitch", "delta_yaw", "delta_roll", "alpha_pitch", "alpha_yaw", "alpha_roll", "vad_alpha")
+CANONICAL_SCALED_FIELDS = ("exp", "pitch", "yaw", "roll")
+
+
 @dataclass(frozen=True)
 class DriveOptions:
+    """How motion drives the source (the reference's MotionStitch settings; the release cfg fills them)."""
+
     relative: bool = True  # drive by the motion's change from its anchor frame, added to the source
     driven_fields: tuple[str, ...] | None = None  # None: all pose+exp+t for images, exp only for video sources
+    field_gains: dict[str, float] | None = None  # per-field gains on the driven change (use_d_keys as a dict)
     drive_eyes: bool | None = None  # eye keypoints from the motion (None: yes for images, no for videos)
+    eye_template: bool = False  # driven eyes are the source's plus the motion's eye change, ungained (blinks)
+    canonical_scale: float | None = None  # ch_info's scale: exp/pose gains × canonical scale / source scale
+    frame_controls: dict = field(default_factory=dict)  # every frame: delta_/alpha_ pitch/yaw/roll, delta_exp, vad_alpha
     stitching: bool = True
 
 
@@ -45,6 +55,18 @@ def gaze_offsets(yaw_delta: torch.Tensor, pitch_delta: torch.Tensor) -> torch.Te
     return out
 
 
+def field_gains(options: DriveOptions, driven_fields: tuple[str, ...], source_scale: float) -> dict | None:
+    """Gains on each driven field's change, or None for plain driving: ``use_d_keys`` gains, times
+    canonical/source scale on expression and pose when a canonical source (ch_info) is configured."""
+    gains = dict(options.field_gains) if options.field_gains is not None else None
+    if options.canonical_scale is not None:
+        ratio = options.canonical_scale / source_scale
+        if ratio != 1:
+            base = gains if gains is not None else {name: 1.0 for name in driven_fields}
+            gains = {name: gain * (ratio if name in CANONICAL_SCALED_FIELDS else 1) for name, gain in base.items()}
+    return gains
+
+
 def driving_keypoints(
     source: dict[str, torch.Tensor],
     source_pose_degrees: tuple[float, float],
@@ -57,12 +79,15 @@ def driving_keypoints(
     """Driven motion fields for a batch of frames, and the x_d keypoints before stitching ``[B, 21, 3]``.
 
     source: the portrait's keypoint fields ``[F, …]``; source_pose_degrees: (yaw, pitch) of source frame 0;
-    frame_indices: motion frames; source_indices: the source frame each one is rendered from.
+    frame_indices: motion frames; source_indices: the source frame each one is rendered from. The steps and
+    their order are the reference's: mix source and motion, choose expression keypoints, per-frame controls,
+    gaze fix, pose.
     """
     frame_indices = torch.as_tensor(frame_indices, dtype=torch.long)
     source_indices = torch.as_tensor(source_indices, dtype=torch.long)
     driven_fields = options.driven_fields or (VIDEO_DRIVEN_FIELDS if is_video else IMAGE_DRIVEN_FIELDS)
     drive_eyes = (not is_video) if options.drive_eyes is None else options.drive_eyes
+    gains = field_gains(options, driven_fields, float(source["scale"][0].reshape(-1)[0]))
     src = {name: values[source_indices].float() for name, values in source.items()}
     fields = {}
     for name in FIELDS:
@@ -70,18 +95,41 @@ def driving_keypoints(
             fields[name] = src[name]
             continue
         driven = motion.field(name)[frame_indices]
+        gain = None if gains is None else gains.get(name, 1.0)
         if options.relative:
             anchor = motion.anchor[FIELDS[name]] + (1 if name == "scale" else 0)
-            driven = src[name] + (driven - anchor)
+            change = driven - anchor
+            driven = src[name] + (change if gain is None else change * gain)
+        elif gain is not None:
+            driven = driven * gain
         fields[name] = driven
-    if "exp" in driven_fields:
-        from_motion = keypoint_mask(LIP_KEYPOINTS + (EYE_KEYPOINTS if drive_eyes else ()))
-        fields["exp"] = fields["exp"] * from_motion + src["exp"] * (1 - from_motion)
-    degrees = {name: bins_to_degrees(fields[name]) for name in ("pitch", "yaw", "roll")}
+
+    template_eyes = drive_eyes and options.eye_template
+    from_motion = keypoint_mask(LIP_KEYPOINTS + (EYE_KEYPOINTS if drive_eyes and not template_eyes else ()))
+    eyes = keypoint_mask(EYE_KEYPOINTS) if template_eyes else torch.zeros(63)
+    eye_change = motion.field("exp")[frame_indices] - motion.anchor[FIELDS["exp"]]
+    exp = fields["exp"] * from_motion + src["exp"] * (1 - from_motion) + eye_change * eyes
+    controls = options.frame_controls
+    vad = controls.get("vad_alpha", 1.0)
+    if vad < 1:
+        exp = exp * vad + src["exp"] * (1 - vad)
+    # pose: degrees where an offset is given (the reference converts then), logits otherwise; gains multiply
+    # whichever it is, as the reference does
+    pose = {name: fields[name] for name in ("pitch", "yaw", "roll")}
+    for name in pose:
+        if f"delta_{name}" in controls:
+            pose[name] = bins_to_degrees(pose[name]) + controls[f"delta_{name}"]
+    for name in pose:
+        if f"alpha_{name}" in controls:
+            pose[name] = pose[name] * controls[f"alpha_{name}"]
+    if "delta_exp" in controls:
+        exp = exp + torch.as_tensor(controls["delta_exp"], dtype=torch.float32).reshape(1, 63)
+    degrees = {name: value if value.ndim == 1 else bins_to_degrees(value) for name, value in pose.items()}
     if drive_eyes:
         yaw_s, pitch_s = source_pose_degrees
-        fields["exp"] = fields["exp"] + gaze_offsets(degrees["yaw"] - yaw_s, degrees["pitch"] - pitch_s)
+        exp = exp + gaze_offsets(degrees["yaw"] - yaw_s, degrees["pitch"] - pitch_s)
+    fields = {**fields, **pose, "exp": exp}
     x_d = transform_keypoints(
-        src["kp"], degrees["pitch"], degrees["yaw"], degrees["roll"], fields["t"], fields["exp"], fields["scale"]
+        src["kp"], degrees["pitch"], degrees["yaw"], degrees["roll"], fields["t"], exp, fields["scale"]
     )
     return fields, x_d

@@ -8,7 +8,7 @@ the reference's online mode does, so the first window needs only ``80 − overla
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -19,11 +19,18 @@ POSE_AND_TRANSLATION = slice(0, 202)  # the dims smoothing touches: scale, pose 
 
 
 @dataclass(frozen=True)
-class SamplerOptions:
-    steps: int = 50  # DDIM steps per window (the reference's default; fewer is faster and coarser)
-    overlap: int = 10  # frames shared by consecutive 80-frame windows (the reference: 10 offline, 70-75 online)
-    smoothing: int = 3  # centred moving average over frames on scale, pose and t (≤ 1: off)
-    seed: int = 0
+class ChainConfig:
+    """How LMDM windows are sampled and chained. The release cfg sets every field (``ReleaseConfig.chain``); the
+    defaults here are the reference code's own."""
+
+    steps: int = 50  # DDIM steps per window (sampling_timesteps)
+    overlap: int = 10  # frames shared by consecutive 80-frame windows (overlap_v2)
+    smoothing: int = 3  # centred moving average over frames on scale, pose and t, ≤ 1: off (smo_k_d)
+    short_blend: bool = False  # blend min(overlap, 80 − overlap) frames instead of overlap (online_mode)
+    reset_every: int = 0  # every n-th window is conditioned on the source's frame again, 0: never (fix_kp_cond)
+    reset_keep: tuple[int, int] | None = None  # motion dims [start, end) kept from the chain on reset (fix_kp_cond_dim)
+    clip_min: torch.Tensor | None = None  # ``[265]`` bounds every emitted frame is clipped to (v_min_max_for_clip)
+    clip_max: torch.Tensor | None = None
 
     def validate(self, seq_len: int) -> None:
         if self.steps < 1 or self.steps > 1000:
@@ -32,6 +39,31 @@ class SamplerOptions:
             raise ValueError(f"overlap must be between 0 and {seq_len - 1} frames, got {self.overlap}")
         if self.smoothing < 0:
             raise ValueError(f"smoothing must be 0 or more frames, got {self.smoothing}")
+        if self.reset_every < 0:
+            raise ValueError(f"the window reset interval must be 0 or more, got {self.reset_every}")
+
+    def settings(self) -> dict:
+        """The chaining settings a sampled Motion records."""
+        return {"steps": self.steps, "overlap": self.overlap, "smoothing": self.smoothing,
+                "short_blend": self.short_blend, "reset_every": self.reset_every,
+                "reset_keep": list(self.reset_keep) if self.reset_keep else None,
+                "clipped": self.clip_min is not None}
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    """What a user chooses for one sampling; ``None`` keeps the configuration's value (the release's, as
+    released)."""
+
+    steps: int | None = None
+    overlap: int | None = None
+    smoothing: int | None = None
+    seed: int = 0
+
+    def apply(self, chain: ChainConfig) -> ChainConfig:
+        chosen = {name: value for name in ("steps", "overlap", "smoothing")
+                  if (value := getattr(self, name)) is not None}
+        return replace(chain, **chosen)
 
 
 class WindowSampler:
@@ -99,22 +131,26 @@ class MotionChain:
     use calls for (70-75), frames then become final 80 − overlap at a time.
     """
 
-    def __init__(self, sampler: WindowSampler, first_frame: torch.Tensor, options: SamplerOptions,
+    def __init__(self, sampler: WindowSampler, first_frame: torch.Tensor, config: ChainConfig = ChainConfig(),
                  online: bool = False, on_window=None):
         seq_len = sampler.shape[1]
-        options.validate(seq_len)
+        config.validate(seq_len)
         self.sampler = sampler
+        self.config = config
         self.seq_len = seq_len
-        self.overlap = options.overlap
-        self.valid = seq_len - options.overlap
-        self.fuse = min(self.overlap, self.valid) if online else self.overlap
+        self.overlap = config.overlap
+        self.valid = seq_len - config.overlap
+        self.fuse = min(self.overlap, self.valid) if online or config.short_blend else self.overlap
         self.fuse_weights = torch.arange(self.fuse, dtype=torch.float32)[:, None] / max(self.fuse, 1)
-        self.smoothing = options.smoothing
-        self.half = options.smoothing // 2 if options.smoothing > 1 else 0
+        self.smoothing = config.smoothing
+        self.half = config.smoothing // 2 if config.smoothing > 1 else 0
+        self.online = online
         self.preroll = self.overlap if online else 0
         self.on_window = on_window  # called after every window (progress, interrupt checks)
-        self.cond_frame = first_frame.float().cpu()
+        self.first_frame = first_frame.float().cpu()
+        self.cond_frame = self.first_frame.clone()
         self.cond = None  # condition rows from global index cond_start on
+        self.padding = None  # condition rows after the last one, for padded windows (set by finish)
         self.cond_start = 0
         self.received = 0
         self.windows = 0
@@ -146,7 +182,19 @@ class MotionChain:
         self.windows += 1
         if self.on_window is not None:
             self.on_window()
-        self.cond_frame = self.result[self.length - self.overlap - 1 - self.result_start].clone()
+        self.cond_frame = self._next_cond_frame(self.result[self.length - self.overlap - 1 - self.result_start])
+
+    def _next_cond_frame(self, last: torch.Tensor) -> torch.Tensor:
+        """The next window's condition frame: the chain's frame before it, or on every ``reset_every``-th window
+        the source's frame with dims ``reset_keep`` taken from the chain."""
+        reset = self.config.reset_every
+        if reset <= 0 or self.windows % reset != 0:
+            return last.clone()
+        frame = self.first_frame.clone()
+        if self.config.reset_keep is not None:
+            start, end = self.config.reset_keep
+            frame[start:end] = last[start:end]
+        return frame
 
     def _window_cond(self, start: int, total: int | None) -> torch.Tensor | None:
         """Rows [start, start + T) if they have all arrived (or, once the total is known, padded)."""
@@ -157,11 +205,16 @@ class MotionChain:
         if total is None:
             return None
         rows = self.cond[local:]
-        return torch.cat([rows, rows[-1:].expand(self.seq_len - len(rows), -1)])
+        padding = self.padding if self.padding is not None else rows[-1:]
+        missing = self.seq_len - len(rows)
+        padding = torch.cat([padding[:missing], padding[-1:].expand(max(missing - len(padding), 0), -1)])
+        return torch.cat([rows, padding])
 
     def _final_frames(self, upto: int, values: torch.Tensor) -> torch.Tensor:
         """Emit frames [emitted, upto) from ``values`` (indexed from result_start)."""
         out = values[self.emitted - self.result_start : upto - self.result_start]
+        if self.config.clip_min is not None:
+            out = torch.clamp(out, min=self.config.clip_min, max=self.config.clip_max)
         if self.emitted == 0 and len(out):
             self.anchor = out[0].clone()
         first_kept = max(self.preroll - self.emitted, 0)
@@ -190,16 +243,19 @@ class MotionChain:
             self._append_window(window)
         if self.windows == 0:
             return torch.zeros(0, MOTION_DIM)
-        final_upto = self.length - self.fuse - self.half  # later windows rewrite the last `fuse` rows
+        # later windows rewrite the last `fuse` rows; offline, the final smoothing pass also reads `half` beyond
+        final_upto = self.length - self.fuse - (0 if self.online else self.half)
         frames = torch.zeros(0, MOTION_DIM)
         if final_upto > self.emitted:
-            smoothed = smooth_rows(self.result, self.emitted - self.result_start, final_upto - self.result_start, self.smoothing)
-            frames = self._final_frames(final_upto, smoothed)
+            frames = self._final_frames(final_upto, self._finally_smoothed(final_upto))
         self._drop_consumed()
         return frames
 
-    def finish(self) -> torch.Tensor:
-        """End of conditions: sample the remaining (padded) windows; returns the last frames."""
+    def finish(self, padding: torch.Tensor | None = None) -> torch.Tensor:
+        """End of conditions: sample the remaining windows, padded with the last condition row repeated (the
+        offline reference) or with ``padding`` ``[k, C]``, the rows that would follow (the online reference pads
+        the audio and conditions it frame by frame); returns the last frames."""
+        self.padding = None if padding is None else padding.float().cpu()
         if self.finished:
             raise RuntimeError("finish() was already called")
         if self.received == 0:
@@ -207,10 +263,19 @@ class MotionChain:
         self.finished = True
         total = self.received
         while self.windows * self.valid < total:
-            self._append_window(self._window_cond(self.windows * self.valid, total))
-        values = self.result[: total - self.result_start]
-        values = smooth_rows(values, self.emitted - self.result_start, len(values), self.smoothing)
-        return self._final_frames(total, values)
+            start = self.windows * self.valid
+            self._append_window(self._window_cond(start, total))
+            if self.online and start + self.seq_len > total:
+                break  # online, the reference stops at the first window that reaches past the end
+        self.result = self.result[: total - self.result_start]
+        return self._final_frames(total, self._finally_smoothed(total))
+
+    def _finally_smoothed(self, upto: int) -> torch.Tensor:
+        """The chain from result_start on, with rows [emitted, upto) given the offline chain's final smoothing
+        pass (online, the reference emits rows as they are)."""
+        if self.online:
+            return self.result
+        return smooth_rows(self.result, self.emitted - self.result_start, upto - self.result_start, self.smoothing)
 
 
 def first_frame_vector(keypoints: dict[str, torch.Tensor], index: int = 0) -> torch.Tensor:
@@ -220,13 +285,13 @@ def first_frame_vector(keypoints: dict[str, torch.Tensor], index: int = 0) -> to
     return keypoint_fields_to_vector({k: v[index : index + 1] for k, v in keypoints.items() if k != "kp"})[0]
 
 
-def num_windows(num_frames: int, options: SamplerOptions, seq_len: int = 80) -> int:
-    return -(-num_frames // (seq_len - options.overlap))
+def num_windows(num_frames: int, overlap: int, seq_len: int = 80) -> int:
+    return -(-num_frames // (seq_len - overlap))
 
 
-def sample_offline(lmdm, cond: torch.Tensor, first_frame: torch.Tensor, options: SamplerOptions,
+def sample_offline(lmdm, cond: torch.Tensor, first_frame: torch.Tensor, config: ChainConfig, seed: int = 0,
                    on_window=None) -> tuple[torch.Tensor, torch.Tensor]:
     """All motion frames ``[N, 265]`` for conditions ``[N, C]`` and the anchor frame ``[265]``."""
-    chain = MotionChain(WindowSampler(lmdm, options.steps, options.seed), first_frame, options, on_window=on_window)
+    chain = MotionChain(WindowSampler(lmdm, config.steps, seed), first_frame, config, on_window=on_window)
     frames = [chain.push(cond), chain.finish()]
     return torch.cat(frames), chain.anchor

@@ -29,13 +29,13 @@ def eye_lip_anchors(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def crop_transform(
-    points: np.ndarray, dsize: int, scale: float, vy_ratio: float, rotate: bool = True
+    points: np.ndarray, dsize: int, scale: float, vy_ratio: float, rotate: bool = True, vx_ratio: float = 0.0
 ) -> np.ndarray:
     """Image → crop similarity ``[3, 3]`` float32 framing the face given by ``points`` ``[N, 2]``.
 
     The crop's y axis runs from the eye centre to the lip centre (when ``rotate``); its side is ``scale`` times the
-    landmarks' extent in that frame, and its centre moves ``vy_ratio`` sides along y (negative: toward the
-    forehead).
+    landmarks' extent in that frame, and its centre moves ``vx_ratio`` sides along x and ``vy_ratio`` sides along y
+    (negative: toward the forehead).
     """
     points = points.astype(np.float32)
     eyes, lips = eye_lip_anchors(points)
@@ -48,7 +48,7 @@ def crop_transform(
     low, high = rotated.min(axis=0), rotated.max(axis=0)
     mid = (low + high) / 2
     side = float(max(high - low)) * scale
-    centre = centre0 + u_x * mid[0] + u_y * mid[1] + u_y * (vy_ratio * side)
+    centre = centre0 + u_x * mid[0] + u_y * mid[1] + u_x * (vx_ratio * side) + u_y * (vy_ratio * side)
     k = dsize / side
     angle = math.acos(float(u_x[0])) * (-1 if u_x[1] < 0 else 1)
     cos, sin = (math.cos(angle), math.sin(angle)) if rotate else (1.0, 0.0)

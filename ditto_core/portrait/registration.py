@@ -22,11 +22,13 @@ KEYPOINT_FIELDS = MotionExtractor.OUTPUT_NAMES  # pitch, yaw, roll, t, exp, scal
 class RegistrationOptions:
     max_size: int = DEFAULT_MAX_SIZE  # long side of the source, larger images are scaled down (0: never)
     crop_scale: float = CROP_SCALE
+    crop_vx_ratio: float = 0.0  # horizontal crop shift in crop sides (positive: toward the image's right)
     crop_vy_ratio: float = CROP_VY_RATIO
     crop_rotate: bool = True
     face_index: int = 0  # among detected faces sorted by box area, largest first
     detection_threshold: float = 0.5
     video_smoothing: int = 13  # centred moving average over source frames (video only; ≤ 1: off)
+    max_frames: int = -1  # a source video's frames used, from the start (−1: all)
 
 
 @dataclass
@@ -81,7 +83,8 @@ def moving_average(values: torch.Tensor, window: int) -> torch.Tensor:
 
 def crop_face(frame: np.ndarray, landmarks203: np.ndarray, options: RegistrationOptions) -> tuple[np.ndarray, np.ndarray]:
     """The 512² face crop and its image → crop transform ``[3, 3]``."""
-    to_crop = crop_transform(landmarks203, CROP_SIZE, options.crop_scale, options.crop_vy_ratio, options.crop_rotate)
+    to_crop = crop_transform(landmarks203, CROP_SIZE, options.crop_scale, options.crop_vy_ratio, options.crop_rotate,
+                             options.crop_vx_ratio)
     return warp(frame, to_crop, CROP_SIZE), to_crop
 
 
@@ -134,7 +137,8 @@ def register_portrait(
 
     images: anything ``to_rgb_frames`` accepts (a ComfyUI IMAGE batch is taken as a video when B > 1).
     """
-    frames = [fit_max_size(f, options.max_size) for f in to_rgb_frames(images)]
+    frames = to_rgb_frames(images)
+    frames = [fit_max_size(f, options.max_size) for f in (frames[: options.max_frames] if options.max_frames > 0 else frames)]
     device = next(motion_extractor.parameters()).device
     crops_to_image, landmarks, eye_open, eye_ball, outputs, volumes = [], [], [], [], [], []
     for index, (frame, crop, to_crop, points) in enumerate(track_faces(frames, face_models, options)):

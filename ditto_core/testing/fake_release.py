@@ -23,6 +23,7 @@ from ..models.motion_extractor import MotionExtractor, MotionExtractorConfig
 from ..models.stitching import StitchingConfig, StitchingNetwork
 from ..models.warping import WarpingConfig, WarpingNetwork
 from ..release import AUX_FILES, NETWORK_FILES
+from .fake_config import write_fake_configs
 from .fake_aux import (
     write_fake_face_detector,
     write_fake_face_landmarker,
@@ -126,7 +127,7 @@ def write_fake_release(out_dir: str | Path, small: bool = False, seed: int = 0) 
     Aux stand-ins (see fake_aux): ``hubert_streaming_fix_kv.onnx`` is a one-conv model with HuBERT's windowing;
     ``det_10g.onnx`` reports one face (none on a black image); the landmark models answer a fixed face; and
     ``face_landmarker.task``, which cannot be faked, is a placeholder the loader answers with a fixed face mesh.
-    Returns ``out_dir`` as a Path.
+    Both ``ditto_cfg`` pickles are written too (see fake_config). Returns ``out_dir`` as a Path.
     """
     out_dir = Path(out_dir)
     configs = SMALL_CONFIGS if small else OFFICIAL_CONFIGS
@@ -143,6 +144,7 @@ def write_fake_release(out_dir: str | Path, small: bool = False, seed: int = 0) 
     write_fake_landmark106(out_dir / AUX_FILES["landmark106"].path)
     write_fake_landmark203(out_dir / AUX_FILES["landmark203"].path)
     write_fake_face_landmarker(out_dir / AUX_FILES["face_landmarker"].path)
+    write_fake_configs(out_dir, seed=seed)
     return out_dir
 
 

@@ -1,0 +1,89 @@
+"""Reading the release's configuration pickle as data: numpy arrays, builtin containers and scalars, nothing else.
+
+The release ships its settings as a Python pickle (``ditto_cfg/*.pkl``). A plain ``pickle.load`` would run any
+callable the file names, so this reader allows only the globals that rebuild numpy arrays, dtypes and scalars
+(under numpy 1.x and 2.x module names) and a few builtin containers, and refuses every other global when the
+pickle *names* it, before anything could call it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+
+class ConfigFileError(ValueError):
+    """A configuration file that is missing, damaged, or holds something other than plain data."""
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """What protocol-2 pickles use to rebuild ``bytes`` (``_codecs.encode(text, 'latin1')``); no other codec."""
+    if codecs.lookup(encoding).name != "iso8859-1" or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"_codecs.encode is allowed only for latin-1 text, got {encoding!r}")
+    return text.encode("latin-1", errors)
+
+
+def _numpy_globals() -> dict[tuple[str, str], object]:
+    reconstruct = np.zeros(1).__reduce__()[0]
+    scalar = np.float32(0).__reduce__()[0]
+    frombuffer = np.zeros(1).__reduce_ex__(5)[0]
+    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for package in ("numpy.core", "numpy._core"):
+        allowed[(f"{package}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{package}.multiarray", "scalar")] = scalar
+        allowed[(f"{package}.numeric", "_frombuffer")] = frombuffer
+    for name in ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                 "uint64", "bool_"):
+        allowed[("numpy", name)] = getattr(np, name)
+    return allowed
+
+
+ALLOWED_GLOBALS: dict[tuple[str, str], object] = {
+    **_numpy_globals(),
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "complex"): complex,
+    ("builtins", "bytearray"): bytearray,
+    ("_codecs", "encode"): _latin1_encode,
+}
+
+
+class DataOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only ``ALLOWED_GLOBALS``; any other global raises before it is used."""
+
+    def __init__(self, file, source: str):
+        super().__init__(file)
+        self.source = source
+
+    def find_class(self, module: str, name: str):
+        found = ALLOWED_GLOBALS.get((module, name))
+        if found is None:
+            raise ConfigFileError(
+                f"{self.source} asks to run {module}.{name} while loading; a configuration file may hold only numpy "
+                f"arrays, lists, dicts, numbers and strings, so it was refused without running anything. Replace it "
+                f"with the official file from the Hugging Face repo digital-avatar/ditto-talkinghead."
+            )
+        return found
+
+    def persistent_load(self, pid):
+        raise ConfigFileError(f"{self.source} refers to an external object ({pid!r}); refused")
+
+
+def load_data_pickle(path: str | Path) -> object:
+    """The plain data in the pickle at ``path`` (never runs code from it)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigFileError(f"cannot read the configuration file {path}: {exc}") from exc
+    try:
+        return DataOnlyUnpickler(io.BytesIO(data), str(path)).load()
+    except ConfigFileError:
+        raise
+    except Exception as exc:  # truncated or corrupt pickles raise many different errors
+        raise ConfigFileError(f"{path} is not a readable configuration pickle (damaged or incomplete: {exc}); "
+                              f"download it again") from exc
