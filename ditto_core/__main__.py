@@ -150,8 +150,8 @@ def show_config(models: str, online: bool, as_json: bool) -> int:
     import json
 
     from .config_pickle import ConfigFileError
-    from .release_config import describe, load_release_config, missing_config_message
     from .release import release_path
+    from .release_config import describe, load_release_config, missing_config_message
 
     name = "online_config" if online else "config"
     path = release_path(models, name)

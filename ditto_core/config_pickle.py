@@ -60,6 +60,8 @@ class DataOnlyUnpickler(pickle.Unpickler):
         self.source = source
 
     def find_class(self, module: str, name: str):
+        if module == "__builtin__":  # the Python 2 name, which protocols 0-2 write
+            module = "builtins"
         found = ALLOWED_GLOBALS.get((module, name))
         if found is None:
             raise ConfigFileError(

@@ -29,7 +29,7 @@ from .release import HF_REPO, PYTORCH_DIR, RELEASE_FILES, resolve_release_root
 MANIFEST = f"{PYTORCH_DIR}/release.json"
 CHUNK_BYTES = 1 << 20
 COMMIT_ID = re.compile(r"[0-9a-f]{40}")
-ACCESS_HINT = " (log in with `huggingface-cli login` or set HF_TOKEN)"
+ACCESS_HINT = " (log in with `hf auth login` or set HF_TOKEN)"
 NO_REVISION_HINT = f" (pass --revision main, or delete {MANIFEST} to follow main again)"
 
 

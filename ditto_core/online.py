@@ -22,6 +22,7 @@ from .portrait import Portrait
 from .render import RenderOptions, render_frames
 from .stream import SpeechMotionStream
 
+
 @dataclass
 class OnlineStats:
     first_frame_audio_s: float | None = None  # audio pushed before the first frame came out

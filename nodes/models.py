@@ -12,10 +12,11 @@ from comfy import model_management
 from ..ditto_core.download import download_release
 from ..ditto_core.models import CheckpointError
 from ..ditto_core.pipeline import DittoPipeline
-from ..ditto_core.release import PYTORCH_DIR, check_release
+from ..ditto_core.release import CONFIG_FILES, PYTORCH_DIR, check_release
 from .common import CATEGORY, check_interrupt
 
 MODEL_FOLDER = "ditto"
+SETTINGS = {"as released (ditto_cfg)": False, "reference code defaults": True}
 folder_paths.add_model_folder_path(MODEL_FOLDER, os.path.join(folder_paths.models_dir, MODEL_FOLDER))
 
 
@@ -45,8 +46,9 @@ class DittoLoadModels:
     DESCRIPTION = (
         "Loads the official Ditto PyTorch release from models/ditto/: the six networks (appearance and motion "
         "extractors, warping network, decoder, stitching network, motion diffusion model), the face detector and "
-        "landmark models, and the HuBERT audio encoder. Get them from the Hugging Face repo "
-        "digital-avatar/ditto-talkinghead (folder ditto_pytorch)."
+        "landmark models, the HuBERT audio encoder, and the release's configuration (ditto_cfg: blinks, emotion, "
+        "steps, clipping, …), which every Ditto node follows unless told otherwise. Get them from the Hugging Face "
+        "repo digital-avatar/ditto-talkinghead (folders ditto_pytorch and ditto_cfg)."
     )
     CATEGORY = CATEGORY
     FUNCTION = "load"
@@ -60,6 +62,12 @@ class DittoLoadModels:
             "required": {
                 "release": (release_choices(), {"tooltip": "A ditto_pytorch folder under models/ditto/."}),
                 "device": (["auto", "cpu", "cuda"], {"default": "auto", "tooltip": "auto: ComfyUI's device."}),
+                "settings": (list(SETTINGS), {
+                    "default": "as released (ditto_cfg)",
+                    "tooltip": "as released: official Ditto's configuration from ditto_cfg/ next to ditto_pytorch/. "
+                               "reference code defaults: the reference code's built-in settings instead (no blinks, "
+                               "50 steps, …; not what official Ditto does).",
+                }),
             },
             "optional": {
                 "download_missing": ("BOOLEAN", {
@@ -71,12 +79,18 @@ class DittoLoadModels:
             },
         }
 
-    def load(self, release: str, device: str, download_missing: bool = False):
+    def load(self, release: str, device: str, settings: str = "as released (ditto_cfg)",
+             download_missing: bool = False):
         folder = resolve_choice(release)
+        code_defaults = SETTINGS[settings]
         status = check_release(folder)
-        if not status.complete and not download_missing:
-            raise CheckpointError(f"{status.report()}\nOr switch on download_missing on this node.")
-        if not status.complete:
+        optional = set(CONFIG_FILES) if code_defaults else {"online_config"}  # online: only for live sessions
+        missing = set(status.missing) - optional
+        if missing and not download_missing:
+            raise CheckpointError(f"{status.report()}\nOr switch on download_missing on this node"
+                                  + ("." if code_defaults else ", or choose 'reference code defaults' (settings) "
+                                     "if only ditto_cfg is missing."))
+        if missing:
             bar = comfy.utils.ProgressBar(100)
 
             def on_bytes(path: str, done: int, total: int) -> None:
@@ -85,4 +99,4 @@ class DittoLoadModels:
 
             download_release(folder, progress=on_bytes)
         torch_device = model_management.get_torch_device() if device == "auto" else device
-        return (DittoPipeline.load(folder, str(torch_device)),)
+        return (DittoPipeline.load(folder, str(torch_device), code_defaults=code_defaults),)

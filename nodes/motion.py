@@ -14,7 +14,6 @@ from ..ditto_core.motion.conditions import parse_emotion
 from ..ditto_core.motion.motion import preview_curves
 from ..ditto_core.motion.sampler import num_windows
 from ..ditto_core.pipeline import motion_from_video
-from ..ditto_core.portrait import RegistrationOptions
 from .common import CATEGORY, Progress, check_interrupt, output_ui_entry, unique_output_path
 
 MOTION_EXTENSION = ".safetensors"
@@ -25,12 +24,19 @@ def with_preview(motion: Motion, *extra):
     return {"ui": {"ditto_motion": [preview_curves(motion)]}, "result": (motion, *extra)}
 
 
+AS_RELEASED = "as released"
 SAMPLER_WIDGETS = {
-    "emotion": (list(EMOTIONS), {"default": "neutral", "tooltip": "Emotion for the whole clip."}),
-    "seed": ("INT", {"default": 0, "min": 0, "max": 2**63 - 1, "control_after_generate": True}),
-    "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "Diffusion steps per window; fewer is faster."}),
-    "overlap": ("INT", {"default": 10, "min": 0, "max": 79, "tooltip": "Frames shared by consecutive 80-frame windows."}),
-    "smoothing": ("INT", {"default": 3, "min": 0, "max": 25, "tooltip": "Moving average (frames) on pose and position."}),
+    "emotion": ([AS_RELEASED, *EMOTIONS], {"default": AS_RELEASED,
+                                           "tooltip": "Emotion for the whole clip; as released: the release cfg's "
+                                                      "emotion sequence."}),
+    "seed": ("INT", {"default": 0, "min": 0, "max": 2**63 - 1, "control_after_generate": True,
+                     "tooltip": "One seed, one motion: the diffusion noise and the blink timing."}),
+    "steps": ("INT", {"default": 0, "min": 0, "max": 1000,
+                      "tooltip": "Diffusion steps per window; fewer is faster. 0: as released (the release cfg's)."}),
+    "overlap": ("INT", {"default": -1, "min": -1, "max": 79,
+                        "tooltip": "Frames shared by consecutive 80-frame windows. -1: as released."}),
+    "smoothing": ("INT", {"default": -1, "min": -1, "max": 25,
+                          "tooltip": "Moving average (frames) on pose and position. -1: as released."}),
 }
 EMOTION_TIMELINE_WIDGET = ("STRING", {"default": "", "tooltip": "Overrides 'emotion' when set: seconds:emotion pairs, "
                                       "e.g. 0:neutral, 2.5:happy, 5:happy+surprise"})
@@ -47,9 +53,14 @@ def validate_emotion_timeline(emotion_timeline: str):
 
 
 def sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline=""):
-    """The emotion (the timeline when set) and SamplerOptions from the sampler widgets."""
-    chosen = parse_emotion(emotion_timeline) if emotion_timeline.strip() else emotion
-    return chosen, SamplerOptions(steps=steps, overlap=overlap, smoothing=smoothing, seed=seed)
+    """The emotion (the timeline when set; None: as released) and SamplerOptions from the sampler widgets (0 steps,
+    −1 overlap or smoothing: as released)."""
+    if emotion_timeline.strip():
+        chosen = parse_emotion(emotion_timeline)
+    else:
+        chosen = None if emotion == AS_RELEASED else emotion
+    return chosen, SamplerOptions(steps=steps or None, overlap=None if overlap < 0 else overlap,
+                                  smoothing=None if smoothing < 0 else smoothing, seed=seed)
 
 
 class MotionNode:
@@ -85,7 +96,8 @@ class DittoSampleMotion(MotionNode):
 
     def sample(self, models, portrait, audio_features, emotion, seed, steps, overlap, smoothing, emotion_timeline=""):
         chosen, options = sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline)
-        progress = Progress(num_windows(audio_features.num_frames, options))
+        overlap = options.apply(models.config.chain).overlap
+        progress = Progress(num_windows(audio_features.num_frames, overlap))
 
         def on_window():
             check_interrupt()
@@ -194,20 +206,31 @@ class DittoRelaxOnSilence(MotionNode):
         return with_preview(controls.relax(motion, strength * (1 - activity)))
 
 
+FADE_FIELDS = {"expression": ("exp",), "expression + pose": ("exp", "pitch", "yaw", "roll", "t")}
+FADE_TARGET_TYPES = {"d0": "first frame", "s": "source"}
+
+
 class DittoFadeMotion(MotionNode):
-    DESCRIPTION = "Fades the motion in from, and out to, the source's resting face."
+    DESCRIPTION = (
+        "Fades the motion in and out (the reference's fade schedule). As released: toward the motion's first "
+        "frame and on the keys the release cfg names (fade_type d0, fade_out_keys); or toward the source's "
+        "resting face."
+    )
     FUNCTION = "edit"
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"motion": ("DITTO_MOTION",),
+        return {"required": {"models": ("DITTO_MODELS",), "motion": ("DITTO_MOTION",),
                              "fade_in_frames": ("INT", {"default": 0, "min": 0, "max": 10000}),
                              "fade_out_frames": ("INT", {"default": 0, "min": 0, "max": 10000}),
-                             "what": (["expression", "expression + pose"], {"default": "expression"})}}
+                             "what": ([AS_RELEASED, *FADE_FIELDS], {"default": AS_RELEASED}),
+                             "toward": ([AS_RELEASED, *controls.FADE_TARGETS], {"default": AS_RELEASED})}}
 
-    def edit(self, motion, fade_in_frames, fade_out_frames, what):
-        fields = ("exp",) if what == "expression" else ("exp", "pitch", "yaw", "roll", "t")
-        return with_preview(controls.fade(motion, fade_in_frames, fade_out_frames, fields))
+    def edit(self, models, motion, fade_in_frames, fade_out_frames, what, toward):
+        config = models.config
+        fields = config.fade_fields if what == AS_RELEASED else FADE_FIELDS[what]
+        target = FADE_TARGET_TYPES.get(config.fade_target, "source") if toward == AS_RELEASED else toward
+        return with_preview(controls.fade(motion, fade_in_frames, fade_out_frames, fields, target))
 
 
 class DittoMotionFromVideo(MotionNode):
@@ -229,7 +252,7 @@ class DittoMotionFromVideo(MotionNode):
             progress.update()
 
         motion = motion_from_video(frames, models.networks.motion_extractor, models.face_models, fps,
-                                   RegistrationOptions(video_smoothing=smoothing), check)
+                                   models.registration_options(video_smoothing=smoothing), check)
         return with_preview(motion.resample(25.0) if abs(fps - 25.0) > 1e-6 else motion)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..ditto_core.portrait import RegistrationOptions
 from .common import CATEGORY, Progress, check_interrupt
 
 
@@ -25,22 +24,30 @@ class DittoRegisterPortrait:
                 "image": ("IMAGE", {"tooltip": "The portrait; a batch is a video source only in 'video source' mode."}),
                 "batch_mode": (["first image", "video source"], {"default": "first image"}),
                 "face_index": ("INT", {"default": 0, "min": 0, "max": 31, "tooltip": "0 = the largest face."}),
+                "crop": (["as released", "custom"], {
+                    "default": "as released",
+                    "tooltip": "as released: the release cfg's crop (scale, shifts, rotation); custom: the two "
+                               "values below."}),
                 "crop_scale": ("FLOAT", {"default": 2.3, "min": 1.5, "max": 4.0, "step": 0.05,
-                                         "tooltip": "Crop side relative to the face; larger shows more head."}),
+                                         "tooltip": "custom crop: side relative to the face; larger shows more head."}),
                 "crop_vy_ratio": ("FLOAT", {"default": -0.125, "min": -0.5, "max": 0.5, "step": 0.005,
-                                            "tooltip": "Vertical crop shift; negative includes more forehead."}),
-                "max_size": ("INT", {"default": 1920, "min": 256, "max": 8192, "step": 2,
-                                     "tooltip": "Longer side of the output video; larger images are scaled down."}),
+                                            "tooltip": "custom crop: vertical shift; negative includes more forehead."}),
+                "max_size": ("INT", {"default": 0, "min": 0, "max": 8192, "step": 2,
+                                     "tooltip": "Longer side of the output video; larger images are scaled down. "
+                                                "0: as released (the release cfg's, 1920)."}),
                 "detection_threshold": ("FLOAT", {"default": 0.5, "min": 0.05, "max": 0.99, "step": 0.01}),
             }
         }
 
-    def register(self, models, image, batch_mode, face_index, crop_scale, crop_vy_ratio, max_size,
+    def register(self, models, image, batch_mode, face_index, crop, crop_scale, crop_vy_ratio, max_size,
                  detection_threshold):
         frames = image if batch_mode == "video source" else image[:1]
         check_interrupt()
-        options = RegistrationOptions(max_size=max_size, crop_scale=crop_scale, crop_vy_ratio=crop_vy_ratio,
-                                      face_index=face_index, detection_threshold=detection_threshold)
+        custom = crop == "custom"
+        options = models.registration_options(
+            max_size=max_size or None, crop_scale=crop_scale if custom else None,
+            crop_vy_ratio=crop_vy_ratio if custom else None, face_index=face_index,
+            detection_threshold=detection_threshold)
         progress = Progress(1)
         portrait = models.register(frames, options)
         progress.update()

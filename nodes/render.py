@@ -9,7 +9,6 @@ from pathlib import Path
 import torch
 
 from ..ditto_core.audio import load_audio
-from ..ditto_core.motion.drive import DriveOptions
 from ..ditto_core.motion.motion import preview_curves
 from ..ditto_core.render import RenderOptions
 from ..ditto_core.stream import encode_video, overlaps_by_default, speech_to_video
@@ -18,7 +17,9 @@ from .motion import EMOTION_TIMELINE_WIDGET, SAMPLER_WIDGETS, sampler_settings, 
 
 RENDER_WIDGETS = {
     "paste_back": ("BOOLEAN", {"default": True, "tooltip": "Off: output the 512x512 face crop only."}),
-    "stitching": ("BOOLEAN", {"default": True, "tooltip": "Keeps the face aligned with the shoulders."}),
+    "stitching": (["as released", "on", "off"], {"default": "as released",
+                                                 "tooltip": "The stitching network keeps the face aligned with the "
+                                                            "shoulders; as released: the release cfg's choice."}),
     "batch_size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "Frames rendered together."}),
     "fp16": ("BOOLEAN", {"default": False, "tooltip": "Half-precision warp and decoder on CUDA (faster, less "
                          "memory); ignored on the CPU. Some older cards show black faces with it."}),
@@ -38,9 +39,10 @@ def _render_inputs():
     }
 
 
-def _render_options(paste_back, stitching, batch_size, fp16) -> RenderOptions:
-    return RenderOptions(batch_size=batch_size, paste_back=paste_back, half_precision=fp16,
-                         drive=DriveOptions(stitching=stitching))
+def _render_options(models, paste_back, stitching, batch_size, fp16) -> RenderOptions:
+    """Driving as the loaded configuration says, with the widgets' choices."""
+    return models.render_options(stitching={"on": True, "off": False}.get(stitching), batch_size=batch_size,
+                                 paste_back=paste_back, half_precision=fp16)
 
 
 def _save_video(filename_prefix: str, write: Callable[[Path], object]):
@@ -56,7 +58,7 @@ def _save_video(filename_prefix: str, write: Callable[[Path], object]):
 
 
 def _frames(models, portrait, motion, paste_back, stitching, batch_size, fp16, progress):
-    options = _render_options(paste_back, stitching, batch_size, fp16)
+    options = _render_options(models, paste_back, stitching, batch_size, fp16)
     for frame in models.render(portrait, motion, options, check=check_interrupt):
         progress.update()
         yield frame
@@ -73,7 +75,7 @@ def _video(images: torch.Tensor, fps: float, audio):
 class DittoRender:
     DESCRIPTION = (
         "Renders the motion on the portrait: an IMAGE batch (one frame per motion frame, the source's size), the "
-        "audio passed through, and a VIDEO for Save Video. For long clips use Render Ditto Video (streams to mp4)."
+        "audio passed through, and a VIDEO for Save Video. For long clips use Render Video (streams to mp4)."
     )
     CATEGORY = CATEGORY
     FUNCTION = "render"
@@ -148,7 +150,7 @@ class DittoTalkingHeadVideo:
         chosen, sampler = sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline)
         clip = load_audio(audio)
         progress = Progress(clip.num_frames)
-        options = _render_options(paste_back, stitching, batch_size, fp16)
+        options = _render_options(models, paste_back, stitching, batch_size, fp16)
         ui, motion = _save_video(filename_prefix, lambda path: speech_to_video(
             path, models, portrait, clip, chosen, sampler, options, crf, check=check_interrupt,
             on_frame=lambda done: progress.update()))

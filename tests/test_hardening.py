@@ -4,7 +4,6 @@ correct result (checked) or one clear error naming the problem. The README's tro
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +17,15 @@ from comfy_stubs import InterruptProcessingException, install, load_pack
 from ditto_core.audio import AudioInputError, OnnxHubertEncoder, extract_features, load_audio
 from ditto_core.download import DownloadError, download_release
 from ditto_core.models import CheckpointError, load_network
-from ditto_core.motion import Motion, MotionFileError, SamplerOptions
+from ditto_core.motion import Motion, MotionFileError
+from ditto_core.motion.sampler import ChainConfig
 from ditto_core.networks import load_networks
 from ditto_core.portrait import FaceModelError, NoFaceError, load_face_models, register_portrait
 from ditto_core.portrait.face_models import FaceDetector, load_face_mesh
-from ditto_core.release import AUX_FILES, NETWORK_FILES
+from ditto_core.release import AUX_FILES, NETWORK_FILES, RELEASE_FILES
 from ditto_core.testing.fake_aux import write_fake_face_detector
 from ditto_core.testing.fake_hub import FakeHub
+from ditto_core.testing.fake_release import copy_release
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,9 @@ class Env:
     def comfy(self):
         base = self.scratch / "comfy"
         state = install(base)
-        target = base / "models" / "ditto" / "ditto_pytorch"
-        if not target.exists():
-            shutil.copytree(self.release / "ditto_pytorch", target)
+        target = base / "models" / "ditto"
+        if not (target / "ditto_pytorch").exists():
+            copy_release(self.release, target)
         pack = load_pack()
         return pack, state, base
 
@@ -145,7 +146,7 @@ def _interrupted_render(env):
     nodes = pack.NODE_CLASS_MAPPINGS
     (models,) = nodes["DittoLoadModels"]().load("ditto_pytorch", "cpu")
     (portrait,) = nodes["DittoRegisterPortrait"]().register(models, torch.rand(1, 64, 64, 3) * 0.5 + 0.3, "first image",
-                                                             0, 2.3, -0.125, 1920, 0.5)
+                                                             0, "custom", 2.3, -0.125, 1920, 0.5)
     state.interrupt_checks, state.interrupt_after = 0, 1
     try:
         nodes["DittoRenderVideo"]().render(models, portrait, Motion(torch.zeros(9, 265)), True, True, 2, False,
@@ -160,7 +161,7 @@ def _portrait_batch_node(env):
     nodes = pack.NODE_CLASS_MAPPINGS
     (models,) = nodes["DittoLoadModels"]().load("ditto_pytorch", "cpu")
     batch = torch.rand(3, 64, 64, 3) * 0.5 + 0.3
-    return nodes["DittoRegisterPortrait"]().register(models, batch, "first image", 0, 2.3, -0.125, 1920, 0.5)[0]
+    return nodes["DittoRegisterPortrait"]().register(models, batch, "first image", 0, "custom", 2.3, -0.125, 1920, 0.5)[0]
 
 
 def _other_fps_motion(env):
@@ -226,7 +227,7 @@ CASES = [
     Case("damaged .task file", lambda e: load_face_mesh(e.file("bad.task", b"not a bundle")),
          error=FaceModelError, message="cannot load the MediaPipe face landmarker"),
     # downloads (opt-in, from a local stand-in for the Hugging Face hub)
-    Case("download of the release", _download, check=lambda report: len(report.downloaded) == 11),
+    Case("download of the release", _download, check=lambda report: len(report.downloaded) == len(RELEASE_FILES)),
     Case("download with a tampered file", lambda e: _download(e, "tampered"), error=DownloadError,
          message="lmdm_v0.4_hubert.pth: received .* the file was discarded"),
     Case("download cut off mid-file", lambda e: _download(e, "cut"), error=DownloadError, message="broke off"),
@@ -234,9 +235,9 @@ CASES = [
          message="cannot read digital-avatar/ditto-talkinghead"),
     # running
     Case("interrupted render", _interrupted_render, error=InterruptProcessingException),
-    Case("out-of-range sampler values", lambda e: SamplerOptions(overlap=80).validate(80),
+    Case("out-of-range sampler values", lambda e: ChainConfig(overlap=80).validate(80),
          error=ValueError, message="overlap must be between"),
-    Case("out-of-range widget values are bounded in the node", _widget_ranges, check=lambda r: r == (79, 1)),
+    Case("out-of-range widget values are bounded in the node", _widget_ranges, check=lambda r: r == (79, 0)),
     Case("motion file saved at another fps", _other_fps_motion, check=lambda m: m.fps == 25.0 and len(m) == 25),
     Case("corrupt motion file", lambda e: Motion.load(e.file("bad.safetensors", b"\x10\x00garbage")),
          error=MotionFileError, message="not a readable motion file"),

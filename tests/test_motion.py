@@ -18,10 +18,11 @@ from ditto_core.motion import (
 )
 from ditto_core.motion.drive import DriveOptions, driving_keypoints, gaze_offsets
 from ditto_core.motion.motion import FIELDS, keypoint_fields_to_vector
-from ditto_core.motion.sampler import smooth_rows
+from ditto_core.motion.sampler import ChainConfig, smooth_rows
 from ditto_core.networks import load_networks
-from ditto_core.pipeline import motion_conditions, sample_motion
+from ditto_core.pipeline import ConditionSource, motion_conditions, sample_motion
 from ditto_core.portrait import load_face_models, register_portrait
+from ditto_core.release_config import ReleaseConfig
 
 
 class EchoSampler:
@@ -63,7 +64,7 @@ def reference_chain(cond, overlap, smoothing, sampler):
 
 
 def _chain(cond, overlap, smoothing, chunks, online=False):
-    chain = MotionChain(EchoSampler(), torch.zeros(265), SamplerOptions(overlap=overlap, smoothing=smoothing),
+    chain = MotionChain(EchoSampler(), torch.zeros(265), ChainConfig(overlap=overlap, smoothing=smoothing),
                         online=online)
     out, position = [], 0
     for size in chunks:
@@ -106,7 +107,7 @@ def test_pushing_in_pieces_equals_pushing_at_once(chunks, overlap, online):
 
 
 def test_frames_come_out_as_soon_as_final():
-    chain = MotionChain(EchoSampler(), torch.zeros(265), SamplerOptions(overlap=70, smoothing=3))
+    chain = MotionChain(EchoSampler(), torch.zeros(265), ChainConfig(overlap=70, smoothing=3))
     assert len(chain.push(torch.zeros(79, 300))) == 0  # no window yet
     first = chain.push(torch.zeros(1, 300))
     assert len(first) == 80 - 70 - 1  # the last `overlap` rows (and one for smoothing) may still change
@@ -122,10 +123,10 @@ def test_online_preroll_frames_are_generated_but_not_returned(overlap):
 
 
 def test_online_frames_arrive_every_window():
-    chain = MotionChain(EchoSampler(), torch.zeros(265), SamplerOptions(overlap=70, smoothing=3), online=True)
+    chain = MotionChain(EchoSampler(), torch.zeros(265), ChainConfig(overlap=70, smoothing=3), online=True)
     assert len(chain.push(torch.zeros(70, 300))) == 0  # the silent pre-roll
     assert len(chain.push(torch.zeros(10, 300))) == 0  # window 1 emits pre-roll frames only
-    assert len(chain.push(torch.zeros(10, 300))) == 9  # window 2: real frames 0-8 are final
+    assert len(chain.push(torch.zeros(10, 300))) == 10  # window 2: real frames 0-9, emitted as the reference does
     assert len(chain.push(torch.zeros(10, 300))) == 10
 
 
@@ -138,9 +139,9 @@ def test_smooth_rows_reads_the_input_not_its_own_output():
 
 
 @pytest.mark.parametrize("bad, message", [(dict(overlap=80), "overlap"), (dict(steps=0), "steps"), (dict(smoothing=-1), "smoothing")])
-def test_sampler_options_are_validated(bad, message):
+def test_chain_settings_are_validated(bad, message):
     with pytest.raises(ValueError, match=message):
-        MotionChain(EchoSampler(), torch.zeros(265), SamplerOptions(**bad))
+        MotionChain(EchoSampler(), torch.zeros(265), ChainConfig(**bad))
 
 
 # --- conditions --------------------------------------------------------------------------------------------
@@ -336,19 +337,22 @@ def _features(n, seed=0):
 def test_sampled_motion_has_one_frame_per_audio_frame_and_is_seeded(registered):
     networks, portrait = registered
     features = _features(95)
-    a = sample_motion(networks.lmdm, portrait, features, "happy", SamplerOptions(steps=3, seed=7))
-    b = sample_motion(networks.lmdm, portrait, features, "happy", SamplerOptions(steps=3, seed=7))
-    c = sample_motion(networks.lmdm, portrait, features, "happy", SamplerOptions(steps=3, seed=8))
+    code = ReleaseConfig.code_defaults()
+    a = sample_motion(networks.lmdm, portrait, features, code, "happy", SamplerOptions(steps=3, seed=7))
+    b = sample_motion(networks.lmdm, portrait, features, code, "happy", SamplerOptions(steps=3, seed=7))
+    c = sample_motion(networks.lmdm, portrait, features, code, "happy", SamplerOptions(steps=3, seed=8))
     assert len(a) == 95 and a.fps == 25
     torch.testing.assert_close(a.frames, b.frames, rtol=0, atol=0)
     assert (a.frames - c.frames).abs().max() > 1e-3
-    assert a.metadata["seed"] == 7 and a.metadata["emotion"] == "happy"
+    assert a.metadata["seed"] == 7 and a.metadata["emotion"] == "happy" and a.metadata["steps"] == 3
+    assert a.metadata["config"] == "reference code defaults" and a.metadata["blinks"] is None
     torch.testing.assert_close(a.anchor, a.frames[0])
 
 
 def test_conditions_follow_the_portrait(registered):
     networks, portrait = registered
-    cond = motion_conditions(portrait, _features(10).frames, "sad", 1103)
+    source = ConditionSource.of(portrait, ReleaseConfig.code_defaults())
+    cond = motion_conditions(source, _features(10).frames, "sad", 1103)
     np.testing.assert_allclose(cond[:, 1032:1034].numpy(), np.repeat(portrait.eye_open, 10, 0))
     np.testing.assert_allclose(cond[:, 1040:].numpy(), np.repeat(portrait.canonical_kp[None], 10, 0))
     assert cond[:, 1024:1032].argmax(1).tolist() == [5] * 10

@@ -9,6 +9,7 @@ import torch
 from comfy_stubs import InterruptProcessingException, install, load_pack
 
 from ditto_core.testing.fake_hub import FakeHub
+from ditto_core.testing.fake_release import copy_release
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def comfy(tmp_path):
 @pytest.fixture
 def graph(comfy, small_release):
     pack, state, base = comfy
-    shutil.copytree(small_release / "ditto_pytorch", base / "models" / "ditto" / "ditto_pytorch")
+    copy_release(small_release, base / "models" / "ditto")
     nodes = {name: cls() for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
     (models,) = nodes["DittoLoadModels"].load(release="ditto_pytorch", device="auto")
     image = torch.from_numpy(np.random.default_rng(0).integers(60, 200, (1, 160, 200, 3)).astype(np.float32) / 255)
@@ -53,7 +54,7 @@ def test_pack_registers_prefixed_nodes_with_descriptions_and_tooltips(comfy):
 
 def test_end_to_end_graph(graph):
     pack, state, base, nodes, models, image, audio = graph
-    (portrait,) = nodes["DittoRegisterPortrait"].register(models, image, "first image", 0, 2.3, -0.125, 1920, 0.5)
+    (portrait,) = nodes["DittoRegisterPortrait"].register(models, image, "first image", 0, "custom", 2.3, -0.125, 1920, 0.5)
     features, passed_audio = nodes["DittoEncodeAudio"].encode(models, audio)
     assert features.num_frames == 10 and passed_audio is audio
 
@@ -71,15 +72,15 @@ def test_end_to_end_graph(graph):
     (edited,) = _result(nodes["DittoEditExpression"].edit(edited, 1.5, 1.0, "off", 2.0, 0.0))
     (edited,) = _result(nodes["DittoSmoothMotion"].edit(edited, 3, "pose"))
     (edited,) = _result(nodes["DittoRelaxOnSilence"].edit(edited, audio, 1.0, -45.0, -25.0))
-    (edited,) = _result(nodes["DittoFadeMotion"].edit(edited, 2, 2, "expression"))
+    (edited,) = _result(nodes["DittoFadeMotion"].edit(models, edited, 2, 2, "expression", "source"))
 
-    frames, audio_out, video = nodes["DittoRender"].render(models, portrait, edited, True, True, 3, False, audio)
+    frames, audio_out, video = nodes["DittoRender"].render(models, portrait, edited, True, "on", 3, False, audio)
     assert frames.shape == (10, 160, 200, 3) and frames.dtype == torch.float32
     assert 0 <= frames.min() and frames.max() <= 1
     assert audio_out is audio
     assert video.get_components().images is frames and video.get_components().frame_rate == 25
 
-    ui = nodes["DittoRenderVideo"].render(models, portrait, edited, False, True, 4, True, "talks/../../clip", 23, audio)
+    ui = nodes["DittoRenderVideo"].render(models, portrait, edited, False, "on", 4, True, "talks/../../clip", 23, audio)
     entry = ui["ui"]["images"][0]
     assert ui["ui"]["animated"] == [True] and entry["type"] == "output"
     written = base / "output" / entry["subfolder"] / entry["filename"]
@@ -103,13 +104,13 @@ def test_end_to_end_graph(graph):
 
 def test_interrupt_mid_render_leaves_no_file(graph):
     _, state, base, nodes, models, image, audio = graph
-    (portrait,) = nodes["DittoRegisterPortrait"].register(models, image, "first image", 0, 2.3, -0.125, 1920, 0.5)
+    (portrait,) = nodes["DittoRegisterPortrait"].register(models, image, "first image", 0, "custom", 2.3, -0.125, 1920, 0.5)
     from ditto_core.motion import Motion
 
     motion = Motion(torch.zeros(12, 265))
     state.interrupt_checks, state.interrupt_after = 0, 2
     with pytest.raises(InterruptProcessingException):
-        nodes["DittoRenderVideo"].render(models, portrait, motion, True, True, 2, False, "ditto/cut", 18, None)
+        nodes["DittoRenderVideo"].render(models, portrait, motion, True, "on", 2, False, "ditto/cut", 18, None)
     assert state.interrupt_checks == 3  # stopped at the third batch
     assert not any(p.is_file() for p in (base / "output").rglob("*"))
 
@@ -118,10 +119,10 @@ def test_talking_head_video_node_streams_the_same_motion_into_an_mp4(graph):
     import av
 
     _, state, base, nodes, models, image, audio = graph
-    (portrait,) = nodes["DittoRegisterPortrait"].register(models, image, "first image", 0, 2.3, -0.125, 1920, 0.5)
+    (portrait,) = nodes["DittoRegisterPortrait"].register(models, image, "first image", 0, "custom", 2.3, -0.125, 1920, 0.5)
     features, _ = nodes["DittoEncodeAudio"].encode(models, audio)
     (sampled,) = nodes["DittoSampleMotion"].sample(models, portrait, features, "happy", 5, 2, 10, 3, "0:neutral,0.2:sad")["result"]
-    out = nodes["DittoTalkingHeadVideo"].render(models, portrait, audio, "happy", 5, 2, 10, 3, True, True, 4, False,
+    out = nodes["DittoTalkingHeadVideo"].render(models, portrait, audio, "happy", 5, 2, 10, 3, True, "on", 4, False,
                                                 "streamed/take", 23, "0:neutral,0.2:sad")
     (motion,) = out["result"]
     torch.testing.assert_close(motion.frames, sampled.frames, rtol=0, atol=0)
@@ -135,7 +136,7 @@ def test_talking_head_video_node_streams_the_same_motion_into_an_mp4(graph):
 
     state.interrupt_checks, state.interrupt_after = 0, 1
     with pytest.raises(InterruptProcessingException):
-        nodes["DittoTalkingHeadVideo"].render(models, portrait, audio, "happy", 5, 2, 10, 3, True, True, 4, False,
+        nodes["DittoTalkingHeadVideo"].render(models, portrait, audio, "happy", 5, 2, 10, 3, True, "on", 4, False,
                                               "streamed/cut", 23)
     state.interrupt_after = None
     assert [p.name for p in (base / "output" / "streamed").iterdir()] == [entry["filename"]]  # nothing left
@@ -160,8 +161,8 @@ def test_motion_from_video_and_combinations(graph):
 def test_register_a_video_source(graph):
     _, _, _, nodes, models, _, _ = graph
     frames = torch.from_numpy(np.random.default_rng(2).integers(60, 200, (3, 128, 128, 3)).astype(np.float32) / 255)
-    (video,) = nodes["DittoRegisterPortrait"].register(models, frames, "video source", 0, 2.3, -0.125, 1920, 0.5)
-    (still,) = nodes["DittoRegisterPortrait"].register(models, frames, "first image", 0, 2.3, -0.125, 1920, 0.5)
+    (video,) = nodes["DittoRegisterPortrait"].register(models, frames, "video source", 0, "custom", 2.3, -0.125, 1920, 0.5)
+    (still,) = nodes["DittoRegisterPortrait"].register(models, frames, "first image", 0, "custom", 2.3, -0.125, 1920, 0.5)
     assert video.num_frames == 3 and still.num_frames == 1
 
 
@@ -183,7 +184,7 @@ def test_load_models_node_offers_release_folders(comfy, small_release):
     pack, _, base = comfy
     node_cls = pack.NODE_CLASS_MAPPINGS["DittoLoadModels"]
     assert node_cls.INPUT_TYPES()["required"]["release"][0] == ["ditto_pytorch"]  # offered before download
-    shutil.copytree(small_release / "ditto_pytorch", base / "models" / "ditto" / "ditto-talkinghead" / "ditto_pytorch")
+    copy_release(small_release, base / "models" / "ditto" / "ditto-talkinghead")
     assert "ditto-talkinghead/ditto_pytorch" in node_cls.INPUT_TYPES()["required"]["release"][0]
     (models,) = node_cls().load(release="ditto-talkinghead/ditto_pytorch", device="cpu")
     assert models.networks.decoder.config.in_channels == 16  # the small release's width, read from the file
@@ -196,7 +197,7 @@ def test_load_models_node_explains_missing_files(comfy):
         pack.NODE_CLASS_MAPPINGS["DittoLoadModels"]().load(release="ditto_pytorch", device="cpu")
     message = str(err.value)
     assert str(base / "models" / "ditto" / "ditto_pytorch" / "models" / "lmdm_v0.4_hubert.pth") in message
-    assert "huggingface-cli download digital-avatar/ditto-talkinghead" in message
+    assert "hf download digital-avatar/ditto-talkinghead" in message
     assert "download_missing" in message
 
 
@@ -223,6 +224,6 @@ def test_cuda_request_without_cuda_is_explained(comfy, small_release):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     pack, _, base = comfy
-    shutil.copytree(small_release / "ditto_pytorch", base / "models" / "ditto" / "ditto_pytorch")
+    copy_release(small_release, base / "models" / "ditto")
     with pytest.raises(ValueError, match="no CUDA device; choose the cpu device"):
         pack.NODE_CLASS_MAPPINGS["DittoLoadModels"]().load(release="ditto_pytorch", device="cuda")

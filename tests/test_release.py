@@ -28,7 +28,7 @@ def test_check_release_on_an_empty_folder(tmp_path):
     assert not status.complete and not status.present
     report = status.report()
     assert report.count("MISSING") == len(RELEASE_FILES)
-    assert f'huggingface-cli download digital-avatar/ditto-talkinghead --include "ditto_pytorch/*" --local-dir {tmp_path}' in report
+    assert f'hf download digital-avatar/ditto-talkinghead --include "ditto_pytorch/*" --include "ditto_cfg/v0.4_hubert_cfg_pytorch.pkl" --include "ditto_cfg/v0.4_hubert_cfg_trt_online.pkl" --local-dir {tmp_path}' in report
 
 
 def test_check_release_on_a_fake_release(tmp_path):
@@ -67,4 +67,4 @@ def test_cli_check_fails_clearly_without_models(tmp_path):
     checked = _run("ditto_core", "check", "--models", str(tmp_path))
     assert checked.returncode == 1
     assert "6 of 6 networks are missing" in checked.stdout
-    assert "huggingface-cli download digital-avatar/ditto-talkinghead" in checked.stdout
+    assert "hf download digital-avatar/ditto-talkinghead" in checked.stdout

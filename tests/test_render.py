@@ -154,7 +154,7 @@ def test_render_command_without_models_says_what_to_download(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 1
-    assert "huggingface-cli download digital-avatar/ditto-talkinghead" in done.stderr
+    assert "hf download digital-avatar/ditto-talkinghead" in done.stderr
     assert f"MISSING {tmp_path / 'ditto_pytorch/models/lmdm_v0.4_hubert.pth'}" in done.stderr
     assert f"python -m ditto_core download --models {tmp_path}" in done.stderr
     assert not (tmp_path / "o.mp4").exists()

@@ -171,7 +171,8 @@ def sample_edit_render(classes):
                  motion=(motion, "motion"))
     expression = w.add("DittoEditExpression", (1480, 20), {"mouth_amplitude": 1.2}, motion=(pose, "motion"))
     relaxed = w.add("DittoRelaxOnSilence", (1120, 400), {}, motion=(expression, "motion"), audio=(audio_node, "AUDIO"))
-    faded = w.add("DittoFadeMotion", (1480, 400), {"fade_in_frames": 5, "fade_out_frames": 10}, motion=(relaxed, "motion"))
+    faded = w.add("DittoFadeMotion", (1480, 400), {"fade_in_frames": 5, "fade_out_frames": 10}, models=(models, "models"),
+                  motion=(relaxed, "motion"))
     render = w.add("DittoRender", (1840, 20), models=(models, "models"), portrait=(portrait, "portrait"),
                    motion=(faded, "motion"), audio=(encoded, "audio"))
     w.add("SaveVideo", (2200, 20), ["ditto/edited", "auto", "auto"], video=(render, "video"))

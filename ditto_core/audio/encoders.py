@@ -51,7 +51,7 @@ class TorchHubertEncoder:
         if not (model_dir / "config.json").is_file():
             raise EncoderError(
                 f"no HuBERT model in {model_dir} (expected config.json and weights of {HUBERT_REPO}); "
-                f"download it with download_hubert() or huggingface-cli download {HUBERT_REPO} "
+                f"download it with download_hubert() or hf download {HUBERT_REPO} "
                 f"--revision {HUBERT_REVISION} --local-dir {model_dir}"
             )
         self.torch = torch

@@ -11,6 +11,7 @@ vectors are converged power-iteration vectors, as in a trained file.
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 import torch
@@ -22,8 +23,7 @@ from ..models.lmdm import LMDMConfig, MotionDenoiser
 from ..models.motion_extractor import MotionExtractor, MotionExtractorConfig
 from ..models.stitching import StitchingConfig, StitchingNetwork
 from ..models.warping import WarpingConfig, WarpingNetwork
-from ..release import AUX_FILES, NETWORK_FILES
-from .fake_config import write_fake_configs
+from ..release import AUX_FILES, CONFIG_DIR, NETWORK_FILES, PYTORCH_DIR
 from .fake_aux import (
     write_fake_face_detector,
     write_fake_face_landmarker,
@@ -31,6 +31,7 @@ from .fake_aux import (
     write_fake_landmark106,
     write_fake_landmark203,
 )
+from .fake_config import write_fake_configs
 
 OFFICIAL_CONFIGS = {
     "appearance_extractor": AppearanceConfig(),
@@ -146,6 +147,14 @@ def write_fake_release(out_dir: str | Path, small: bool = False, seed: int = 0) 
     write_fake_face_landmarker(out_dir / AUX_FILES["face_landmarker"].path)
     write_fake_configs(out_dir, seed=seed)
     return out_dir
+
+
+def copy_release(source_root: str | Path, target_root: str | Path) -> Path:
+    """Copy a release's ``ditto_pytorch/`` and ``ditto_cfg/`` folders from one root into another."""
+    target_root = Path(target_root)
+    for folder in (PYTORCH_DIR, CONFIG_DIR):
+        shutil.copytree(Path(source_root) / folder, target_root / folder)
+    return target_root
 
 
 def main(argv: list[str] | None = None) -> None:
