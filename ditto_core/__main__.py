@@ -166,10 +166,12 @@ def show_config(models: str, online: bool, as_json: bool) -> int:
         print(json.dumps(described, indent=2))
         return 0
     print(f"{described['file']}\nsha256 {described['sha256']}")
+    fallbacks = set(described["code_defaults_used"])
     for section in ("audio2motion_cfg", "default_kwargs"):
         print(f"{section}:")
         for key, value in described[section].items():
-            print(f"  {key}: {json.dumps(value)}")
+            note = "  (not in the file: the reference code's default)" if section == "default_kwargs" and key in fallbacks else ""
+            print(f"  {key}: {json.dumps(value)}{note}")
     if described["ignored"]:
         print(f"without effect here: {', '.join(described['ignored'])}")
     return 0

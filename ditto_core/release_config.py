@@ -113,7 +113,7 @@ class ReleaseConfig:
 
     name: str
     sha256: str | None
-    settings: dict  # default_kwargs merged over CODE_DEFAULTS, as read (for display)
+    settings: dict  # default_kwargs merged over CODE_DEFAULTS, audio2motion_cfg, and which keys fell back (display)
     parts: ConditionParts = field(default_factory=ConditionParts)
     emotion: object = 4  # default emotion: label index, labels, per-frame label lists or an ``[m, 8]`` array
     eye_first_frame_only: bool = False  # eye_f0_mode
@@ -351,7 +351,8 @@ def config_from_data(data: object, name: str, sha256: str | None) -> ReleaseConf
     return ReleaseConfig(
         name=name,
         sha256=sha256,
-        settings={"default_kwargs": kw, "audio2motion_cfg": dict(a2m)},
+        settings={"default_kwargs": kw, "audio2motion_cfg": dict(a2m),
+                  "code_defaults_used": sorted(set(CODE_DEFAULTS) - set(data["default_kwargs"]))},
         parts=parts,
         emotion=_emotion(name, kw["emo"]),
         eye_first_frame_only=_flag(name, "eye_f0_mode", kw["eye_f0_mode"]),

@@ -4,6 +4,7 @@ correct result (checked) or one clear error naming the problem. The README's tro
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 from comfy_stubs import InterruptProcessingException, install, load_pack
 
 from ditto_core.audio import AudioInputError, OnnxHubertEncoder, extract_features, load_audio
+from ditto_core.config_pickle import ConfigFileError
 from ditto_core.download import DownloadError, download_release
 from ditto_core.models import CheckpointError, load_network
 from ditto_core.motion import Motion, MotionFileError
@@ -22,7 +24,8 @@ from ditto_core.motion.sampler import ChainConfig
 from ditto_core.networks import load_networks
 from ditto_core.portrait import FaceModelError, NoFaceError, load_face_models, register_portrait
 from ditto_core.portrait.face_models import FaceDetector, load_face_mesh
-from ditto_core.release import AUX_FILES, NETWORK_FILES, RELEASE_FILES
+from ditto_core.release import AUX_FILES, CONFIG_FILES, NETWORK_FILES, RELEASE_FILES
+from ditto_core.release_config import load_configs
 from ditto_core.testing.fake_aux import write_fake_face_detector
 from ditto_core.testing.fake_hub import FakeHub
 from ditto_core.testing.fake_release import copy_release
@@ -176,6 +179,24 @@ def _widget_ranges(env):
     return spec["overlap"][1]["max"], spec["steps"][1]["min"]
 
 
+class _RunsCommand:
+    def __reduce__(self):
+        return os.system, ("echo ran > /dev/null",)
+
+
+def _config(env, data: bytes | None):
+    """Load the release's configuration from a copy of the small release whose offline cfg is ``data``
+    (None: missing)."""
+    root = copy_release(env.release, Path(tempfile.mkdtemp(dir=env.scratch)))
+    path = root / CONFIG_FILES["config"].path
+    path.unlink()
+    if data is not None:
+        path.write_bytes(data)
+    config, _ = load_configs(root)
+    config.check_model(env.networks.lmdm.config)
+    return config
+
+
 CASES = [
     # portraits
     Case("no face (all-black image)", lambda e: e.register(np.zeros((300, 400, 3), np.uint8)),
@@ -233,6 +254,16 @@ CASES = [
     Case("download cut off mid-file", lambda e: _download(e, "cut"), error=DownloadError, message="broke off"),
     Case("download refused by the hub (no access)", lambda e: _download(e, status=401), error=DownloadError,
          message="cannot read digital-avatar/ditto-talkinghead"),
+    # the release's configuration (ditto_cfg)
+    Case("missing ditto_cfg", lambda e: _config(e, None), error=ConfigFileError,
+         message=r"(?s)v0.4_hubert_cfg_pytorch.pkl is missing.*hf download.*--code-defaults"),
+    Case("cfg pickle that would run a command", lambda e: _config(e, pickle.dumps({"default_kwargs": _RunsCommand()})),
+         error=ConfigFileError, message=r"asks to run posix.system while loading.*refused without running anything"),
+    Case("damaged cfg", lambda e: _config(e, b"\x80\x04\x95garbage"), error=ConfigFileError,
+         message="damaged or incomplete"),
+    Case("cfg from another release (conditions of another width)",
+         lambda e: _config(e, pickle.dumps({"default_kwargs": {}, "audio2motion_cfg": {"audio_feat_dim": 1059}})),
+         error=ConfigFileError, message="audio_feat_dim gives 1059, but the motion model"),
     # running
     Case("interrupted render", _interrupted_render, error=InterruptProcessingException),
     Case("out-of-range sampler values", lambda e: ChainConfig(overlap=80).validate(80),
