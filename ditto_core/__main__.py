@@ -1,26 +1,46 @@
 """Command line.
 
-    python -m ditto_core check --models DIR [--run]
-    python -m ditto_core download --models DIR [--revision REV]
-    python -m ditto_core features --audio FILE --models DIR --out FEATS.npy [--backend onnx|hubert]
     python -m ditto_core render --portrait IMG --audio WAV --out OUT.mp4 [--models DIR] [--emotion E] [--seed N]
+    python -m ditto_core download --models DIR [--revision REV]
+    python -m ditto_core check --models DIR [--run]
     python -m ditto_core config --models DIR [--online] [--json]
+    python -m ditto_core features --audio FILE --models DIR --out FEATS.npy [--backend onnx|hubert]
+
+Every output path is checked, and its folder made, before any work starts; Ctrl-C stops with one line and exit
+code 130, leaving no partial file.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
+INTERRUPTED = 130
 
-from .audio import AudioInputError, EncoderError, extract_features, load_audio
-from .audio.encoders import BACKENDS, download_hubert, load_encoder
-from .models import NETWORKS, CheckpointError, load_network
-from .models.examples import example_inputs
-from .release import check_release
+
+class UsageError(ValueError):
+    """A command-line value that cannot be used, said before any work is done."""
+
+
+def output_path(value: str, suffix: str, what: str) -> Path:
+    """``value`` as an output file with ``suffix`` (added when it has none; another one is refused), its folder
+    created now so that finished work is never lost to a missing folder."""
+    path = Path(value).expanduser()
+    if not path.suffix:
+        path = path.with_suffix(suffix)
+        print(f"note: {what} has no extension; writing {path}", file=sys.stderr)
+    elif path.suffix.lower() != suffix:
+        raise UsageError(f"{what} must be a {suffix} file, got {value}")
+    if path.is_dir():
+        raise UsageError(f"{what} {value} is a folder; give a file name ending in {suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the folder for {what} {path}: {exc.strerror or exc}") from exc
+    return path
 
 
 def _shapes(output: object) -> str:
@@ -28,54 +48,67 @@ def _shapes(output: object) -> str:
     return ", ".join("x".join(map(str, o.shape)) for o in outputs)
 
 
-def check(models: str, run: bool, device: str) -> int:
-    """Report the release files under ``models``, load every network present and optionally run it once."""
-    status = check_release(models)
+def check(args) -> int:
+    """Report the release files under ``--models``, load every network present and optionally run it once."""
+    import torch
+
+    from .models import NETWORKS, CheckpointError, load_network
+    from .models.examples import example_inputs
+    from .release import check_release
+
+    status = check_release(args.models)
     print(status.report())
-    failures = 0
+    unusable = 0
     for kind in NETWORKS:
         path = status.present.get(kind)
         if path is None:
-            failures += 1
             continue
         try:
-            net = load_network(kind, path, device=device)
+            net = load_network(kind, path, device=args.device)
         except CheckpointError as exc:
             print(f"FAILED {kind}: {exc}")
-            failures += 1
+            unusable += 1
             continue
         params = sum(p.numel() for p in net.parameters())
         line = f"loaded {kind}: {params / 1e6:.3f} M parameters"
-        if run:
+        if args.run:
             inputs = example_inputs(kind, net)
             start = time.perf_counter()
             with torch.inference_mode():
                 output = net(*inputs)
             line += f"; forward on random input → {_shapes(output)} in {time.perf_counter() - start:.2f} s"
         print(line)
-    if failures:
-        print(f"{failures} of {len(NETWORKS)} networks are missing or unusable.")
-    return 1 if failures else 0
+    if status.missing or unusable:
+        missing_networks = sum(kind in status.missing for kind in NETWORKS)
+        print(f"{len(status.missing)} of {len(status.present) + len(status.missing)} release files are missing "
+              f"({missing_networks} of {len(NETWORKS)} networks); {unusable} present network file(s) unusable.")
+    return 1 if status.missing or unusable else 0
 
 
-def features(audio: str, models: str | None, out: str, backend: str, hubert_dir: str | None,
-             download: bool, device: str) -> int:
-    """Write the 25-fps HuBERT features of ``audio`` to ``out`` (.npy, [frames, 1024] float32)."""
-    try:
-        clip = load_audio(audio)
-        if backend == "hubert" and download:
-            download_hubert(hubert_dir)
-        encoder = load_encoder(backend, release_root=models, hubert_dir=hubert_dir, device=device)
-    except (AudioInputError, EncoderError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+def features(args) -> int:
+    """Write the 25-fps HuBERT features of the audio (.npy, [frames, 1024] float32)."""
+    import io
+
+    import numpy as np
+
+    from .audio import extract_features, load_audio
+    from .audio.encoders import download_hubert, load_encoder
+    from .files import atomic_write_bytes
+
+    out = output_path(args.out, ".npy", "--out")
+    clip = load_audio(args.audio)
+    if args.backend == "hubert" and args.download_hubert:
+        download_hubert(args.hubert_dir)
+    encoder = load_encoder(args.backend, release_root=args.models, hubert_dir=args.hubert_dir, device=args.device)
     start = time.perf_counter()
-    result = extract_features(clip, encoder, backend=backend)
+    result = extract_features(clip, encoder, backend=args.backend)
     elapsed = time.perf_counter() - start
-    np.save(out, result.frames.numpy())
+    buffer = io.BytesIO()
+    np.save(buffer, result.frames.numpy())
+    atomic_write_bytes(out, buffer.getvalue())
     print(
         f"{clip.name}: {clip.duration_s:.2f} s of audio (read at {clip.source_sample_rate} Hz) → "
-        f"{result.num_frames} frames x {result.frames.shape[1]} features at 25 fps, {backend} back-end, "
+        f"{result.num_frames} frames x {result.frames.shape[1]} features at 25 fps, {args.backend} back-end, "
         f"{clip.duration_s / elapsed:.1f}x real time; wrote {out}"
     )
     return 0
@@ -94,14 +127,17 @@ class Progress:
 def render(args) -> int:
     """Portrait + speech → talking-head mp4 with the speech muxed in, set up as the release's cfg says unless
     options say otherwise."""
-    from .config_pickle import ConfigFileError
-    from .motion import ConditionError, SamplerOptions
+    from .audio import load_audio
+    from .motion import SamplerOptions
     from .motion.conditions import parse_emotion
     from .pipeline import DittoPipeline
-    from .portrait import FaceModelError, NoFaceError, PortraitInputError
-    from .release import CONFIG_FILES
+    from .portrait.images import load_image
+    from .release import CONFIG_FILES, check_release
     from .stream import speech_to_video
 
+    out = output_path(args.out, ".mp4", "--out")
+    motion_path = output_path(args.save_motion, ".safetensors", "--save-motion") if args.save_motion else None
+    emotion = parse_emotion(args.emotion) if args.emotion is not None else None
     status = check_release(args.models)
     not_needed = set(CONFIG_FILES) if args.code_defaults else {"online_config"}
     if args.backend == "hubert":
@@ -111,41 +147,31 @@ def render(args) -> int:
         print("error: the Ditto model files above are missing; download them, then run this command again.",
               file=sys.stderr)
         return 1
-    try:
-        import cv2
-
-        image = cv2.imread(str(args.portrait), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise PortraitInputError(f"cannot read the portrait image {args.portrait}")
-        if image.ndim == 3:
-            image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-        emotion = parse_emotion(args.emotion) if args.emotion is not None else None
-        pipeline = DittoPipeline.load(args.models, args.device, args.backend, args.hubert_dir,
-                                      code_defaults=args.code_defaults)
-        print(f"settings: {pipeline.config.name}", file=sys.stderr)
-        registration = pipeline.registration_options(max_size=args.max_size, face_index=args.face_index)
-        portrait = pipeline.register(image, registration)
-        clip = load_audio(args.audio)
-        print(f"{clip.name}: {clip.duration_s:.2f} s → {clip.num_frames} frames", file=sys.stderr)
-        sampler = SamplerOptions(steps=args.steps, overlap=args.overlap, smoothing=args.smoothing, seed=args.seed)
-        options = pipeline.render_options(stitching=False if args.no_stitching else None,
-                                          batch_size=args.batch_size, paste_back=not args.no_paste_back)
-        start = time.perf_counter()
-        motion = speech_to_video(args.out, pipeline, portrait, clip, emotion, sampler, options,
-                                 on_frame=Progress(clip.num_frames, "rendering"))
-        elapsed = time.perf_counter() - start
-        if args.save_motion:
-            motion.save(args.save_motion)
-    except (AudioInputError, EncoderError, CheckpointError, ConfigFileError, FaceModelError, NoFaceError,
-            PortraitInputError, ConditionError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.out}: {len(motion)} frames at {motion.fps:g} fps with audio, {len(motion) / elapsed:.2f} "
-          f"frames/s ({motion.metadata['steps']} steps, overlap {motion.metadata['overlap']})")
+    image = load_image(args.portrait)
+    clip = load_audio(args.audio)
+    pipeline = DittoPipeline.load(args.models, args.device, args.backend, args.hubert_dir,
+                                  code_defaults=args.code_defaults)
+    print(f"settings: {pipeline.config.name}", file=sys.stderr)
+    registration = pipeline.registration_options(max_size=args.max_size, face_index=args.face_index,
+                                                 detection_threshold=args.detection_threshold)
+    portrait = pipeline.register(image, registration)
+    print(f"{clip.name}: {clip.duration_s:.2f} s → {clip.num_frames} frames", file=sys.stderr)
+    sampler = SamplerOptions(steps=args.steps, overlap=args.overlap, smoothing=args.smoothing, seed=args.seed)
+    options = pipeline.render_options(stitching=False if args.no_stitching else None, batch_size=args.batch_size,
+                                      paste_back=not args.no_paste_back)
+    start = time.perf_counter()
+    motion = speech_to_video(out, pipeline, portrait, clip, emotion, sampler, options,
+                             on_frame=Progress(clip.num_frames, "rendering"))
+    elapsed = time.perf_counter() - start
+    if motion_path is not None:
+        motion.save(motion_path)
+    print(f"wrote {out}: {len(motion)} frames at {motion.fps:g} fps with audio, {len(motion) / elapsed:.2f} "
+          f"frames/s ({motion.metadata['steps']} steps, overlap {motion.metadata['overlap']})"
+          + (f"; motion in {motion_path}" if motion_path else ""))
     return 0
 
 
-def show_config(models: str, online: bool, as_json: bool) -> int:
+def show_config(args) -> int:
     """Print what the release's cfg configures: keys, scalar values, array shapes."""
     import json
 
@@ -153,16 +179,12 @@ def show_config(models: str, online: bool, as_json: bool) -> int:
     from .release import release_path
     from .release_config import describe, load_release_config, missing_config_message
 
-    name = "online_config" if online else "config"
-    path = release_path(models, name)
-    try:
-        if not path.is_file():
-            raise ConfigFileError(missing_config_message(models, name))
-        described = describe(load_release_config(path))
-    except ConfigFileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if as_json:
+    name = "online_config" if args.online else "config"
+    path = release_path(args.models, name)
+    if not path.is_file():
+        raise ConfigFileError(missing_config_message(args.models, name))
+    described = describe(load_release_config(path))
+    if args.json:
         print(json.dumps(described, indent=2))
         return 0
     print(f"{described['file']}\nsha256 {described['sha256']}")
@@ -170,16 +192,16 @@ def show_config(models: str, online: bool, as_json: bool) -> int:
     for section in ("audio2motion_cfg", "default_kwargs"):
         print(f"{section}:")
         for key, value in described[section].items():
-            note = "  (not in the file: the reference code's default)" if section == "default_kwargs" and key in fallbacks else ""
+            note = "  (not in the file: the reference code's default)" if key in fallbacks else ""
             print(f"  {key}: {json.dumps(value)}{note}")
     if described["ignored"]:
         print(f"without effect here: {', '.join(described['ignored'])}")
     return 0
 
 
-def download(models: str, revision: str | None) -> int:
-    """Opt-in: fetch the release into ``models``, pinned to one commit, every file hash-checked."""
-    from .download import DownloadError, download_release
+def download(args) -> int:
+    """Opt-in: fetch the release into ``--models``, pinned to one commit, every file hash-checked."""
+    from .download import download_release
 
     shown = {}
 
@@ -190,75 +212,111 @@ def download(models: str, revision: str | None) -> int:
             print(f"\r{path}: {percent:3d}% of {total / 1e6:.1f} MB", end="" if percent < 100 else "\n",
                   file=sys.stderr, flush=True)
 
-    try:
-        report = download_release(models, revision, progress=on_bytes)
-    except (DownloadError, OSError) as exc:  # OSError: the models folder cannot be written (permissions, disk)
-        print(f"\nerror: {exc}", file=sys.stderr)
-        return 1
+    report = download_release(args.models, args.revision, progress=on_bytes)
     print(f"{report.root}: commit {report.commit}; {len(report.downloaded)} downloaded, {len(report.kept)} already "
           f"verified")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ditto_core", description="ComfyUI-Ditto core tools")
     commands = parser.add_subparsers(dest="command", required=True)
-    check_cmd = commands.add_parser("check", help="report which release files are present and load the networks")
-    check_cmd.add_argument("--models", required=True, help="folder holding ditto_pytorch/ (the Hugging Face repo)")
-    check_cmd.add_argument("--run", action="store_true", help="also run each network once on random input")
-    check_cmd.add_argument("--device", default="cpu")
-    down_cmd = commands.add_parser("download", help="download the release from Hugging Face, hash-checked")
-    down_cmd.add_argument("--models", required=True, help="folder to hold ditto_pytorch/, e.g. ComfyUI/models/ditto")
-    down_cmd.add_argument("--revision", help="branch, tag or commit (default: the recorded commit, else main)")
-    feat_cmd = commands.add_parser("features", help="encode speech to Ditto's 25-fps HuBERT features")
-    feat_cmd.add_argument("--audio", required=True, help="wav/flac/ogg (mp3/m4a/mp4 with PyAV)")
-    feat_cmd.add_argument("--models", help="release folder (for the onnx back-end)")
-    feat_cmd.add_argument("--out", required=True, help="output .npy file")
-    feat_cmd.add_argument("--backend", choices=BACKENDS, default="onnx")
-    feat_cmd.add_argument("--hubert-dir", help="local facebook/hubert-large-ls960-ft folder (hubert back-end)")
-    feat_cmd.add_argument("--download-hubert", action="store_true", help="download HuBERT into --hubert-dir first")
-    feat_cmd.add_argument("--device", default="cpu")
-    render_cmd = commands.add_parser("render", help="portrait + speech → talking-head mp4")
-    render_cmd.add_argument("--portrait", required=True, help="image file with one face")
-    render_cmd.add_argument("--audio", required=True, help="speech: wav/flac/ogg, mp3/m4a/mp4 with PyAV")
-    render_cmd.add_argument("--out", required=True, help="output .mp4")
-    render_cmd.add_argument("--models", default="models/ditto", help="folder holding ditto_pytorch/ (default: %(default)s)")
-    render_cmd.add_argument("--emotion", default=None,
-                            help="neutral|happy|angry|…, a mix happy+surprise, or a timeline 0:neutral,2.5:happy "
-                                 "(default: the release cfg's emotion sequence)")
-    render_cmd.add_argument("--seed", type=int, default=0, help="one seed, one video: motion noise and blinks")
-    render_cmd.add_argument("--steps", type=int, help="diffusion steps per window (default: the release cfg's)")
-    render_cmd.add_argument("--overlap", type=int, help="frames shared by motion windows (default: the release cfg's)")
-    render_cmd.add_argument("--smoothing", type=int, help="pose smoothing window in frames (default: the release cfg's)")
-    render_cmd.add_argument("--code-defaults", action="store_true",
-                            help="ignore ditto_cfg and use the reference code's built-in settings (not what official "
-                                 "Ditto does)")
-    render_cmd.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                            help="cpu or cuda (default: %(default)s)")
-    render_cmd.add_argument("--backend", choices=BACKENDS, default="onnx", help="audio encoder")
-    render_cmd.add_argument("--hubert-dir", help="local HuBERT folder for --backend hubert")
-    render_cmd.add_argument("--batch-size", type=int, default=4, help="frames rendered together (default %(default)s)")
-    render_cmd.add_argument("--max-size", type=int, help="longest side of the output video (default: the release "
-                                                         "cfg's, 1920)")
-    render_cmd.add_argument("--face-index", type=int, default=0, help="which face, 0 = largest")
-    render_cmd.add_argument("--no-paste-back", action="store_true", help="output the 512x512 face crop only")
-    render_cmd.add_argument("--no-stitching", action="store_true",
-                            help="skip the stitching network that keeps the face aligned with the shoulders")
-    render_cmd.add_argument("--save-motion", help="also save the sampled motion (.safetensors)")
-    config_cmd = commands.add_parser("config", help="show what the release's configuration (ditto_cfg) sets")
-    config_cmd.add_argument("--models", required=True, help="folder holding ditto_pytorch/ and ditto_cfg/")
-    config_cmd.add_argument("--online", action="store_true", help="the online cfg instead of the offline one")
-    config_cmd.add_argument("--json", action="store_true", help="machine-readable output")
-    args = parser.parse_args(argv)
-    if args.command == "render":
-        return render(args)
-    if args.command == "check":
-        return check(args.models, args.run, args.device)
-    if args.command == "download":
-        return download(args.models, args.revision)
-    if args.command == "config":
-        return show_config(args.models, args.online, args.json)
-    return features(args.audio, args.models, args.out, args.backend, args.hubert_dir, args.download_hubert, args.device)
+    models_help = "folder holding ditto_pytorch/ and ditto_cfg/ (the Hugging Face repo's layout)"
+    device_help = "cpu or cuda (default: cuda when available)"
+
+    r = commands.add_parser("render", help="portrait + speech → talking-head mp4")
+    r.add_argument("--portrait", required=True, help="image file with a face (jpg, png, webp, bmp, tiff)")
+    r.add_argument("--audio", required=True, help="speech: wav/flac/ogg, mp3/m4a/mp4 with PyAV")
+    r.add_argument("--out", required=True, help="output .mp4 (the extension is added when missing; folders are made)")
+    r.add_argument("--models", default="models/ditto", help=f"{models_help} (default: %(default)s)")
+    r.add_argument("--emotion", default=None,
+                   help="neutral|happy|angry|…, a mix happy+surprise, or a timeline 0:neutral,2.5:happy "
+                        "(default: the release cfg's emotion sequence)")
+    r.add_argument("--seed", type=int, default=0, help="one seed, one video: motion noise and blink timing "
+                                                       "(default %(default)s)")
+    r.add_argument("--steps", type=int, help="diffusion steps per window (default: the release cfg's)")
+    r.add_argument("--overlap", type=int, help="frames shared by motion windows (default: the release cfg's)")
+    r.add_argument("--smoothing", type=int, help="pose smoothing window in frames (default: the release cfg's)")
+    r.add_argument("--code-defaults", action="store_true",
+                   help="ignore ditto_cfg and use the reference code's built-in settings (not what official Ditto "
+                        "does)")
+    r.add_argument("--device", default=None, help=device_help)
+    r.add_argument("--backend", choices=("onnx", "hubert"), default="onnx",
+                   help="audio encoder: onnx (the release's, default) or hubert (transformers, an approximation)")
+    r.add_argument("--hubert-dir", help="local facebook/hubert-large-ls960-ft folder for --backend hubert")
+    r.add_argument("--batch-size", type=int, default=4, help="frames rendered together (default %(default)s)")
+    r.add_argument("--max-size", type=int, help="longest side of the output video (default: the release cfg's)")
+    r.add_argument("--face-index", type=int, default=0, help="which face when there are several, 0 = largest")
+    r.add_argument("--detection-threshold", type=float,
+                   help="face detector confidence, 0-1 (default 0.5); lower it when a face is not found")
+    r.add_argument("--no-paste-back", action="store_true", help="output the 512x512 face crop only")
+    r.add_argument("--no-stitching", action="store_true",
+                   help="skip the stitching network that keeps the face aligned with the shoulders")
+    r.add_argument("--save-motion", help="also save the sampled motion (.safetensors; folders are made)")
+
+    d = commands.add_parser("download", help="download the release from Hugging Face, hash-checked")
+    d.add_argument("--models", required=True, help=f"{models_help}, e.g. ComfyUI/models/ditto")
+    d.add_argument("--revision", help="branch, tag or commit (default: the recorded commit, else main)")
+
+    c = commands.add_parser("check", help="report which release files are present and load the networks")
+    c.add_argument("--models", required=True, help=models_help)
+    c.add_argument("--run", action="store_true", help="also run each network once on random input")
+    c.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+
+    g = commands.add_parser("config", help="show what the release's configuration (ditto_cfg) sets")
+    g.add_argument("--models", required=True, help=models_help)
+    g.add_argument("--online", action="store_true", help="the online cfg instead of the offline one")
+    g.add_argument("--json", action="store_true", help="machine-readable output")
+
+    f = commands.add_parser("features", help="encode speech to Ditto's 25-fps HuBERT features")
+    f.add_argument("--audio", required=True, help="wav/flac/ogg (mp3/m4a/mp4 with PyAV)")
+    f.add_argument("--models", help=f"{models_help} (for the onnx back-end)")
+    f.add_argument("--out", required=True, help="output .npy file (the extension is added when missing)")
+    f.add_argument("--backend", choices=("onnx", "hubert"), default="onnx",
+                   help="onnx (the release's encoder, default) or hubert (transformers, an approximation)")
+    f.add_argument("--hubert-dir", help="local facebook/hubert-large-ls960-ft folder (hubert back-end)")
+    f.add_argument("--download-hubert", action="store_true", help="download HuBERT into --hubert-dir first")
+    f.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    return parser
+
+
+COMMANDS = {"render": render, "download": download, "check": check, "config": show_config, "features": features}
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """The errors that carry a message for the user (shown as one line, no traceback)."""
+    from .audio import AudioInputError, EncoderError
+    from .config_pickle import ConfigFileError
+    from .download import DownloadError
+    from .models import CheckpointError
+    from .motion import ConditionError
+    from .portrait import FaceModelError, NoFaceError, PortraitInputError
+
+    return (UsageError, AudioInputError, EncoderError, CheckpointError, ConfigFileError, FaceModelError, NoFaceError,
+            PortraitInputError, ConditionError, DownloadError, ValueError, OSError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Ctrl-C / SIGINT stops the command even when it was started with SIGINT ignored (as shells start background
+    # jobs): the work in progress is always discarded cleanly
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    args = build_parser().parse_args(argv)
+    if getattr(args, "device", "cpu") is None:
+        args.device = default_device()
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("\ninterrupted; no partial file was left", file=sys.stderr)
+        return INTERRUPTED
+    except expected_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -32,6 +32,6 @@ def ddim_time_pairs(sampling_steps: int, num_timesteps: int = NUM_TRAIN_TIMESTEP
     at −1, meaning "return the predicted clean motion".
     """
     if sampling_steps < 1:
-        raise ValueError(f"sampling_steps must be at least 1, got {sampling_steps}")
+        raise ValueError(f"sampling steps must be between 1 and 1000, got {sampling_steps}")
     times = torch.linspace(-1, num_timesteps - 1, steps=sampling_steps + 1).int().tolist()[::-1]
     return list(zip(times[:-1], times[1:]))

@@ -28,7 +28,9 @@ def finish_atomically(tmp_name: str, path: Path) -> None:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` (its folder made if needed) so that no reader ever sees a partial file."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp_name = temporary_sibling(path, path.suffix)
     try:
         Path(tmp_name).write_bytes(data)

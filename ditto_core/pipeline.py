@@ -13,7 +13,7 @@ from .audio import AudioClip, AudioFeatures, extract_features, load_audio
 from .audio.encoders import load_encoder
 from .config_pickle import ConfigFileError
 from .motion.blinks import add_blinks, plan_blinks
-from .motion.conditions import build_conditions, describe_emotion, emotion_timeline
+from .motion.conditions import build_conditions, describe_emotion, emotion_timeline, parse_emotion
 from .motion.motion import Motion
 from .motion.sampler import MotionChain, SamplerOptions, WindowSampler, first_frame_vector
 from .networks import DittoNetworks, load_networks
@@ -78,6 +78,8 @@ class MotionPlan:
         self.lmdm, self.config, self.online = lmdm, config, online
         self.chain_config = options.apply(config.chain)
         self.seed = options.seed
+        if isinstance(emotion, str):
+            emotion = parse_emotion(emotion)  # the one parser the CLI and the nodes use too
         self.emotion = config.emotion if emotion is None else emotion
         self.source = ConditionSource.of(portrait, config)
         drive_eyes = (not portrait.is_video) if config.drive.drive_eyes is None else config.drive.drive_eyes
@@ -168,6 +170,8 @@ class DittoPipeline:
         return self.online_config
 
     def register(self, images, options: RegistrationOptions | None = None) -> Portrait:
+        """images: a file path, a PIL image, a numpy array or torch tensor (HWC or CHW, 8/16-bit or float), or a
+        batch or list of frames (a looping source video)."""
         return register_portrait(images, self.networks.appearance_extractor, self.networks.motion_extractor,
                                  self.face_models, options or self.config.registration)
 
@@ -177,6 +181,8 @@ class DittoPipeline:
 
     def sample(self, portrait: Portrait, features: AudioFeatures, emotion=None,
                options: SamplerOptions | None = None, on_window=None) -> Motion:
+        """emotion: None (the release cfg's), a name or index, "happy+surprise", "0:neutral, 2.5:happy", a list
+        of labels, 8 weights, or an ``[m, 8]`` sequence."""
         return sample_motion(self.networks.lmdm, portrait, features, self.config, emotion, options, on_window)
 
     def render(self, portrait: Portrait, motion: Motion, options: RenderOptions | None = None, **kwargs):

@@ -73,10 +73,10 @@ def download_instructions(root: str | Path, files: list[ReleaseFile] | None = No
         patterns = [f.path for f in files]
     includes = " ".join(f'--include "{pattern}"' for pattern in patterns)
     return (
-        f"Download from https://huggingface.co/{HF_REPO} into {root}, keeping the sub-folders, e.g.\n"
-        f"  hf download {HF_REPO} {includes} --local-dir {root}\n"
-        f"or, pinned to one commit with every file's sha256 checked:\n"
-        f"  python -m ditto_core download --models {root}"
+        f"Download them, pinned to one commit with every file's sha256 checked:\n"
+        f"  python -m ditto_core download --models {root}\n"
+        f"or by hand from https://huggingface.co/{HF_REPO}, keeping the sub-folders:\n"
+        f"  hf download {HF_REPO} {includes} --local-dir {root}"
     )
 
 

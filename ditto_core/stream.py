@@ -205,13 +205,21 @@ def speech_to_frames(
                 yield block
         yield stream.finish()
 
-    rendered = 0
+    # Frames are rendered in batches aligned to multiples of the batch size from frame 0, as the step-by-step
+    # path renders them: batched convolutions round differently for other groupings (±1 level in a few pixels).
+    rendered, pending = 0, torch.zeros(0, MOTION_DIM)
     for block in background(motion_blocks()) if overlap_stages else motion_blocks():
         if on_motion is not None:
             on_motion(block)
-        motion = Motion(block, anchor=stream.anchor)
-        yield from render_frames(pipeline.networks, portrait, motion, render, check=check, first_index=rendered)
-        rendered += len(block)
+        pending = torch.cat([pending, block])
+        ready = len(pending) - len(pending) % render.batch_size
+        if ready:
+            motion = Motion(pending[:ready], anchor=stream.anchor)
+            yield from render_frames(pipeline.networks, portrait, motion, render, check=check, first_index=rendered)
+            rendered, pending = rendered + ready, pending[ready:]
+    if len(pending):
+        yield from render_frames(pipeline.networks, portrait, Motion(pending, anchor=stream.anchor), render,
+                                 check=check, first_index=rendered)
 
 
 def speech_to_video(

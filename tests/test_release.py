@@ -66,5 +66,5 @@ def test_cli_writes_a_fake_release_and_checks_it(tmp_path):
 def test_cli_check_fails_clearly_without_models(tmp_path):
     checked = _run("ditto_core", "check", "--models", str(tmp_path))
     assert checked.returncode == 1
-    assert "6 of 6 networks are missing" in checked.stdout
+    assert f"{len(RELEASE_FILES)} of {len(RELEASE_FILES)} release files are missing (6 of 6 networks)" in checked.stdout
     assert "hf download digital-avatar/ditto-talkinghead" in checked.stdout

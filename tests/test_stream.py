@@ -46,6 +46,21 @@ def test_streamed_frames_equal_the_step_by_step_path(parts, overlap_stages):
         assert np.array_equal(frames[index], want), index
 
 
+def test_streamed_frames_equal_the_step_by_step_path_at_batch_size_4(parts):
+    """Batches are aligned as the step-by-step path aligns them, so batched rendering rounds the same way."""
+    pipeline, portrait = parts
+    clip = _speech(4.6)  # 115 frames: not a multiple of 4, in blocks of other lengths
+    options = RenderOptions(batch_size=4)
+    blocks = []
+    frames = list(speech_to_frames(pipeline, portrait, clip, "happy", SAMPLER, options, chunk_seconds=0.7,
+                                   overlap_stages=False, on_motion=blocks.append))
+    assert len(blocks) > 1 and any(len(b) % 4 for b in blocks)
+    motion = pipeline.sample(portrait, pipeline.encode_audio(clip)[1], "happy", SAMPLER)
+    want = list(pipeline.render(portrait, motion, options))
+    assert len(frames) == len(want) == 115
+    assert all(np.array_equal(a, b) for a, b in zip(frames, want))
+
+
 def test_the_stream_keeps_no_more_than_its_windows(parts):
     pipeline, portrait = parts
     stream = SpeechMotionStream(pipeline, portrait, "neutral", SamplerOptions(steps=1, overlap=10))

@@ -108,11 +108,14 @@ def _from_array(waveform, sample_rate: int) -> np.ndarray:
 
 
 def load_audio(source, sample_rate: int | None = None, name: str | None = None) -> AudioClip:
-    """Read speech from a file path, a ComfyUI AUDIO dict, or a waveform with its ``sample_rate``.
+    """Read speech from a file path, a ComfyUI AUDIO dict, a waveform (numpy or torch, ``[samples]`` or
+    ``[channels, samples]``) with its ``sample_rate``, or a ``(waveform, sample_rate)`` pair.
 
     Any channel count, sample type and rate becomes mono float32 at 16 kHz (channels averaged, resampled with
     soxr's high-quality filter). Silence is accepted; empty or non-finite audio is rejected with AudioInputError.
     """
+    if isinstance(source, tuple) and len(source) == 2 and isinstance(source[1], (int, np.integer)):
+        source, sample_rate = source
     if isinstance(source, (str, Path)):
         path = Path(source).expanduser()
         if not path.is_file():

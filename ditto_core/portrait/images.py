@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -12,9 +14,47 @@ class PortraitInputError(ValueError):
     """A portrait input that cannot be used, with what is wrong and what to do."""
 
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """An image file → ``[H, W, 3|4]`` RGB(A) array in its own bit depth (8 or 16 bits)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise PortraitInputError(f"portrait image not found: {path}")
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise PortraitInputError(f"cannot read {path} as an image; give a jpg, png, webp, bmp or tiff file")
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return image
+
+
+def _as_array(image) -> np.ndarray:
+    """One image as numpy: a file path, a PIL image, a torch tensor or an array-like."""
+    if isinstance(image, (str, Path)):
+        return load_image(image)
+    if hasattr(image, "getbands") and hasattr(image, "convert"):  # a PIL image
+        return np.asarray(image if image.mode in ("RGB", "RGBA", "L", "I;16") else image.convert("RGB"))
+    if hasattr(image, "detach"):
+        return image.detach().cpu().numpy()
+    return np.asarray(image)
+
+
+def _channels_last(frame: np.ndarray) -> np.ndarray:
+    """``[C, H, W]`` (C of 1, 3 or 4, as torch and torchvision hold images) → ``[H, W, C]``."""
+    if frame.ndim == 3 and frame.shape[0] in (1, 3, 4) and frame.shape[-1] not in (1, 3, 4):
+        return np.moveaxis(frame, 0, -1)
+    return frame
+
+
 def _to_uint8(frame: np.ndarray) -> np.ndarray:
     if frame.dtype == np.uint8:
         return frame
+    if np.issubdtype(frame.dtype, np.integer) and frame.dtype != np.uint16:
+        if frame.min() < 0 or frame.max() > 255:
+            raise PortraitInputError(f"integer pixels must be 0-255, got {frame.min()}..{frame.max()} ({frame.dtype})")
+        return frame.astype(np.uint8)
     if frame.dtype == np.uint16:
         return (frame.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
     if np.issubdtype(frame.dtype, np.floating):
@@ -38,17 +78,24 @@ def _to_rgb(frame: np.ndarray) -> np.ndarray:
 
 
 def to_rgb_frames(images) -> list[np.ndarray]:
-    """An image, a ComfyUI IMAGE batch ``[B, H, W, C]`` float in [0, 1], or a sequence of frames → RGB uint8
-    frames ``[H, W, 3]``. All frames must share one size."""
-    if hasattr(images, "detach"):
-        images = images.detach().cpu().numpy()
-    if isinstance(images, np.ndarray):
-        frames = list(images) if images.ndim == 4 else [images]
+    """RGB uint8 frames ``[H, W, 3]`` from: an image file path, a PIL image, a numpy array or torch tensor
+    (``[H, W]``, ``[H, W, C]`` or ``[C, H, W]``; uint8, uint16, other integers in 0-255, bool, or floats in
+    [0, 1]), a ComfyUI IMAGE batch ``[B, H, W, C]``, or a sequence of any of these. All frames must share one
+    size."""
+    if isinstance(images, (str, Path)) or hasattr(images, "getbands"):
+        frames = [_as_array(images)]
+    elif hasattr(images, "detach") or isinstance(images, np.ndarray):
+        array = _as_array(images)
+        frames = list(array) if array.ndim == 4 else [array]
     else:
-        frames = [f.detach().cpu().numpy() if hasattr(f, "detach") else np.asarray(f) for f in images]
+        frames = [_as_array(f) for f in images]
     if not frames:
         raise PortraitInputError("no image was given")
-    rgb = [_to_rgb(_to_uint8(np.asarray(f))) for f in frames]
+    for frame in frames:
+        if frame.dtype.kind in "USO":
+            raise PortraitInputError(f"cannot use a {frame.dtype} array as an image; give a file path, a PIL image, "
+                                     f"or pixel values as a numpy array or torch tensor")
+    rgb = [_to_rgb(_to_uint8(_channels_last(f))) for f in frames]
     sizes = {f.shape for f in rgb}
     if len(sizes) > 1:
         raise PortraitInputError(f"source frames differ in size: {sorted(sizes)}; resize them to one size first")

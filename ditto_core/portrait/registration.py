@@ -100,7 +100,8 @@ def _first_face_landmarks(frame: np.ndarray, face_models: FaceModels, options: R
     if len(detections) == 0:
         raise NoFaceError(
             f"no face found in the {w}x{h} source image (detector threshold {options.detection_threshold}); "
-            f"use a photo with a clearly visible, roughly frontal face, or lower the detection threshold"
+            f"use a photo with a clearly visible, roughly frontal face, or lower the detection threshold "
+            f"(--detection-threshold on the command line, detection_threshold on Register Portrait)"
         )
     if options.face_index >= len(detections):
         raise NoFaceError(
