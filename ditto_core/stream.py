@@ -235,7 +235,7 @@ def speech_to_video(
     on_frame: Callable[[int], None] | None = None,
     overlap_stages: bool | None = None,
 ) -> Motion:
-    """Portrait + speech → an mp4 at ``path`` (h264 with the speech as AAC, written atomically), the stages
+    """Portrait + speech → an mp4 at ``path`` (h264 with the speech as it came, AAC, written atomically), the stages
     overlapped where that pays (``overlap_stages``, default :func:`overlaps_by_default`); returns the sampled
     motion (``[clip.num_frames, 265]``, to edit or render again)."""
     overlap = overlaps_by_default(pipeline) if overlap_stages is None else overlap_stages

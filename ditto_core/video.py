@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio.clip import SAMPLE_RATE, AudioClip
+from .audio.clip import AudioClip
 from .files import finish_atomically, temporary_sibling
 
 
@@ -29,8 +29,9 @@ def write_mp4(
     crf: int = 18,
     on_frame: Callable[[int], None] | None = None,
 ) -> int:
-    """Encode RGB uint8 frames (h264, yuv420p) with the clip's audio (AAC), written to a temporary file beside
-    ``path`` and renamed into place only when complete. Returns the number of frames written."""
+    """Encode RGB uint8 frames (h264, yuv420p) with the clip's audio as it came (AAC at its own rate and channels,
+    96 kb/s per channel), written to a temporary file beside ``path`` and renamed into place only when complete.
+    Returns the number of frames written."""
     import av
 
     path = Path(path)
@@ -40,7 +41,7 @@ def write_mp4(
     try:
         with av.open(tmp_name, "w", format="mp4") as container:
             video = None
-            audio_stream = container.add_stream("aac", rate=SAMPLE_RATE, layout="mono") if audio is not None else None
+            audio_stream, waveform = add_audio_stream(container, audio) if audio is not None else (None, None)
             for frame in frames:
                 frame = pad_to_even(np.ascontiguousarray(frame))
                 if video is None:
@@ -58,7 +59,7 @@ def write_mp4(
             for packet in video.encode(None):
                 container.mux(packet)
             if audio_stream is not None:
-                _encode_audio(container, audio_stream, audio.samples, av)
+                _encode_audio(container, audio_stream, waveform, av)
         finish_atomically(tmp_name, path)
     finally:
         if os.path.exists(tmp_name):
@@ -66,12 +67,42 @@ def write_mp4(
     return count
 
 
+AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+AAC_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
+AAC_BITRATE_PER_CHANNEL = 96_000  # 192 kb/s stereo: transparent for speech and music
+
+
+def mux_audio(waveform: np.ndarray, rate: int) -> tuple[np.ndarray, int, str]:
+    """The waveform ``[channels, M]`` as AAC can carry it: its own rate when AAC has it (else 48 kHz, resampled),
+    its own channels when mono, stereo or 5.1 (other counts are mixed to stereo)."""
+    channels = waveform.shape[0]
+    if channels not in AAC_LAYOUTS:
+        left = waveform[: (channels + 1) // 2].mean(axis=0)
+        right = waveform[channels // 2 :].mean(axis=0)
+        waveform = np.stack([left, right])
+    if rate not in AAC_RATES:
+        import soxr
+
+        waveform = soxr.resample(waveform.T, rate, 48000, quality="HQ").T
+        rate = 48000
+    return np.ascontiguousarray(waveform, dtype=np.float32), rate, AAC_LAYOUTS[waveform.shape[0]]
+
+
+def add_audio_stream(container, audio: AudioClip):
+    """An AAC stream for the clip's original audio, and the samples ``[channels, M]`` to encode into it."""
+    waveform, rate, layout = mux_audio(*audio.original())
+    stream = container.add_stream("aac", rate=rate, layout=layout)
+    stream.bit_rate = AAC_BITRATE_PER_CHANNEL * waveform.shape[0]
+    return stream, waveform
+
+
 def _encode_audio(container, stream, samples: np.ndarray, av) -> None:
+    """samples: ``[channels, M]`` float32 at the stream's rate, encoded planar."""
     chunk = 1024 * 16
-    for offset in range(0, len(samples), chunk):
-        piece = np.ascontiguousarray(samples[offset : offset + chunk], dtype=np.float32)[None]
-        frame = av.AudioFrame.from_ndarray(piece, format="flt", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
+    for offset in range(0, samples.shape[1], chunk):
+        piece = np.ascontiguousarray(samples[:, offset : offset + chunk])
+        frame = av.AudioFrame.from_ndarray(piece, format="fltp", layout=stream.layout.name)
+        frame.sample_rate = stream.rate
         frame.pts = offset
         for packet in stream.encode(frame):
             container.mux(packet)

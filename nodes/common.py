@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -31,8 +30,9 @@ class Progress:
 
 
 def unique_output_path(prefix: str, extension: str) -> Path:
-    """A new file in ComfyUI's output directory named after ``prefix`` (sub-folders allowed), never overwriting
-    and never outside the output directory whatever ``prefix`` contains."""
+    """A file name in ComfyUI's output directory named after ``prefix`` (sub-folders allowed) that no file has yet,
+    never outside the output directory whatever ``prefix`` contains. Nothing is created: writers fill a hidden
+    temporary file and rename it to this name only when complete, so no placeholder shows while rendering."""
     root = Path(folder_paths.get_output_directory()).resolve()
     cleaned = [part for part in re.split(r"[\\/]+", prefix.strip()) if part not in ("", ".", "..")]
     cleaned = [re.sub(r"[^\w\-. ]", "_", part) for part in cleaned] or ["ditto"]
@@ -41,15 +41,9 @@ def unique_output_path(prefix: str, extension: str) -> Path:
     if root not in (folder.resolve(), *folder.resolve().parents):
         raise ValueError(f"output prefix {prefix!r} leaves the output directory")
     counter = 1
-    while True:
-        path = folder / f"{cleaned[-1]}_{counter:05d}{extension}"
-        try:
-            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # claim the name atomically
-        except FileExistsError:
-            counter += 1
-            continue
-        os.close(handle)
-        return path
+    while (path := folder / f"{cleaned[-1]}_{counter:05d}{extension}").exists():
+        counter += 1
+    return path
 
 
 def output_ui_entry(path: Path) -> dict:

@@ -46,14 +46,11 @@ def _render_options(models, paste_back, stitching, batch_size, fp16) -> RenderOp
 
 
 def _save_video(filename_prefix: str, write: Callable[[Path], object]):
-    """Reserve a new mp4 name in the output folder and let ``write(path)`` fill it; on failure or cancel nothing
-    is left. Returns the node's ui entry and what ``write`` returned."""
+    """Choose a new mp4 name in the output folder and let ``write(path)`` fill it (atomically: a hidden temporary
+    file renamed at the end, so nothing shows while rendering and nothing is left on failure or cancel). Returns
+    the node's ui entry and what ``write`` returned."""
     path = unique_output_path(filename_prefix, ".mp4")
-    try:
-        written = write(path)
-    except BaseException:
-        path.unlink(missing_ok=True)  # the reserved name; the video itself was never moved into place
-        raise
+    written = write(path)
     return {"images": [output_ui_entry(path)], "animated": [True]}, written
 
 

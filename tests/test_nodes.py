@@ -227,3 +227,23 @@ def test_cuda_request_without_cuda_is_explained(comfy, small_release):
     copy_release(small_release, base / "models" / "ditto")
     with pytest.raises(ValueError, match="no CUDA device; choose the cpu device"):
         pack.NODE_CLASS_MAPPINGS["DittoLoadModels"]().load(release="ditto_pytorch", device="cuda")
+
+
+def test_no_placeholder_file_shows_while_a_video_is_written(comfy):
+    pack, _, base = comfy
+    render = importlib.import_module(pack.__name__ + ".nodes.render")
+    write_mp4 = importlib.import_module(pack.__name__ + ".ditto_core.video").write_mp4
+    folder = base / "output" / "ditto"
+    seen = []
+
+    def frames():
+        for _ in range(3):
+            seen.append(sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")))
+            yield np.zeros((32, 32, 3), np.uint8)
+
+    (folder / "clip_00001.mp4").parent.mkdir(parents=True, exist_ok=True)
+    (folder / "clip_00001.mp4").write_bytes(b"a user's earlier video")
+    ui, count = render._save_video("ditto/clip", lambda path: write_mp4(path, frames(), 25.0, None))
+    assert count == 3 and seen == [["clip_00001.mp4"]] * 3  # nothing new visible until the video is complete
+    assert ui["images"][0]["filename"] == "clip_00002.mp4" and (folder / "clip_00002.mp4").stat().st_size > 0
+    assert (folder / "clip_00001.mp4").read_bytes() == b"a user's earlier video"

@@ -117,6 +117,39 @@ def test_write_mp4_with_audio_and_odd_size(tmp_path):
     assert pad_to_even(frames[0]).shape == (34, 48, 3)
 
 
+@pytest.mark.parametrize("rate, channels, source", [(16000, 1, "array"), (44100, 2, "comfy"), (48000, 2, "file"),
+                                                     (11111, 2, "array")])
+def test_the_video_keeps_the_audio_as_it_came(tmp_path, rate, channels, source):
+    """Rate and channels of the muxed AAC are the input's (an odd rate goes to 48 kHz), the sound itself is kept
+    (a tone per channel comes back at its pitch), and it lasts as long as the input."""
+    import soundfile
+
+    av = pytest.importorskip("av")
+    seconds, tones = 1.2, (440.0, 660.0)[:channels]
+    t = np.arange(int(rate * seconds)) / rate
+    waveform = np.stack([0.3 * np.sin(2 * np.pi * f * t) for f in tones]).astype(np.float32)
+    if source == "file":
+        soundfile.write(tmp_path / "in.wav", waveform.T, rate)
+        clip = load_audio(tmp_path / "in.wav")
+    elif source == "comfy":
+        clip = load_audio({"waveform": torch.from_numpy(waveform)[None], "sample_rate": rate})
+    else:
+        clip = load_audio(waveform, rate)
+    path = tmp_path / "out.mp4"
+    write_mp4(path, [np.zeros((32, 32, 3), np.uint8)] * clip.num_frames, 25.0, clip)
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        assert (stream.rate, stream.channels) == (rate if rate != 11111 else 48000, channels)
+        assert stream.bit_rate is None or stream.bit_rate >= 40_000 * channels
+        decoded = np.concatenate([f.to_ndarray() for f in container.decode(audio=0)], axis=1)
+    out_rate = stream.rate
+    assert abs(decoded.shape[1] / out_rate - seconds) < 0.05  # AAC priming/padding only
+    for channel, tone in enumerate(tones):
+        middle = decoded[channel, out_rate // 4 : out_rate // 4 + out_rate // 2]
+        spectrum = np.abs(np.fft.rfft(middle))
+        assert abs(np.argmax(spectrum) * out_rate / len(middle) - tone) < 4
+
+
 def test_write_mp4_leaves_nothing_behind_when_interrupted(tmp_path):
     def frames():
         yield np.zeros((32, 32, 3), np.uint8)

@@ -24,14 +24,27 @@ def num_video_frames(num_samples: int) -> int:
 
 @dataclass(frozen=True)
 class AudioClip:
-    """Mono speech at 16 kHz.
+    """Speech for the model, mono at 16 kHz, and the way back to the audio as it came, for the video.
 
-    samples: ``[N]`` float32; source_sample_rate: the rate it was read at, before resampling.
+    samples: ``[N]`` float32; source_sample_rate: the rate it was read at, before resampling; source: the waveform
+    as given, ``[channels, M]`` float32 at source_sample_rate (arrays and ComfyUI's AUDIO: the caller's data,
+    not a copy); source_path: the file it was read from (read again when muxed, so long clips are not held twice).
     """
 
     samples: np.ndarray
     source_sample_rate: int = SAMPLE_RATE
     name: str = "audio"
+    source: np.ndarray | None = None
+    source_path: Path | None = None
+
+    def original(self) -> tuple[np.ndarray, int]:
+        """The audio as it came: ``[channels, M]`` float32 and its sample rate (16-kHz mono when unknown)."""
+        if self.source is not None:
+            return self.source, self.source_sample_rate
+        if self.source_path is not None and self.source_path.is_file():
+            data, rate = _read_file(self.source_path)
+            return data, rate
+        return self.samples[None], SAMPLE_RATE
 
     @property
     def duration_s(self) -> float:
@@ -122,6 +135,7 @@ def load_audio(source, sample_rate: int | None = None, name: str | None = None) 
             raise AudioInputError(f"audio file not found: {path}")
         data, rate = _read_file(path)
         name = name or path.name
+        return _finish(data, rate, name, source_path=path)
     elif isinstance(source, Mapping):
         if "waveform" not in source or "sample_rate" not in source:
             raise AudioInputError("an AUDIO value must be a dict with 'waveform' and 'sample_rate'")
@@ -130,10 +144,11 @@ def load_audio(source, sample_rate: int | None = None, name: str | None = None) 
         if sample_rate is None:
             raise AudioInputError("a raw waveform needs its sample_rate")
         data, rate = _from_array(source, sample_rate), int(sample_rate)
-    return _finish(data, rate, name or "audio")
+    return _finish(data, rate, name or "audio", source=data)
 
 
-def _finish(data: np.ndarray, rate: int, name: str) -> AudioClip:
+def _finish(data: np.ndarray, rate: int, name: str, source: np.ndarray | None = None,
+            source_path: Path | None = None) -> AudioClip:
     if rate <= 0:
         raise AudioInputError(f"{name}: invalid sample rate {rate}")
     if data.shape[-1] == 0:
@@ -152,4 +167,5 @@ def _finish(data: np.ndarray, rate: int, name: str) -> AudioClip:
         mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
     if len(mono) == 0:
         raise AudioInputError(f"{name} is shorter than one sample at 16 kHz")
-    return AudioClip(samples=np.ascontiguousarray(mono), source_sample_rate=rate, name=name)
+    return AudioClip(samples=np.ascontiguousarray(mono), source_sample_rate=rate, name=name, source=source,
+                     source_path=source_path)
