@@ -57,9 +57,22 @@ def test_requirements_and_pyproject_list_the_same_dependencies():
     import tomllib
 
     project = tomllib.loads(ROOT.joinpath("pyproject.toml").read_text())["project"]
-    lines = [line.strip() for line in ROOT.joinpath("requirements.txt").read_text().splitlines()]
-    assert sorted(project["dependencies"]) == sorted(line for line in lines if line and not line.startswith("#"))
+    assert sorted(project["dependencies"]) == sorted(requirements())
     assert not any(dep.startswith("torch") for dep in project["dependencies"])
+
+
+def requirements() -> list[str]:
+    lines = [line.split("#")[0].strip() for line in ROOT.joinpath("requirements.txt").read_text().splitlines()]
+    return [line for line in lines if line]
+
+
+def test_one_package_provides_cv2():
+    """mediapipe brings opencv-contrib-python; a second OpenCV package would fight it over the cv2 folder."""
+    from importlib import metadata
+
+    assert not any(line.lower().startswith("opencv") for line in requirements())
+    providers = {(d.metadata["Name"] or "").lower() for d in metadata.distributions()}
+    assert len({name for name in providers if name.startswith("opencv")}) == 1, providers
 
 
 def hf_download_lines() -> list[str]:
