@@ -14,16 +14,31 @@ from .release import NETWORK_FILES, check_release, download_instructions
 
 @dataclass(frozen=True)
 class DittoNetworks:
-    """The release's networks, in eval mode on one device."""
+    """The release's networks, in eval mode on one device (a memory manager may move them; ``device`` follows)."""
 
     root: Path
-    device: torch.device
     appearance_extractor: nn.Module
     motion_extractor: nn.Module
     warp_network: nn.Module
     decoder: nn.Module
     stitch_network: nn.Module
     lmdm: nn.Module
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.decoder.parameters()).device
+
+    def as_module(self) -> nn.ModuleDict:
+        """The six networks in one module (the same objects, not copies), for a memory manager to move."""
+        return nn.ModuleDict({name: getattr(self, name) for name in NETWORK_FILES})
+
+
+def usable_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device, or a clear error when this PyTorch build cannot use it."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA was requested but this PyTorch build sees no CUDA device; choose the cpu device")
+    return device
 
 
 def load_networks(root: str | Path, device: str | torch.device = "cpu") -> DittoNetworks:
@@ -36,8 +51,6 @@ def load_networks(root: str | Path, device: str | torch.device = "cpu") -> Ditto
         raise CheckpointError(
             f"Ditto model files are missing:\n{listed}\n{download_instructions(status.root, missing)}"
         )
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA was requested but this PyTorch build sees no CUDA device; choose the cpu device")
+    device = usable_device(device)
     networks = {kind: load_network(kind, status.present[kind], device) for kind in NETWORK_FILES}
-    return DittoNetworks(root=status.root, device=device, **networks)
+    return DittoNetworks(root=status.root, **networks)

@@ -11,9 +11,11 @@ from comfy import model_management
 
 from ..ditto_core.download import download_release
 from ..ditto_core.models import CheckpointError
+from ..ditto_core.networks import usable_device
 from ..ditto_core.pipeline import DittoPipeline
 from ..ditto_core.release import CONFIG_FILES, PYTORCH_DIR, check_release
 from .common import CATEGORY, check_interrupt
+from .memory import ManagedPipeline
 
 MODEL_FOLDER = "ditto"
 SETTINGS = {"as released (ditto_cfg)": False, "reference code defaults": True}
@@ -98,5 +100,7 @@ class DittoLoadModels:
                 bar.update_absolute(100 * done // max(total, 1))
 
             download_release(folder, progress=on_bytes)
-        torch_device = model_management.get_torch_device() if device == "auto" else device
-        return (DittoPipeline.load(folder, str(torch_device), code_defaults=code_defaults),)
+        torch_device = model_management.get_torch_device() if device == "auto" else usable_device(device)
+        # the networks start on ComfyUI's offload device; each Ditto node asks for them on torch_device as it runs
+        pipeline = DittoPipeline.load(folder, str(model_management.unet_offload_device()), code_defaults=code_defaults)
+        return (ManagedPipeline.manage(pipeline, torch_device),)

@@ -15,6 +15,7 @@ from ..ditto_core.motion.motion import preview_curves
 from ..ditto_core.motion.sampler import num_windows
 from ..ditto_core.pipeline import motion_from_video
 from .common import CATEGORY, Progress, check_interrupt, output_ui_entry, unique_output_path
+from .memory import on_device
 
 MOTION_EXTENSION = ".safetensors"
 
@@ -95,6 +96,7 @@ class DittoSampleMotion(MotionNode):
         return validate_emotion_timeline(emotion_timeline)
 
     def sample(self, models, portrait, audio_features, emotion, seed, steps, overlap, smoothing, emotion_timeline=""):
+        models = on_device(models)
         chosen, options = sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline)
         overlap = options.apply(models.config.chain).overlap
         progress = Progress(num_windows(audio_features.num_frames, overlap))
@@ -245,6 +247,7 @@ class DittoMotionFromVideo(MotionNode):
                              "smoothing": ("INT", {"default": 1, "min": 1, "max": 25})}}
 
     def extract(self, models, frames, fps, smoothing):
+        models = on_device(models)
         progress = Progress(len(frames))
 
         def check():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .common import CATEGORY, Progress, check_interrupt
+from .memory import on_device
 
 
 class DittoRegisterPortrait:
@@ -41,6 +42,7 @@ class DittoRegisterPortrait:
 
     def register(self, models, image, batch_mode, face_index, crop, crop_scale, crop_vy_ratio, max_size,
                  detection_threshold):
+        models = on_device(models)
         frames = image if batch_mode == "video source" else image[:1]
         check_interrupt()
         custom = crop == "custom"

@@ -49,6 +49,49 @@ def install(base: Path) -> types.SimpleNamespace:
 
     model_management.throw_exception_if_processing_interrupted = throw_exception_if_processing_interrupted
 
+    # model management as ComfyUI does it for ModelPatcher-wrapped models: load_models_gpu puts them on their load
+    # device (offloading others when memory is short), unload_all_models puts every one back on its offload device
+    state.loaded_models, state.load_calls = [], 0
+    model_patcher = types.ModuleType("comfy.model_patcher")
+
+    class ModelPatcher:
+        def __init__(self, model, load_device, offload_device, size=0, weight_inplace_update=False):
+            self.model, self.load_device, self.offload_device = model, load_device, offload_device
+            self.size = size or sum(p.numel() * p.element_size() for p in model.parameters())
+            if getattr(model, "device", None) is None:
+                model.device = offload_device
+
+        def model_size(self):
+            return self.size
+
+        def current_loaded_device(self):
+            return self.model.device
+
+        def load(self, device_to):
+            self.model.to(device_to)
+            self.model.device = device_to
+
+        def detach(self):
+            self.load(self.offload_device)
+
+    def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None,
+                        force_full_load=False):
+        state.load_calls += 1
+        for patcher in models:
+            patcher.load(patcher.load_device)
+            if patcher not in state.loaded_models:
+                state.loaded_models.append(patcher)
+
+    def unload_all_models():
+        for patcher in state.loaded_models:
+            patcher.detach()
+        state.loaded_models.clear()
+
+    model_patcher.ModelPatcher = ModelPatcher
+    model_management.load_models_gpu = load_models_gpu
+    model_management.unload_all_models = unload_all_models
+    model_management.unet_offload_device = lambda: torch.device("cpu")
+
     utils = types.ModuleType("comfy.utils")
 
     class ProgressBar:
@@ -65,7 +108,7 @@ def install(base: Path) -> types.SimpleNamespace:
 
     utils.ProgressBar = ProgressBar
     comfy = types.ModuleType("comfy")
-    comfy.model_management, comfy.utils = model_management, utils
+    comfy.model_management, comfy.utils, comfy.model_patcher = model_management, utils, model_patcher
 
     latest = types.ModuleType("comfy_api.latest")
 
@@ -86,7 +129,7 @@ def install(base: Path) -> types.SimpleNamespace:
     comfy_api.latest = latest
 
     sys.modules.update({"folder_paths": folder_paths, "comfy": comfy, "comfy.model_management": model_management,
-                        "comfy.utils": utils, "comfy_api": comfy_api, "comfy_api.latest": latest})
+                        "comfy.utils": utils, "comfy.model_patcher": model_patcher, "comfy_api": comfy_api, "comfy_api.latest": latest})
     return state
 
 

@@ -2,6 +2,7 @@
 
 import importlib
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -74,13 +75,13 @@ def test_end_to_end_graph(graph):
     (edited,) = _result(nodes["DittoRelaxOnSilence"].edit(edited, audio, 1.0, -45.0, -25.0))
     (edited,) = _result(nodes["DittoFadeMotion"].edit(models, edited, 2, 2, "expression", "source"))
 
-    frames, audio_out, video = nodes["DittoRender"].render(models, portrait, edited, True, "on", 3, False, audio)
+    frames, audio_out, video = nodes["DittoRender"].render(models, portrait, edited, True, "on", 3, "auto", audio)
     assert frames.shape == (10, 160, 200, 3) and frames.dtype == torch.float32
     assert 0 <= frames.min() and frames.max() <= 1
     assert audio_out is audio
     assert video.get_components().images is frames and video.get_components().frame_rate == 25
 
-    ui = nodes["DittoRenderVideo"].render(models, portrait, edited, False, "on", 4, True, "talks/../../clip", 23, audio)
+    ui = nodes["DittoRenderVideo"].render(models, portrait, edited, False, "on", 4, "bf16", "talks/../../clip", 23, audio)
     entry = ui["ui"]["images"][0]
     assert ui["ui"]["animated"] == [True] and entry["type"] == "output"
     written = base / "output" / entry["subfolder"] / entry["filename"]
@@ -110,7 +111,7 @@ def test_interrupt_mid_render_leaves_no_file(graph):
     motion = Motion(torch.zeros(12, 265))
     state.interrupt_checks, state.interrupt_after = 0, 2
     with pytest.raises(InterruptProcessingException):
-        nodes["DittoRenderVideo"].render(models, portrait, motion, True, "on", 2, False, "ditto/cut", 18, None)
+        nodes["DittoRenderVideo"].render(models, portrait, motion, True, "on", 2, "auto", "ditto/cut", 18, None)
     assert state.interrupt_checks == 3  # stopped at the third batch
     assert not any(p.is_file() for p in (base / "output").rglob("*"))
 
@@ -122,7 +123,7 @@ def test_talking_head_video_node_streams_the_same_motion_into_an_mp4(graph):
     (portrait,) = nodes["DittoRegisterPortrait"].register(models, image, "first image", 0, "custom", 2.3, -0.125, 1920, 0.5)
     features, _ = nodes["DittoEncodeAudio"].encode(models, audio)
     (sampled,) = nodes["DittoSampleMotion"].sample(models, portrait, features, "happy", 5, 2, 10, 3, "0:neutral,0.2:sad")["result"]
-    out = nodes["DittoTalkingHeadVideo"].render(models, portrait, audio, "happy", 5, 2, 10, 3, True, "on", 4, False,
+    out = nodes["DittoTalkingHeadVideo"].render(models, portrait, audio, "happy", 5, 2, 10, 3, True, "on", 4, "auto",
                                                 "streamed/take", 23, "0:neutral,0.2:sad")
     (motion,) = out["result"]
     torch.testing.assert_close(motion.frames, sampled.frames, rtol=0, atol=0)
@@ -136,7 +137,7 @@ def test_talking_head_video_node_streams_the_same_motion_into_an_mp4(graph):
 
     state.interrupt_checks, state.interrupt_after = 0, 1
     with pytest.raises(InterruptProcessingException):
-        nodes["DittoTalkingHeadVideo"].render(models, portrait, audio, "happy", 5, 2, 10, 3, True, "on", 4, False,
+        nodes["DittoTalkingHeadVideo"].render(models, portrait, audio, "happy", 5, 2, 10, 3, True, "on", 4, "auto",
                                               "streamed/cut", 23)
     state.interrupt_after = None
     assert [p.name for p in (base / "output" / "streamed").iterdir()] == [entry["filename"]]  # nothing left
@@ -247,3 +248,22 @@ def test_no_placeholder_file_shows_while_a_video_is_written(comfy):
     assert count == 3 and seen == [["clip_00001.mp4"]] * 3  # nothing new visible until the video is complete
     assert ui["images"][0]["filename"] == "clip_00002.mp4" and (folder / "clip_00002.mp4").stat().st_size > 0
     assert (folder / "clip_00001.mp4").read_bytes() == b"a user's earlier video"
+
+
+def test_networks_are_under_comfyui_model_management(graph):
+    pack, state, base, nodes, models, image, audio = graph
+    patcher = models.patcher
+    held = dict(patcher.model.items())
+    assert set(held) == {"appearance_extractor", "motion_extractor", "warp_network", "decoder", "stitch_network",
+                         "lmdm"}
+    assert all(held[name] is getattr(models.networks, name) for name in held)  # the very modules that compute
+    assert patcher.model_size() == sum(p.numel() * 4 for p in patcher.model.parameters())
+    calls = state.load_calls
+    (portrait,) = nodes["DittoRegisterPortrait"].register(models, image, "first image", 0, "as released", 2.3,
+                                                          -0.125, 0, 0.5)
+    assert state.load_calls == calls + 1 and state.loaded_models == [patcher]  # asked for before computing
+    sys.modules["comfy.model_management"].unload_all_models()  # "Unload models" in ComfyUI's menu
+    assert state.loaded_models == [] and patcher.model.device == patcher.offload_device
+    features, _ = nodes["DittoEncodeAudio"].encode(models, audio)
+    motion = nodes["DittoSampleMotion"].sample(models, portrait, features, "happy", 1, 1, 10, 1)["result"][0]
+    assert state.loaded_models == [patcher] and len(motion) == features.num_frames  # loaded again when needed
