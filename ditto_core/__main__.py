@@ -128,13 +128,15 @@ def render(args) -> int:
     """Portrait + speech → talking-head mp4 with the speech muxed in, set up as the release's cfg says unless
     options say otherwise."""
     from .audio import load_audio
+    from .audio.clip import num_video_frames
     from .motion import SamplerOptions
     from .motion.conditions import parse_emotion
     from .pipeline import DittoPipeline
     from .portrait.images import load_image
     from .release import CONFIG_FILES, check_release
-    from .stream import speech_to_video
+    from .stream import check_fps, speech_to_video
 
+    check_fps(args.fps)
     out = output_path(args.out, ".mp4", "--out")
     motion_path = output_path(args.save_motion, ".safetensors", "--save-motion") if args.save_motion else None
     emotion = parse_emotion(args.emotion) if args.emotion is not None else None
@@ -160,8 +162,8 @@ def render(args) -> int:
     options = pipeline.render_options(stitching=False if args.no_stitching else None, batch_size=args.batch_size,
                                       paste_back=not args.no_paste_back)
     start = time.perf_counter()
-    motion = speech_to_video(out, pipeline, portrait, clip, emotion, sampler, options,
-                             on_frame=Progress(clip.num_frames, "rendering"))
+    motion = speech_to_video(out, pipeline, portrait, clip, emotion, sampler, options, fps=args.fps,
+                             on_frame=Progress(num_video_frames(len(clip.samples), args.fps), "rendering"))
     elapsed = time.perf_counter() - start
     if motion_path is not None:
         motion.save(motion_path)
@@ -259,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-stitching", action="store_true",
                    help="skip the stitching network that keeps the face aligned with the shoulders")
     r.add_argument("--save-motion", help="also save the sampled motion (.safetensors; folders are made)")
+    r.add_argument("--fps", type=float, default=25.0,
+                   help="output frame rate, 10-60 (default %(default)g): the motion is resampled, the audio kept")
 
     d = commands.add_parser("download", help="download the release from Hugging Face, hash-checked")
     d.add_argument("--models", required=True, help=f"{models_help}, e.g. ComfyUI/models/ditto")

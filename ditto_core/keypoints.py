@@ -7,6 +7,7 @@ import math
 import torch
 
 POSE_BIN_DEGREES = 3.0
+MIN_LOG_PROB = -30.0  # log-probability floor of an emptied pose bin
 
 
 def bins_to_degrees(logits: torch.Tensor) -> torch.Tensor:
@@ -19,6 +20,28 @@ def bins_to_degrees(logits: torch.Tensor) -> torch.Tensor:
     index = torch.arange(num_bins, dtype=logits.dtype, device=logits.device)
     expected_bin = (logits.softmax(dim=-1) * index).sum(dim=-1)
     return expected_bin * POSE_BIN_DEGREES - POSE_BIN_DEGREES * (num_bins - 1) / 2
+
+
+def shift_bins(logits: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Pose-bin logits ``[N, 66]`` whose expected angle is ``degrees`` ``[N]`` higher.
+
+    The bin probabilities are moved by degrees/3 bins with linear interpolation, which shifts the expected angle
+    exactly while no probability crosses the ±97.5° ends (it is renormalised if some does).
+    """
+    probs = logits.softmax(dim=-1)
+    bins = logits.shape[-1]
+    source = torch.arange(bins, dtype=torch.float32)[None] - (degrees / POSE_BIN_DEGREES)[:, None]
+    low = source.floor()
+    frac = source - low
+    low = low.long()
+
+    def gather(index):
+        valid = (index >= 0) & (index < bins)
+        return torch.where(valid, probs.gather(1, index.clamp(0, bins - 1)), torch.zeros(()))
+
+    shifted = gather(low) * (1 - frac) + gather(low + 1) * frac
+    shifted = shifted / shifted.sum(dim=-1, keepdim=True)
+    return shifted.clamp_min(math.exp(MIN_LOG_PROB)).log()
 
 
 def rotation_matrix(pitch: torch.Tensor, yaw: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from .audio import AudioClip, StreamingFeatureExtractor, extract_features, load_audio
-from .audio.clip import FPS, SAMPLE_RATE
-from .motion.motion import MOTION_DIM, Motion
+from .audio.clip import FPS, SAMPLE_RATE, num_video_frames
+from .motion.motion import MOTION_DIM, Motion, StreamResampler
 from .motion.sampler import SamplerOptions
 from .pipeline import DittoPipeline, MotionPlan
 from .portrait import Portrait
@@ -159,9 +159,18 @@ class SpeechMotionStream:
         rows = self.last_audio_row.expand(self.chain.seq_len, -1)
         return self.plan.conditions(rows, start=self.feature_rows)
 
-    def motion(self, blocks: list[torch.Tensor], audio_seconds: float) -> Motion:
-        """The Motion made of the blocks this stream returned."""
-        return Motion(torch.cat(blocks), fps=FPS, anchor=self.anchor, metadata=self.plan.metadata(audio_seconds))
+    def motion(self, blocks: list[torch.Tensor], audio_seconds: float, fps: float = FPS) -> Motion:
+        """The Motion made of the blocks this stream returned (resampled to ``fps`` when that is not 25)."""
+        metadata = self.plan.metadata(audio_seconds) | ({"sampled_fps": FPS} if fps != FPS else {})
+        return Motion(torch.cat(blocks), fps=fps, anchor=self.anchor, metadata=metadata)
+
+
+MIN_FPS, MAX_FPS = 10.0, 60.0
+
+
+def check_fps(fps: float) -> None:
+    if not MIN_FPS <= fps <= MAX_FPS:
+        raise ValueError(f"the frame rate must be between {MIN_FPS:g} and {MAX_FPS:g} fps, got {fps:g}")
 
 
 def speech_to_frames(
@@ -176,6 +185,7 @@ def speech_to_frames(
     check: Callable[[], None] | None = None,
     on_motion: Callable[[torch.Tensor], None] | None = None,
     stream: SpeechMotionStream | None = None,
+    fps: float = FPS,
 ) -> Iterator[np.ndarray]:
     """Frames ``[H, W, 3]`` uint8 for the clip, ⌈seconds·25⌉ of them, yielded as soon as each is rendered.
 
@@ -184,10 +194,13 @@ def speech_to_frames(
     ``overlap_stages``: sample in a worker thread while rendering (default: :func:`overlaps_by_default`).
     ``check`` runs between chunks and render batches (raise there to cancel); ``on_motion`` sees each block of
     final motion ``[m, 265]`` (e.g. to keep the motion); ``stream``: a SpeechMotionStream for this clip set up by
-    the caller (to read its Motion afterwards; ``emotion`` and ``sampler`` are then its own).
+    the caller (to read its Motion afterwards; ``emotion`` and ``sampler`` are then its own). ``fps``: the output
+    frame rate, 10 to 60: the motion (sampled at 25) is resampled in keypoint space as it becomes final,
+    ⌈seconds × fps⌉ frames; ``on_motion`` then sees the resampled blocks.
     """
     if chunk_seconds <= 0:
         raise ValueError(f"chunk_seconds must be positive, got {chunk_seconds}")
+    check_fps(fps)
     if stream is None:
         stream = SpeechMotionStream(pipeline, portrait, emotion, sampler, clip_frames=clip.num_frames,
                                     on_window=check)
@@ -205,10 +218,20 @@ def speech_to_frames(
                 yield block
         yield stream.finish()
 
+    def output_blocks() -> Iterator[torch.Tensor]:
+        if fps == FPS:
+            yield from motion_blocks()
+            return
+        resampler = StreamResampler(FPS, fps, num_video_frames(len(clip.samples), fps))
+        for block in motion_blocks():
+            if len(out := resampler.push(block)):
+                yield out
+        yield resampler.finish()
+
     # Frames are rendered in batches aligned to multiples of the batch size from frame 0, as the step-by-step
     # path renders them: batched convolutions round differently for other groupings (±1 level in a few pixels).
     rendered, pending = 0, torch.zeros(0, MOTION_DIM)
-    for block in background(motion_blocks()) if overlap_stages else motion_blocks():
+    for block in background(output_blocks()) if overlap_stages else output_blocks():
         if on_motion is not None:
             on_motion(block)
         pending = torch.cat([pending, block])
@@ -234,6 +257,7 @@ def speech_to_video(
     check: Callable[[], None] | None = None,
     on_frame: Callable[[int], None] | None = None,
     overlap_stages: bool | None = None,
+    fps: float = FPS,
 ) -> Motion:
     """Portrait + speech → an mp4 at ``path`` (h264 with the speech as it came, AAC, written atomically), the stages
     overlapped where that pays (``overlap_stages``, default :func:`overlaps_by_default`); returns the sampled
@@ -242,6 +266,6 @@ def speech_to_video(
     blocks = []
     stream = SpeechMotionStream(pipeline, portrait, emotion, sampler, clip_frames=clip.num_frames, on_window=check)
     frames = speech_to_frames(pipeline, portrait, clip, render=render, overlap_stages=overlap, check=check,
-                              on_motion=blocks.append, stream=stream)
-    encode_video(path, frames, FPS, clip, crf, on_frame, overlap)
-    return stream.motion(blocks, clip.duration_s)
+                              on_motion=blocks.append, stream=stream, fps=fps)
+    encode_video(path, frames, fps, clip, crf, on_frame, overlap)
+    return stream.motion(blocks, clip.duration_s, fps)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from ditto_core.audio import load_audio
+from ditto_core.keypoints import shift_bins
 from ditto_core.motion import Motion
 from ditto_core.motion.controls import (
     fade,
@@ -15,7 +16,6 @@ from ditto_core.motion.controls import (
     scale_expression,
     scale_mouth,
     scale_pose,
-    shift_bins,
     smooth,
     speech_activity,
 )

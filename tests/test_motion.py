@@ -1,5 +1,7 @@
 """Motion sampling, chaining, the Motion type, conditions and driving."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -17,7 +19,7 @@ from ditto_core.motion import (
     emotion_vector,
 )
 from ditto_core.motion.drive import DriveOptions, driving_keypoints, gaze_offsets
-from ditto_core.motion.motion import FIELDS, keypoint_fields_to_vector
+from ditto_core.motion.motion import FIELDS, StreamResampler, keypoint_fields_to_vector
 from ditto_core.motion.sampler import ChainConfig, smooth_rows
 from ditto_core.networks import load_networks
 from ditto_core.pipeline import ConditionSource, motion_conditions, sample_motion
@@ -236,9 +238,50 @@ def test_motion_time_edits():
         a.concat(_motion(5, fps=30.0))
     up = a.resample(50.0)
     assert len(up) == 60 and up.fps == 50.0
-    torch.testing.assert_close(up.frames[::2], a.frames)
-    torch.testing.assert_close(up.frames[1], (a.frames[0] + a.frames[1]) / 2)
+    torch.testing.assert_close(up.frames[::2], a.frames, rtol=0, atol=0)  # shared instants: unchanged
+    linear = [c for c in range(265) if not 1 <= c < 199]
+    torch.testing.assert_close(up.frames[1, linear], (a.frames[0, linear] + a.frames[1, linear]) / 2)
     assert len(a.resample(12.5)) == 15
+
+
+@pytest.mark.parametrize("fps", [24.0, 30.0, 50.0, 60.0, 10.0])
+def test_resampling_moves_the_pose_through_its_angles(fps):
+    """A new frame's head angle lies between its two neighbours' (linear in time), and its bin distribution is
+    one pose (one peak), not a blend of two."""
+    bins = torch.arange(66, dtype=torch.float32)
+    yaw = torch.tensor([0.0, 20.0, 5.0, -10.0, -10.0, 30.0])
+    frames = torch.zeros(6, 265)
+    for i, angle in enumerate(yaw):
+        frames[i, FIELDS["yaw"]] = -0.5 * ((bins - (angle / 3 + 32.5)) / 1.5) ** 2
+    motion = Motion(frames)
+    out = motion.resample(fps)
+    assert len(out) == math.ceil(6 * fps / 25 - 1e-9)
+    times = torch.arange(len(out), dtype=torch.float64) * 25 / fps
+    low = times.floor().long().clamp(max=5)
+    high = (low + 1).clamp(max=5)
+    w = (times - low).clamp(max=1).float()
+    source = motion.degrees("yaw")
+    expected = source[low] * (1 - w) + source[high] * w
+    torch.testing.assert_close(out.degrees("yaw"), expected, atol=1e-3, rtol=0)
+    assert (out.degrees("yaw") <= torch.maximum(source[low], source[high]) + 1e-3).all()
+    assert (out.degrees("yaw") >= torch.minimum(source[low], source[high]) - 1e-3).all()
+    probs = out.field("yaw").softmax(-1)
+    assert (probs.max(-1).values > 0.2).all()  # still peaked: a linear blend of 0° and 20° would not be
+
+
+def test_streaming_resampler_equals_resampling_at_once():
+    rng = torch.Generator().manual_seed(3)
+    motion = Motion(torch.randn(97, 265, generator=rng))
+    for fps in (24.0, 30.0, 60.0):
+        count = math.ceil(97 / 25 * fps)
+        at_once = motion.resample(fps, count)
+        streamer = StreamResampler(25.0, fps, count)
+        blocks, position = [], 0
+        for size in (1, 13, 40, 2, 41):
+            blocks.append(streamer.push(motion.frames[position : position + size]))
+            position += size
+        blocks.append(streamer.finish())
+        torch.testing.assert_close(torch.cat(blocks), at_once.frames, rtol=0, atol=0)
 
 
 def test_motion_blend_with_a_curve():

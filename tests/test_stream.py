@@ -155,3 +155,25 @@ def test_a_failing_encoder_stops_the_frame_worker_and_leaves_no_file(tmp_path):
         encode_video(tmp_path / "out.mp4", frames(), 25.0, None, overlap=True)
     assert closed.is_set() and threading.active_count() == threads_before
     assert not list(tmp_path.iterdir())
+
+
+def test_any_frame_rate_resamples_the_motion_and_keeps_the_audio(parts, tmp_path):
+    import av
+
+    from ditto_core.audio.clip import num_video_frames
+
+    pipeline, portrait = parts
+    clip = _speech(1.3)
+    path = tmp_path / "clip.mp4"
+    motion = speech_to_video(path, pipeline, portrait, clip, "happy", SAMPLER, RenderOptions(batch_size=3), fps=30.0)
+    count = num_video_frames(len(clip.samples), 30.0)
+    assert count == 39 and len(motion) == count and motion.fps == 30.0 and motion.metadata["sampled_fps"] == 25
+    sampled = pipeline.sample(portrait, pipeline.encode_audio(clip)[1], "happy", SAMPLER)
+    torch.testing.assert_close(motion.frames, sampled.resample(30.0, count).frames, rtol=0, atol=0)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].average_rate == 30
+        assert sum(1 for _ in container.decode(video=0)) == count
+        audio = container.streams.audio[0]
+        assert abs(float(audio.duration * audio.time_base) - clip.duration_s) < 0.05
+    with pytest.raises(ValueError, match="between 10 and 60 fps"):
+        next(speech_to_frames(pipeline, portrait, clip, fps=75.0))

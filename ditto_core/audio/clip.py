@@ -17,9 +17,9 @@ class AudioInputError(ValueError):
     """Audio that cannot be used, with what is wrong and what to do."""
 
 
-def num_video_frames(num_samples: int) -> int:
-    """Frames of 25 fps video the audio spans: ⌈seconds × 25⌉, computed in floating point as the reference does."""
-    return math.ceil(num_samples / SAMPLE_RATE * FPS)
+def num_video_frames(num_samples: int, fps: float = FPS) -> int:
+    """Frames of video the audio spans: ⌈seconds × fps⌉, computed in floating point as the reference does."""
+    return math.ceil(num_samples / SAMPLE_RATE * fps)
 
 
 @dataclass(frozen=True)

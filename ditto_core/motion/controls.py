@@ -11,12 +11,11 @@ import numpy as np
 import torch
 
 from ..audio.clip import SAMPLE_RATE, AudioClip
+from ..keypoints import shift_bins
 from .drive import EYE_KEYPOINTS, LIP_KEYPOINTS, keypoint_mask
 from .motion import FIELDS, Motion
 
 POSE = ("pitch", "yaw", "roll")
-BIN_DEGREES = 3.0
-MIN_LOG_PROB = -30.0
 
 
 def per_frame(value, count: int) -> torch.Tensor:
@@ -27,28 +26,6 @@ def per_frame(value, count: int) -> torch.Tensor:
     if curve.shape != (count,):
         raise ValueError(f"expected a number or one value per frame ({count}), got shape {tuple(curve.shape)}")
     return curve
-
-
-def shift_bins(logits: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
-    """Pose-bin logits ``[N, 66]`` whose expected angle is ``degrees`` ``[N]`` higher.
-
-    The bin probabilities are moved by degrees/3 bins with linear interpolation, which shifts the expected angle
-    exactly while no probability crosses the ±97.5° ends (it is renormalised if some does).
-    """
-    probs = logits.softmax(dim=-1)
-    bins = logits.shape[-1]
-    source = torch.arange(bins, dtype=torch.float32)[None] - (degrees / BIN_DEGREES)[:, None]
-    low = source.floor()
-    frac = source - low
-    low = low.long()
-
-    def gather(index):
-        valid = (index >= 0) & (index < bins)
-        return torch.where(valid, probs.gather(1, index.clamp(0, bins - 1)), torch.zeros(()))
-
-    shifted = gather(low) * (1 - frac) + gather(low + 1) * frac
-    shifted = shifted / shifted.sum(dim=-1, keepdim=True)
-    return shifted.clamp_min(np.exp(MIN_LOG_PROB)).log()
 
 
 def offset_pose(motion: Motion, pitch=0.0, yaw=0.0, roll=0.0) -> Motion:

@@ -9,12 +9,13 @@ Layout of one frame (the LMDM's output and the motion extractor's fields, ``kp``
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from ..keypoints import bins_to_degrees
+from ..keypoints import bins_to_degrees, shift_bins
 
 FIELDS = {
     "scale": slice(0, 1),
@@ -97,18 +98,14 @@ class Motion:
             raise ValueError(f"cannot join motions at {self.fps} and {other.fps} fps; resample one first")
         return self.with_frames(torch.cat([self.frames, other.frames]))
 
-    def resample(self, fps: float) -> "Motion":
-        """Linear interpolation in time to ``fps`` (duration kept: ⌈N·fps/old_fps⌉ frames)."""
+    def resample(self, fps: float, count: int | None = None) -> "Motion":
+        """The motion at ``fps`` over the same time span: ``count`` frames (default ⌈N·fps/old_fps⌉), see
+        ``resample_frames``."""
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
-        count = max(1, round(len(self) * fps / self.fps))
+        count = count if count is not None else max(1, math.ceil(len(self) * fps / self.fps - 1e-9))
         positions = torch.arange(count, dtype=torch.float64) * (self.fps / fps)
-        positions = positions.clamp(max=len(self) - 1)
-        low = positions.floor().long()
-        high = (low + 1).clamp(max=len(self) - 1)
-        weight = (positions - low).float()[:, None]
-        frames = self.frames[low] * (1 - weight) + self.frames[high] * weight
-        return replace(self, frames=frames, fps=fps)
+        return replace(self, frames=resample_frames(self.frames, positions), fps=fps)
 
     def blend(self, other: "Motion", weight) -> "Motion":
         """(1 − w)·self + w·other per frame; ``weight`` is a number or a curve ``[N]``; lengths must match."""
@@ -151,6 +148,67 @@ class Motion:
                        metadata=json.loads(header.get("metadata", "{}")))
         except (ValueError, KeyError) as exc:
             raise MotionFileError(f"{path}: {exc}") from exc
+
+
+def resample_frames(frames: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Motion frames ``[N, 265]`` read at fractional frame ``positions`` ``[M]`` (clamped to the last frame).
+
+    Scale, translation and expression are interpolated linearly. Head pose goes through its angles: the angle is
+    interpolated, and the nearer frame's bin distribution is shifted to it (a blend of two distributions would
+    be a wider, two-peaked one, not a pose in between). Frames at whole positions are returned unchanged.
+    """
+    positions = positions.clamp(0, len(frames) - 1)
+    low = positions.floor().long()
+    high = (low + 1).clamp(max=len(frames) - 1)
+    weight = (positions - low).float()
+    out = frames[low] * (1 - weight[:, None]) + frames[high] * weight[:, None]
+    nearest = torch.where(weight < 0.5, low, high)
+    between = weight > 0
+    for name in ("pitch", "yaw", "roll"):
+        span = FIELDS[name]
+        degrees = bins_to_degrees(frames[:, span])
+        target = degrees[low] * (1 - weight) + degrees[high] * weight
+        pose = frames[low, span].clone()
+        if between.any():
+            pose[between] = shift_bins(frames[nearest[between], span], (target - degrees[nearest])[between])
+        out[:, span] = pose
+    return out
+
+
+class StreamResampler:
+    """Motion arriving in blocks at ``source_fps`` → ``count`` frames at ``fps``, each emitted as soon as the two
+    source frames it lies between have arrived (``resample_frames`` on the way)."""
+
+    def __init__(self, source_fps: float, fps: float, count: int):
+        self.step = source_fps / fps
+        self.count = count
+        self.buffer = torch.zeros(0, MOTION_DIM)  # source frames from index `base` on
+        self.base = 0
+        self.emitted = 0
+
+    def _emit(self, final: bool) -> torch.Tensor:
+        received = self.base + len(self.buffer)
+        ready = []
+        while self.emitted < self.count:
+            position = self.emitted * self.step
+            if not final and math.floor(position) + 1 >= received:
+                break
+            ready.append(position)
+            self.emitted += 1
+        if not ready:
+            return torch.zeros(0, MOTION_DIM)
+        local = torch.tensor(ready, dtype=torch.float64) - self.base
+        out = resample_frames(self.buffer, local)
+        keep_from = max(math.floor(self.emitted * self.step) - self.base, 0)
+        self.buffer, self.base = self.buffer[keep_from:], self.base + keep_from
+        return out
+
+    def push(self, block: torch.Tensor) -> torch.Tensor:
+        self.buffer = torch.cat([self.buffer, block])
+        return self._emit(final=False)
+
+    def finish(self) -> torch.Tensor:
+        return self._emit(final=True)
 
 
 LIP_EXP_COLUMNS = [3 * k + c for k in (6, 12, 14, 17, 19, 20) for c in range(3)]
