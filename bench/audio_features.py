@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from load import machine_load  # noqa: E402  (bench/load.py)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     clip = load_audio(np.random.default_rng(0).standard_normal(int(args.seconds * 16000)).astype(np.float32) * 0.1, 16000)
+    print(f"load: {machine_load()}")
     print(f"machine: {torch.get_num_threads()} torch threads, device {args.device}, torch {torch.__version__}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

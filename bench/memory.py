@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from load import machine_load  # noqa: E402  (bench/load.py)
+
 TARGET_RATIO = 1.2
 VRAM_TARGET_MB = 2560
 
@@ -71,6 +73,7 @@ def main() -> None:
     from ditto_core.testing.fake_release import write_fake_release
 
     sizes = "official" if args.official else "small test"
+    print(f"load: {machine_load()}")
     print(f"machine: {os.cpu_count()} cores, device {args.device}; {sizes} network sizes, 10 steps; streamed path")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from load import machine_load  # noqa: E402  (bench/load.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -133,6 +134,7 @@ def main() -> None:
     parser.add_argument("--reference", default=os.environ.get("DITTO_REFERENCE"))
     args = parser.parse_args()
     gpu = torch.cuda.get_device_name() if args.device == "cuda" else "none used"
+    print(f"load: {machine_load()}")
     print(f"machine: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
           f"device {args.device} (GPU: {gpu}); official network sizes, {args.steps} steps")
     with tempfile.TemporaryDirectory() as tmp:

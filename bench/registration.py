@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from load import machine_load  # noqa: E402  (bench/load.py)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -33,6 +34,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = write_fake_release(tmp)
         networks, face_models = load_networks(root), load_face_models(root)
+        print(f"load: {machine_load()}")
         print(f"machine: {torch.get_num_threads()} torch threads, torch {torch.__version__}, official network sizes")
         rng = np.random.default_rng(0)
         for side in (512, 1024, 4096):

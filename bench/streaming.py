@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from load import machine_load  # noqa: E402  (bench/load.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -73,6 +74,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     sizes = "official" if args.official else "small test"
+    print(f"load: {machine_load()}")
     print(f"machine: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, device {args.device}; {sizes} "
           f"network sizes, {args.steps} steps, {args.seconds:g} s of speech")
     with tempfile.TemporaryDirectory() as tmp:
