@@ -5,6 +5,7 @@
     python -m ditto_core check --models DIR [--run]
     python -m ditto_core config --models DIR [--online] [--json]
     python -m ditto_core features --audio FILE --models DIR --out FEATS.npy [--backend onnx|hubert]
+    python -m ditto_core live --models DIR --portrait IMG [--host 127.0.0.1] [--port 8765] [--token T]
 
 Every output path is checked, and its folder made, before any work starts; Ctrl-C stops with one line and exit
 code 130, leaving no partial file.
@@ -220,6 +221,50 @@ def download(args) -> int:
     return 0
 
 
+def live(args) -> int:
+    """Serve the live page and the /ditto/live WebSocket endpoint: speech in, frames out, in realtime."""
+    import os
+
+    from .live import LiveService, LiveSettings, PortraitLibrary, is_loopback, serve
+    from .motion import SamplerOptions
+    from .pipeline import DittoPipeline
+    from .release import check_release
+
+    token = args.token or os.environ.get("DITTO_LIVE_TOKEN") or None
+    if token is None and not is_loopback(args.host):
+        raise UsageError(f"--host {args.host} lets other machines connect: give an access token with --token (or "
+                         f"DITTO_LIVE_TOKEN), or listen on 127.0.0.1")
+    if args.max_sessions < 1:
+        raise UsageError("--max-sessions must be at least 1")
+    portrait = Path(args.portrait).expanduser()
+    if not portrait.is_file():
+        raise UsageError(f"--portrait {args.portrait}: no such image file")
+    status = check_release(args.models)
+    if status.missing:
+        print(status.report(), file=sys.stderr)
+        print("error: the Ditto model files above are missing; download them, then run this command again.",
+              file=sys.stderr)
+        return 1
+    pipeline = DittoPipeline.load(args.models, args.device)
+    pipeline.require_online_config()
+    portraits = PortraitLibrary(folder=args.portraits, default=portrait)
+    start = time.perf_counter()
+    portraits.get(None, pipeline)  # a portrait without a face is told now, not on the first session
+    print(f"models from {args.models} on {args.device}; {portrait.name} ready in {time.perf_counter() - start:.1f} s",
+          file=sys.stderr)
+    sampler = SamplerOptions(steps=args.steps) if args.steps is not None else None
+    settings = LiveSettings(max_sessions=args.max_sessions, token=token, allowed_origins=tuple(args.allow_origin),
+                            max_message_bytes=args.max_message_bytes, sampler=sampler)
+
+    def ready(url: str) -> None:
+        suffix = "?token=<the token>" if token else ""
+        print(f"Ditto live: open {url}{suffix} in a browser; WebSocket endpoint "
+              f"{url.replace('http', 'ws', 1)}ditto/live (Ctrl-C stops)", file=sys.stderr, flush=True)
+
+    serve(LiveService(pipeline, portraits, settings), args.host, args.port, on_ready=ready)
+    return 0
+
+
 def default_device() -> str:
     import torch
 
@@ -287,10 +332,28 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--hubert-dir", help="local facebook/hubert-large-ls960-ft folder (hubert back-end)")
     f.add_argument("--download-hubert", action="store_true", help="download HuBERT into --hubert-dir first")
     f.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    v = commands.add_parser("live", help="realtime: serve a page and a WebSocket endpoint, speech in, frames out")
+    v.add_argument("--models", default="models/ditto", help=f"{models_help} (default: %(default)s)")
+    v.add_argument("--portrait", required=True, help="the image to animate (used when a session names none)")
+    v.add_argument("--portraits", help="also offer the images of this folder (a session's \"portrait\" names one)")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine "
+                                                      "only; any other needs --token)")
+    v.add_argument("--port", type=int, default=8765, help="(default %(default)s)")
+    v.add_argument("--token", help="access token every session must send (start message or ?token=); required "
+                                   "to listen beyond 127.0.0.1 (default: $DITTO_LIVE_TOKEN)")
+    v.add_argument("--allow-origin", action="append", default=[],
+                   help="a page origin (https://host:port) allowed to connect besides this server's own; repeatable")
+    v.add_argument("--max-sessions", type=int, default=2, help="sessions run side by side (default %(default)s); "
+                                                               "more get a busy error")
+    v.add_argument("--max-message-bytes", type=int, default=1 << 20,
+                   help="largest message accepted (default %(default)s)")
+    v.add_argument("--steps", type=int, help="diffusion steps per window (default: the release's online cfg)")
+    v.add_argument("--device", default=None, help=device_help)
     return parser
 
 
-COMMANDS = {"render": render, "download": download, "check": check, "config": show_config, "features": features}
+COMMANDS = {"render": render, "download": download, "check": check, "config": show_config, "features": features,
+            "live": live}
 
 
 def expected_errors() -> tuple[type[BaseException], ...]:

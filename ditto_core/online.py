@@ -9,6 +9,7 @@ those of the same session fed all at once.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,8 @@ class OnlineStats:
     frames: int = 0
     started: float | None = None
     finished: float | None = None
+    sampling_s: float = 0.0  # time spent encoding audio and sampling motion
+    rendering_s: float = 0.0  # time spent rendering frames (paste-back included)
 
     @property
     def steady_fps(self) -> float | None:
@@ -40,37 +43,59 @@ class OnlineStats:
 
 class OnlineSession:
     """A realtime session with the release's online configuration (``v0.4_hubert_cfg_trt_online.pkl``: its
-    overlap, steps, blinks, …); ``emotion``, ``sampler`` and ``render`` left as None keep its values."""
+    overlap, steps, blinks, …); ``emotion``, ``sampler`` and ``render`` left as None keep its values.
+
+    ``check`` runs after every motion window and before every render batch (raise there to stop a session early,
+    e.g. when its client has gone)."""
 
     def __init__(self, pipeline: DittoPipeline, portrait: Portrait, emotion=None,
-                 sampler: SamplerOptions | None = None, render: RenderOptions | None = None):
+                 sampler: SamplerOptions | None = None, render: RenderOptions | None = None,
+                 check: Callable[[], None] | None = None):
         self.pipeline, self.portrait = pipeline, portrait
         self.render_options = render or pipeline.render_options(online=True)
-        self.stream = SpeechMotionStream(pipeline, portrait, emotion, sampler, online=True)
+        self.check = check
+        self.stream = SpeechMotionStream(pipeline, portrait, emotion, sampler, online=True, on_window=check)
         self.stats = OnlineStats()
 
-    def _render(self, motion_rows: torch.Tensor) -> list[np.ndarray]:
+    def _sample(self, step: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if self.stats.started is None:
+            self.stats.started = time.perf_counter()
+        begun = time.perf_counter()
+        motion_rows = step()
+        self.stats.sampling_s += time.perf_counter() - begun
+        return motion_rows
+
+    def _render(self, motion_rows: torch.Tensor) -> Iterator[np.ndarray]:
         if len(motion_rows) == 0:
-            return []
+            return
         motion = Motion(motion_rows, anchor=self.stream.anchor)
-        frames = list(render_frames(self.pipeline.networks, self.portrait, motion, self.render_options,
-                                    first_index=self.stats.frames))
-        if self.stats.first_frame_wall_s is None:
-            self.stats.first_frame_wall_s = time.perf_counter() - self.stats.started
-            self.stats.first_frame_audio_s = self.stream.features.num_samples / SAMPLE_RATE
-        self.stats.frames += len(frames)
-        return frames
+        frames = render_frames(self.pipeline.networks, self.portrait, motion, self.render_options,
+                               check=self.check, first_index=self.stats.frames)
+        while True:
+            begun = time.perf_counter()
+            frame = next(frames, None)
+            self.stats.rendering_s += time.perf_counter() - begun
+            if frame is None:
+                return
+            if self.stats.first_frame_wall_s is None:
+                self.stats.first_frame_wall_s = time.perf_counter() - self.stats.started
+                self.stats.first_frame_audio_s = self.stream.features.num_samples / SAMPLE_RATE
+            self.stats.frames += 1
+            yield frame
+
+    def push_frames(self, samples: np.ndarray) -> Iterator[np.ndarray]:
+        """:meth:`push`, yielding each frame as soon as its render batch is done (consume it to the end)."""
+        yield from self._render(self._sample(lambda: self.stream.push(samples)))
+
+    def finish_frames(self) -> Iterator[np.ndarray]:
+        """:meth:`finish`, yielding each frame as soon as its render batch is done (consume it to the end)."""
+        yield from self._render(self._sample(self.stream.finish))
+        self.stats.finished = time.perf_counter()
 
     def push(self, samples: np.ndarray) -> list[np.ndarray]:
         """Add 16-kHz mono samples; returns the frames that became final."""
-        if self.stats.started is None:
-            self.stats.started = time.perf_counter()
-        return self._render(self.stream.push(samples))
+        return list(self.push_frames(samples))
 
     def finish(self) -> list[np.ndarray]:
         """End of speech: the remaining frames (⌈seconds·25⌉ in all)."""
-        if self.stats.started is None:
-            self.stats.started = time.perf_counter()
-        frames = self._render(self.stream.finish())
-        self.stats.finished = time.perf_counter()
-        return frames
+        return list(self.finish_frames())

@@ -61,3 +61,12 @@ NODE_CLASSES = (
     DittoTalkingHeadVideo,
 )
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in NODE_CLASSES}
+
+try:  # the live endpoint and page on ComfyUI's own server (nothing is done without one)
+    from .live import register_live_routes
+
+    register_live_routes()
+except Exception as _error:  # the nodes still load; only the live page is missing
+    import logging
+
+    logging.getLogger("ditto.live").warning("Ditto live is not available: %s", _error)

@@ -1,0 +1,322 @@
+// Ditto live page: speech from the microphone or a file goes to the server as f32le PCM at the AudioContext's
+// rate; frames (4-byte little-endian index + JPEG) come back and are drawn when their speech plays.
+// No build step, no external files: plain ES module, Web Audio, WebSocket, canvas.
+
+const FPS = 25;
+const MARGIN = 0.12; // seconds of jitter buffer between a frame's arrival and its playback time
+const $ = (id) => document.getElementById(id);
+const query = new URLSearchParams(location.search);
+const base = new URL("..", location.href); // the page lives at <endpoint>/page/
+
+function endpoint() {
+  const url = new URL(base.href);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  url.pathname = url.pathname.replace(/\/$/, "");
+  url.search = "";
+  return url.href;
+}
+
+function setStatus(text, error = false) {
+  const el = $("status");
+  el.textContent = text;
+  el.classList.toggle("error", error);
+}
+
+const fmt = {
+  ms: (s) => (s == null ? "–" : `${Math.round(s * 1000)} ms`),
+  s: (s) => (s == null ? "–" : `${s.toFixed(2)} s`),
+};
+
+// A growable float32 buffer: every sample sent, so each frame's 40 ms of speech can be played with it.
+class Samples {
+  constructor() { this.data = new Float32Array(1 << 16); this.length = 0; }
+  push(chunk) {
+    if (this.length + chunk.length > this.data.length) {
+      let size = this.data.length;
+      while (size < this.length + chunk.length) size *= 2;
+      const bigger = new Float32Array(size);
+      bigger.set(this.data.subarray(0, this.length));
+      this.data = bigger;
+    }
+    this.data.set(chunk, this.length);
+    this.length += chunk.length;
+  }
+  slice(start, stop) { return this.data.slice(Math.min(start, this.length), Math.min(stop, this.length)); }
+}
+
+class Run {
+  constructor(ctx, source) {
+    this.ctx = ctx;
+    this.rate = ctx.sampleRate;
+    this.source = source; // "mic" or an AudioBuffer
+    this.sent = new Samples();
+    this.queue = []; // decoded frames waiting for their time: {index, bitmap, due}
+    this.playStart = null; // AudioContext time at which speech second 0 plays
+    this.firstAudioAt = null; // performance.now() when the first audio was sent
+    this.firstFrameAt = null;
+    this.received = 0;
+    this.arrivals = []; // performance.now() of recent frames, for frames/s
+    this.lag = null;
+    this.ended = false;
+    this.closed = false;
+    this.cleanups = [];
+    this.canvas = $("view");
+    this.draw = this.draw.bind(this);
+  }
+
+  start() {
+    const token = $("token").value || query.get("token") || undefined;
+    const url = new URL(endpoint());
+    if (token) url.searchParams.set("token", token);
+    this.ws = new WebSocket(url.href);
+    this.ws.binaryType = "arraybuffer";
+    this.ws.onopen = () => {
+      const seed = parseInt($("seed").value, 10);
+      this.ws.send(JSON.stringify({
+        type: "start", sample_rate: this.rate, format: "f32le",
+        portrait: $("portrait").value || undefined,
+        emotion: $("emotion").value.trim() || undefined,
+        seed: Number.isFinite(seed) && seed >= 0 ? seed : 0,
+        token,
+      }));
+      setStatus("setting up the portrait…");
+    };
+    this.ws.onmessage = (event) => this.onMessage(event.data);
+    this.ws.onerror = () => { if (!this.closed) setStatus("cannot reach the server", true); };
+    this.ws.onclose = (event) => {
+      this.closed = true;
+      this.stopSources();
+      if (!this.finished && !this.failed) {
+        setStatus(`connection closed${event.reason ? ": " + event.reason : ""}`, !this.finished);
+      }
+      buttons(false);
+    };
+    requestAnimationFrame(this.draw);
+  }
+
+  onMessage(data) {
+    if (typeof data === "string") {
+      const message = JSON.parse(data);
+      if (message.type === "ready") {
+        this.canvas.width = message.width;
+        this.canvas.height = message.height;
+        setStatus(this.source === "mic" ? "listening: speak" : "streaming the file");
+        this.beginAudio().catch((err) => this.fail(String(err.message || err)));
+      } else if (message.type === "done") {
+        this.finished = true;
+        showServer(message);
+        setStatus(`done: ${message.frames} frames`);
+      } else if (message.type === "error") {
+        this.failed = true;
+        setStatus(message.message, true);
+      }
+      return;
+    }
+    const index = new DataView(data).getUint32(0, true);
+    const now = performance.now();
+    this.received += 1;
+    if (this.firstFrameAt === null) this.firstFrameAt = now;
+    this.arrivals.push(now);
+    while (this.arrivals.length && now - this.arrivals[0] > 3000) this.arrivals.shift();
+    if (this.firstAudioAt !== null) this.lag = (now - this.firstAudioAt) / 1000 - (index + 1) / FPS;
+    createImageBitmap(new Blob([new Uint8Array(data, 4)], { type: "image/jpeg" })).then((bitmap) => {
+      this.schedule(index, bitmap);
+    });
+    updateFigures(this);
+  }
+
+  // Frame `index` is shown when its 40 ms of speech plays: at playStart + index/25 on the audio clock. When the
+  // server falls behind, the clock is moved later (the lag shown grows) rather than dropping frames.
+  schedule(index, bitmap) {
+    const now = this.ctx.currentTime;
+    if (this.playStart === null) this.playStart = now + MARGIN - index / FPS;
+    let due = this.playStart + index / FPS;
+    if (due < now + 0.02) {
+      this.playStart += now + MARGIN - due;
+      due = this.playStart + index / FPS;
+    }
+    this.queue.push({ index, bitmap, due });
+    if ($("playback").checked) {
+      const start = Math.round((index * this.rate) / FPS), stop = Math.round(((index + 1) * this.rate) / FPS);
+      const slice = this.sent.slice(start, stop);
+      if (slice.length) {
+        const buffer = this.ctx.createBuffer(1, slice.length, this.rate);
+        buffer.copyToChannel(slice, 0);
+        const node = this.ctx.createBufferSource();
+        node.buffer = buffer;
+        node.connect(this.ctx.destination);
+        node.start(due);
+      }
+    }
+  }
+
+  draw() {
+    const now = this.ctx.currentTime;
+    let shown = null;
+    while (this.queue.length && this.queue[0].due <= now) {
+      if (shown) shown.bitmap.close();
+      shown = this.queue.shift();
+    }
+    if (shown) {
+      const g = this.canvas.getContext("2d");
+      g.drawImage(shown.bitmap, 0, 0, this.canvas.width, this.canvas.height);
+      shown.bitmap.close();
+    }
+    if (!this.closed || this.queue.length) requestAnimationFrame(this.draw);
+  }
+
+  send(chunk) {
+    if (this.ended || this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.firstAudioAt === null) this.firstAudioAt = performance.now();
+    this.sent.push(chunk);
+    this.ws.send(chunk.buffer.byteLength === chunk.byteLength ? chunk.buffer : chunk.slice().buffer);
+    updateFigures(this);
+  }
+
+  end() {
+    if (this.ended) return;
+    this.stopSources();
+    this.ended = true;
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ type: "end" }));
+    setStatus("speech ended: the last frames follow");
+  }
+
+  fail(message) {
+    this.failed = true;
+    setStatus(message, true);
+    this.stopSources();
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.close();
+  }
+
+  stopSources() {
+    for (const cleanup of this.cleanups.splice(0)) cleanup();
+  }
+
+  async beginAudio() {
+    if (this.source === "mic") {
+      const stream = await navigator.mediaDevices.getUserMedia({
+        audio: { channelCount: 1, echoCancellation: true, noiseSuppression: false, autoGainControl: true },
+      });
+      await this.ctx.audioWorklet.addModule(new URL("worklet.js", location.href));
+      const input = this.ctx.createMediaStreamSource(stream);
+      const capture = new AudioWorkletNode(this.ctx, "ditto-capture");
+      const mute = this.ctx.createGain();
+      mute.gain.value = 0; // the worklet is pulled by the graph; nothing is heard from it
+      capture.port.onmessage = (event) => this.send(event.data);
+      input.connect(capture).connect(mute).connect(this.ctx.destination);
+      this.cleanups.push(() => {
+        capture.port.onmessage = null;
+        input.disconnect();
+        capture.disconnect();
+        stream.getTracks().forEach((track) => track.stop());
+      });
+      return;
+    }
+    // a file: its samples (already at the context's rate) are sent at speaking pace, 20 ms at a time
+    const buffer = this.source;
+    const mono = new Float32Array(buffer.length);
+    for (let c = 0; c < buffer.numberOfChannels; c++) {
+      const channel = buffer.getChannelData(c);
+      for (let i = 0; i < mono.length; i++) mono[i] += channel[i] / buffer.numberOfChannels;
+    }
+    const began = performance.now();
+    let offset = 0;
+    const tick = () => {
+      const due = Math.min(mono.length, Math.floor(((performance.now() - began) / 1000) * this.rate));
+      while (offset < due) {
+        const stop = Math.min(due, offset + Math.round(this.rate / 2));
+        this.send(mono.slice(offset, stop));
+        offset = stop;
+      }
+      if (offset >= mono.length) this.end();
+    };
+    const timer = setInterval(tick, 20);
+    this.cleanups.push(() => clearInterval(timer));
+    tick();
+  }
+}
+
+function updateFigures(run) {
+  const now = performance.now();
+  $("f-first").textContent = run.firstFrameAt !== null && run.firstAudioAt !== null
+    ? fmt.ms((run.firstFrameAt - run.firstAudioAt) / 1000) + " after the first speech sent" : "–";
+  const span = run.arrivals.length > 1 ? (run.arrivals.at(-1) - run.arrivals[0]) / 1000 : 0;
+  $("f-fps").textContent = span > 0.2 && now - run.arrivals.at(-1) < 3000
+    ? ((run.arrivals.length - 1) / span).toFixed(1) : "–";
+  $("f-lag").textContent = run.lag === null ? "–" : fmt.s(run.lag);
+  $("f-frames").textContent = `${run.received}`;
+  $("f-audio").textContent = fmt.s(run.sent.length / run.rate);
+}
+
+function showServer(done) {
+  const split = done.first_frame_split_ms;
+  const parts = split ? ` (look-ahead ${split.lookahead}, waiting ${split.waiting}, sampling ${split.sampling}, ` +
+    `rendering ${split.rendering} ms)` : "";
+  $("f-server").textContent = `first frame ${done.first_frame_ms ?? "–"} ms${parts}; ${done.fps ?? "–"} frames/s ` +
+    `delivered, ${done.compute_fps ?? "–"} frames/s of compute; median lag ${done.lag_ms ?? "–"} ms`;
+}
+
+let current = null;
+
+function buttons(running) {
+  $("mic").disabled = running;
+  $("file").disabled = running;
+  $("stop").disabled = !running;
+}
+
+async function begin(source) {
+  if (current && !current.closed) return;
+  const ctx = new AudioContext();
+  await ctx.resume();
+  let input = "mic";
+  if (source !== "mic") {
+    setStatus(`reading ${source.name}…`);
+    try {
+      input = await ctx.decodeAudioData(await source.arrayBuffer());
+    } catch (err) {
+      setStatus(`cannot read ${source.name} as audio: ${err.message || err}`, true);
+      return;
+    }
+  } else if (!navigator.mediaDevices || !window.AudioWorkletNode) {
+    setStatus("the microphone needs a secure page (https or localhost); an audio file works anywhere", true);
+    return;
+  }
+  buttons(true);
+  $("f-server").textContent = "–";
+  current = new Run(ctx, input);
+  current.start();
+}
+
+$("mic").onclick = () => begin("mic");
+$("file").onchange = (event) => { if (event.target.files[0]) begin(event.target.files[0]); event.target.value = ""; };
+$("stop").onclick = () => current && current.end();
+document.addEventListener("dragover", (event) => { event.preventDefault(); document.body.classList.add("dragging"); });
+document.addEventListener("dragleave", (event) => {
+  if (!event.relatedTarget) document.body.classList.remove("dragging");
+});
+document.addEventListener("drop", (event) => {
+  event.preventDefault();
+  document.body.classList.remove("dragging");
+  const file = event.dataTransfer.files[0];
+  if (file) begin(file);
+});
+setInterval(() => current && !current.closed && updateFigures(current), 250);
+
+async function loadPortraits() {
+  const url = new URL("portraits", base.href);
+  const token = query.get("token");
+  if (token) { url.searchParams.set("token", token); $("token").value = token; }
+  try {
+    const reply = await fetch(url);
+    const data = await reply.json();
+    if (data.error) { setStatus(data.error, true); return; }
+    const select = $("portrait");
+    select.replaceChildren(...data.portraits.map((name) => new Option(name, name, false, name === data.default)));
+    if (!data.portraits.length) setStatus("no portraits: put an image with a face in the input folder", true);
+  } catch (err) {
+    setStatus(`cannot reach the server: ${err.message || err}`, true);
+  }
+}
+
+loadPortraits();
+if (query.get("autostart") === "mic") begin("mic");

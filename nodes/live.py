@@ -1,0 +1,80 @@
+"""Ditto live inside ComfyUI: the ``/ditto/live`` WebSocket endpoint and its page (``/ditto/live/page/``) on
+ComfyUI's own server, with the release in ``models/ditto/`` (loaded once, on the first session, on ComfyUI's
+device) and portraits from ComfyUI's ``input/`` folder. The protocol and the page are ``ditto_core.live``'s.
+
+Settings (environment variables, read when ComfyUI starts): ``DITTO_LIVE_TOKEN`` (required when ComfyUI listens
+beyond this machine, ``--listen``), ``DITTO_LIVE_MAX_SESSIONS`` (default 2), ``DITTO_LIVE_ALLOW_ORIGINS``
+(comma-separated page origins allowed besides ComfyUI's own).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger("ditto.live")
+
+
+def _listen_addresses() -> list[str]:
+    try:
+        from comfy.cli_args import args
+    except ImportError:
+        return ["127.0.0.1"]
+    listen = getattr(args, "listen", None) or "127.0.0.1"
+    return [address.strip() for address in str(listen).split(",") if address.strip()]
+
+
+def _load_pipeline():
+    from comfy import model_management
+
+    from ..ditto_core.models import CheckpointError
+    from ..ditto_core.pipeline import DittoPipeline
+    from ..ditto_core.release import PYTORCH_DIR, check_release
+    from .models import resolve_choice
+
+    folder = resolve_choice(PYTORCH_DIR)
+    status = check_release(folder)
+    if status.missing:
+        raise CheckpointError(f"Ditto live needs the release in models/ditto/:\n{status.report()}")
+    return DittoPipeline.load(folder, str(model_management.get_torch_device()))
+
+
+def live_settings():
+    from ..ditto_core.live import LiveSettings, is_loopback
+
+    token = os.environ.get("DITTO_LIVE_TOKEN") or None
+    exposed = [address for address in _listen_addresses() if not is_loopback(address)]
+    refusal = None
+    if exposed and token is None:
+        refusal = (f"ComfyUI listens on {', '.join(exposed)}, reachable from other machines, so Ditto live needs an "
+                   f"access token: set DITTO_LIVE_TOKEN before starting ComfyUI, then open the page with ?token=…")
+    origins = tuple(o.strip() for o in os.environ.get("DITTO_LIVE_ALLOW_ORIGINS", "").split(",") if o.strip())
+    return LiveSettings(max_sessions=max(1, int(os.environ.get("DITTO_LIVE_MAX_SESSIONS", "2"))), token=token,
+                        allowed_origins=origins, refusal=refusal)
+
+
+def register_live_routes() -> bool:
+    """Add the live routes to ComfyUI's server; False (and nothing done) when there is no ComfyUI server, as
+    under the tests' stand-in runtime or when the pack is imported outside ComfyUI."""
+    try:
+        from server import PromptServer
+    except ImportError:
+        return False
+    instance = getattr(PromptServer, "instance", None)
+    if instance is None or getattr(instance, "routes", None) is None:
+        return False
+    import folder_paths
+
+    from ..ditto_core.live import LiveService, PortraitLibrary
+
+    service = LiveService(_load_pipeline, PortraitLibrary(folder=folder_paths.get_input_directory()), live_settings())
+    service.add_routes(instance.routes)
+    app = getattr(instance, "app", None)
+    if app is not None:
+        try:
+            app.on_shutdown.append(service.on_shutdown)
+        except RuntimeError:  # the app is already running (frozen signals): sessions end with the process
+            pass
+    if service.settings.refusal:
+        log.warning("Ditto live: %s", service.settings.refusal)
+    return True
