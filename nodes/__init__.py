@@ -62,6 +62,15 @@ NODE_CLASSES = (
 )
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in NODE_CLASSES}
 
+try:  # the example workflows' sample inputs, into ComfyUI's input folder (never replacing a file)
+    from .samples import stage_sample_inputs
+
+    stage_sample_inputs()
+except Exception as _error:  # a read-only input folder: the nodes still load, the templates need their inputs
+    import logging
+
+    logging.getLogger("ComfyUI-Ditto").warning("ComfyUI-Ditto: sample inputs not staged: %s", _error)
+
 try:  # the live endpoint and page on ComfyUI's own server (nothing is done without one)
     from .live import register_live_routes
 
