@@ -70,6 +70,8 @@ class MotionNode:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("DITTO_MOTION",)
     RETURN_NAMES = ("motion",)
+    # its UI output (the curves the front end draws) is kept and sent again when a re-run comes from the cache
+    HAS_INTERMEDIATE_OUTPUT = True
 
 
 class DittoSampleMotion(MotionNode):

@@ -1,48 +1,135 @@
-// Draws a Ditto motion's head-pose and mouth curves on the node after it runs, from the "ditto_motion" entry of
-// the node's UI output (sent by every node that outputs DITTO_MOTION, and by Save Motion).
+// Draws a Ditto motion's head-pose and mouth curves on the node, from the "ditto_motion" entry of the node's UI
+// output (sent by every node that outputs DITTO_MOTION, and by Save Motion).
+//
+// - The curves are kept in the node's properties (properties.ditto_motion), so they are saved with the workflow
+//   and drawn again when it is reopened; a re-run that comes from ComfyUI's cache re-sends the cached UI output
+//   (the motion nodes declare HAS_INTERMEDIATE_OUTPUT), which lands here like a fresh one.
+// - Drawn on the graph canvas (not a DOM element), so it stays visible when ComfyUI simplifies nodes at low zoom.
+// - Head pose is shown relative to the first frame (a portrait's fixed head angle would otherwise flatten small
+//   movements); the legend has its own strip above the plot.
 import { app } from "../../../scripts/app.js"; // served at /extensions/ComfyUI-Ditto/js/
 
-const COLORS = { pitch: "#e0a030", yaw: "#40a0e0", roll: "#a070e0", mouth: "#e05060" };
-const HEIGHT = 120;
+const CURVES = [
+  ["pitch", "#f0b040"],
+  ["yaw", "#50b0f0"],
+  ["roll", "#c080f0"],
+  ["mouth", "#f06070"],
+];
+const HEIGHT = 112; // the widget's height on the node, canvas units
+const LEGEND = 16; // the legend's strip at the top
+const MAX_POINTS = 240; // curves are stored downsampled to this many points (the plot is ~300 units wide)
 
-function drawCurves(canvas, data) {
-  const ctx = canvas.getContext("2d");
-  const width = canvas.width, height = canvas.height;
-  ctx.fillStyle = "#1b1b1b";
-  ctx.fillRect(0, 0, width, height);
-  const poseHeight = height * 0.62, mouthTop = poseHeight + 6;
-  const pose = ["pitch", "yaw", "roll"].flatMap((k) => data[k] || []);
-  const limit = Math.max(5, ...pose.map(Math.abs));
-  const mouthMax = Math.max(1e-6, ...(data.mouth || [0]));
-  const plot = (values, color, y0, y1, lo, hi) => {
-    if (!values || values.length < 2) return;
-    ctx.strokeStyle = color;
-    ctx.lineWidth = 1.5;
-    ctx.beginPath();
-    values.forEach((v, i) => {
-      const x = (i / (values.length - 1)) * (width - 8) + 4;
-      const y = y1 - ((v - lo) / (hi - lo)) * (y1 - y0);
-      i ? ctx.lineTo(x, y) : ctx.moveTo(x, y);
-    });
-    ctx.stroke();
+export function downsample(values, count = MAX_POINTS) {
+  if (!Array.isArray(values) || values.length <= count) return values || [];
+  const step = values.length / count;
+  return Array.from({ length: count }, (_, i) => values[Math.min(values.length - 1, Math.round(i * step))]);
+}
+
+// What is kept in node.properties: pose relative to the first frame, mouth as sent, and the clip's length.
+export function previewData(message) {
+  const points = message.pitch?.length ?? 0;
+  const pointRate = message.fps?.[0] || 25; // preview points per second (the motion's fps ÷ the downsampling step)
+  const relative = (values) => (values?.length ? values.map((v) => v - values[0]) : []);
+  return {
+    pitch: downsample(relative(message.pitch)),
+    yaw: downsample(relative(message.yaw)),
+    roll: downsample(relative(message.roll)),
+    mouth: downsample(message.mouth || []),
+    frames: message.frames?.[0] ?? points,
+    seconds: points / pointRate,
   };
-  ctx.strokeStyle = "#444";
+}
+
+function plot(ctx, values, color, x, y0, width, height, lo, hi, lineWidth) {
+  if (!values || values.length < 2) return;
+  ctx.strokeStyle = color;
+  ctx.lineWidth = lineWidth;
   ctx.beginPath();
-  ctx.moveTo(0, poseHeight / 2);
-  ctx.lineTo(width, poseHeight / 2);
+  values.forEach((v, i) => {
+    const px = x + (i / (values.length - 1)) * width;
+    const py = y0 + height - ((v - lo) / (hi - lo)) * height;
+    i ? ctx.lineTo(px, py) : ctx.moveTo(px, py);
+  });
   ctx.stroke();
-  for (const k of ["pitch", "yaw", "roll"]) plot(data[k], COLORS[k], 4, poseHeight - 4, -limit, limit);
-  plot(data.mouth, COLORS.mouth, mouthTop, height - 4, 0, mouthMax);
-  ctx.font = "10px sans-serif";
-  let x = 6;
-  for (const [k, c] of Object.entries(COLORS)) {
-    ctx.fillStyle = c;
-    ctx.fillText(k, x, 12);
-    x += 42;
+}
+
+export function drawPreview(ctx, data, x, y, width, height, lowQuality = false) {
+  ctx.save();
+  ctx.fillStyle = "#181818";
+  ctx.strokeStyle = "#3a3a3a";
+  ctx.lineWidth = 1;
+  ctx.beginPath();
+  ctx.roundRect ? ctx.roundRect(x, y, width, height, 4) : ctx.rect(x, y, width, height);
+  ctx.fill();
+  ctx.stroke();
+  if (!data || !data.pitch?.length) {
+    if (!lowQuality) {
+      ctx.fillStyle = "#777";
+      ctx.font = "12px sans-serif";
+      ctx.textAlign = "center";
+      ctx.textBaseline = "middle";
+      ctx.fillText("motion curves appear after a run", x + width / 2, y + height / 2);
+    }
+    ctx.restore();
+    return;
   }
-  ctx.fillStyle = "#aaa";
-  const seconds = (data.frames?.[0] ?? 0) / 25;
-  ctx.fillText(`±${limit.toFixed(1)}°  ${data.frames?.[0] ?? 0} frames (${seconds.toFixed(1)} s)`, x + 4, 12);
+  const pad = 6;
+  const left = x + pad, inner = width - 2 * pad;
+  const top = y + LEGEND + 2, bottom = y + height - pad;
+  const poseHeight = (bottom - top) * 0.64, mouthTop = top + poseHeight + 6, mouthHeight = bottom - mouthTop;
+  const pose = ["pitch", "yaw", "roll"].flatMap((k) => data[k] || []);
+  const limit = Math.max(1, ...pose.map(Math.abs));
+  const mouthMax = Math.max(1e-6, ...(data.mouth || [0]));
+  const lineWidth = lowQuality ? 3 : 1.6;
+  // zero line of the pose plot and the separator above the mouth plot
+  ctx.strokeStyle = "#444";
+  ctx.lineWidth = 1;
+  ctx.beginPath();
+  ctx.moveTo(left, top + poseHeight / 2);
+  ctx.lineTo(left + inner, top + poseHeight / 2);
+  ctx.moveTo(left, mouthTop - 3);
+  ctx.lineTo(left + inner, mouthTop - 3);
+  ctx.stroke();
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(x, top - 1, width, bottom - top + 2); // nothing is drawn over the legend
+  ctx.clip();
+  for (const [name, color] of CURVES.slice(0, 3)) plot(ctx, data[name], color, left, top, inner, poseHeight, -limit, limit, lineWidth);
+  plot(ctx, data.mouth, CURVES[3][1], left, mouthTop, inner, mouthHeight, 0, mouthMax, lineWidth);
+  ctx.restore();
+  // legend strip
+  ctx.font = lowQuality ? "bold 13px sans-serif" : "bold 11px sans-serif";
+  ctx.textBaseline = "middle";
+  ctx.textAlign = "left";
+  let lx = left;
+  for (const [name, color] of CURVES) {
+    ctx.fillStyle = color;
+    ctx.fillText(name, lx, y + LEGEND / 2 + 2);
+    lx += ctx.measureText(name).width + 8;
+  }
+  if (!lowQuality) {
+    ctx.fillStyle = "#aaa";
+    ctx.font = "11px sans-serif";
+    ctx.textAlign = "right";
+    const seconds = data.seconds ? ` · ${data.seconds.toFixed(1)} s` : "";
+    ctx.fillText(`±${limit.toFixed(1)}° from frame 0${seconds}`, x + width - pad, y + LEGEND / 2 + 2);
+  }
+  ctx.restore();
+}
+
+function addPreviewWidget(node) {
+  if (node.widgets?.some((w) => w.name === "ditto_motion_curves")) return;
+  node.addCustomWidget({
+    name: "ditto_motion_curves",
+    type: "ditto_motion_curves",
+    value: null,
+    serialize: false, // the curves live in node.properties, not in widgets_values
+    options: { serialize: false },
+    computeSize: (width) => [width, HEIGHT],
+    draw(ctx, owner, width, y, _h, lowQuality) {
+      drawPreview(ctx, owner.properties?.ditto_motion, 10, y + 2, width - 20, HEIGHT - 6, !!lowQuality);
+    },
+  });
 }
 
 app.registerExtension({
@@ -50,23 +137,21 @@ app.registerExtension({
   async beforeRegisterNodeDef(nodeType, nodeData) {
     const outputsMotion = (nodeData.output || []).includes("DITTO_MOTION");
     if (!outputsMotion && nodeData.name !== "DittoSaveMotion") return;
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function () {
+      const result = onNodeCreated?.apply(this, arguments);
+      addPreviewWidget(this);
+      const [width, height] = this.computeSize();
+      this.setSize([Math.max(this.size[0], width), Math.max(this.size[1], height)]);
+      return result;
+    };
     const onExecuted = nodeType.prototype.onExecuted;
     nodeType.prototype.onExecuted = function (message) {
       onExecuted?.apply(this, arguments);
       const data = message?.ditto_motion?.[0];
       if (!data) return;
-      if (!this.dittoCanvas) {
-        this.dittoCanvas = document.createElement("canvas");
-        this.dittoCanvas.height = HEIGHT;
-        this.addDOMWidget("motion_curves", "ditto_motion_curves", this.dittoCanvas, {
-          serialize: false,
-          getMinHeight: () => HEIGHT + 10,
-        });
-        const [width, height] = this.computeSize();
-        this.setSize([Math.max(this.size[0], width), Math.max(this.size[1], height)]);
-      }
-      this.dittoCanvas.width = Math.max(200, Math.floor(this.size[0] - 20));
-      drawCurves(this.dittoCanvas, data);
+      this.properties = this.properties || {};
+      this.properties.ditto_motion = previewData(data);
       this.setDirtyCanvas(true, true);
     };
   },
