@@ -1,5 +1,8 @@
-"""The shipped example workflows: current, and consistent with the registered nodes."""
+"""The shipped example workflows: current, consistent with the registered nodes, runnable as shipped (they load only
+the samples the pack stages), and readable (thumbnails, names, no overlapping nodes, legible at fit to view)."""
 
+import importlib.util
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -12,6 +15,20 @@ sys.path.insert(0, str(ROOT / "workflows"))
 import build  # noqa: E402
 
 FILES = sorted((ROOT / "example_workflows").glob("*.json"))
+TITLE = 30  # ComfyUI's node title bar, drawn above a node's pos
+GAP = 20  # the least space between two nodes' boxes
+FILE_INPUTS = {"LoadImage": 0, "LoadAudio": 0, "LoadVideo": 0, "DittoLoadMotion": 0}  # node → its file widget
+
+
+def _staged_names() -> set[str]:
+    spec = importlib.util.spec_from_file_location("ditto_samples_names", ROOT / "nodes" / "samples.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return set(module.SAMPLE_INPUTS)
+
+
+def _load(path):
+    return json.loads(path.read_text())
 
 
 def test_every_workflow_is_shipped_and_current():
@@ -20,12 +37,23 @@ def test_every_workflow_is_shipped_and_current():
     for name, workflow in built.items():
         assert json.loads((ROOT / "example_workflows" / f"{name}.json").read_text()) == workflow, name
     assert not list((ROOT / "workflows").glob("*.json"))  # ComfyUI would list a second copy
+    assert {p.stem for p in (ROOT / "example_workflows").glob("*.jpg")} == set(built)  # one thumbnail each
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_thumbnail_and_readable_name(path):
+    from PIL import Image
+
+    with Image.open(path.with_suffix(".jpg")) as image:
+        assert image.format == "JPEG" and image.size == (512, 512)
+    # the templates browser shows the file name as the title and, with - and _ as spaces, as the description
+    assert "_" not in path.stem and "-" not in path.stem and len(path.stem) <= 40 and path.stem.startswith("Ditto ")
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
 def test_workflow_matches_the_nodes(path):
     classes = build.ditto_classes()
-    workflow = json.loads(path.read_text())
+    workflow = _load(path)
     nodes = {n["id"]: n for n in workflow["nodes"]}
     assert workflow["version"] == 0.4 and workflow["last_node_id"] == max(nodes)
     for link_id, src, src_slot, dst, dst_slot, kind in workflow["links"]:
@@ -39,7 +67,11 @@ def test_workflow_matches_the_nodes(path):
         if kind not in classes:
             continue
         links, widgets, outputs = build.node_io(classes[kind])
-        assert [(i["name"], i["type"]) for i in node["inputs"]] == links
+        widget_kinds = {name: spec_kind for name, spec_kind, _ in widgets}
+        assert [(i["name"], i["type"]) for i in node["inputs"] if "widget" not in i] == links
+        for entry in (i for i in node["inputs"] if "widget" in i):  # a widget converted to an input: linked
+            assert entry["widget"] == {"name": entry["name"]} and entry["link"] is not None
+            assert widget_kinds[entry["name"]] == entry["type"], (kind, entry["name"])
         assert [(o["name"], o["type"]) for o in node["outputs"]] == outputs
         values = list(node["widgets_values"])
         for name, spec_kind, options in widgets:
@@ -55,3 +87,80 @@ def test_workflow_matches_the_nodes(path):
         for entry in node["inputs"]:
             if entry["name"] in required:
                 assert entry["link"] is not None, f"{kind}.{entry['name']} is not connected"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_templates_load_only_staged_samples_or_other_nodes_outputs(path):
+    """Every file a template opens is one the pack copies into input/ (the image-generation template's checkpoint
+    aside, which its note names); everything else comes through links."""
+    staged = _staged_names()
+    workflow = _load(path)
+    for node in workflow["nodes"]:
+        if node["type"] in FILE_INPUTS:
+            assert node["widgets_values"][FILE_INPUTS[node["type"]]] in staged, (path.stem, node["type"])
+        if node["type"] == "CheckpointLoaderSimple":
+            notes = " ".join(n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "Note")
+            assert node["widgets_values"][0] in notes, "the image-generation template must name its checkpoint"
+        if node["type"] in build.BUILTINS:  # (ours: every required input is linked, test_workflow_matches_the_nodes)
+            assert all(entry["link"] is not None for entry in node["inputs"]), (path.stem, node["type"])
+
+
+def _box(node):
+    (x, y), (w, h) = node["pos"], node["size"]
+    return x, y - TITLE, x + w, y + h
+
+
+def _apart(a, b, gap):
+    return a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1]
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_no_two_nodes_overlap_or_touch(path):
+    nodes = _load(path)["nodes"]
+    for a, b in itertools.combinations(nodes, 2):
+        assert _apart(_box(a), _box(b), GAP), f"{path.stem}: {a['type']} #{a['id']} and {b['type']} #{b['id']}"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_every_node_sits_in_one_group_and_groups_are_apart(path):
+    workflow = _load(path)
+    groups = [(g["title"], (g["bounding"][0], g["bounding"][1], g["bounding"][0] + g["bounding"][2],
+                            g["bounding"][1] + g["bounding"][3])) for g in workflow["groups"]]
+    assert groups and all(title for title, _ in groups)
+    for node in workflow["nodes"]:
+        box = _box(node)
+        inside = [title for title, g in groups
+                  if g[0] + 8 <= box[0] and box[2] <= g[2] - 8 and g[1] + 34 <= box[1] and box[3] <= g[3] - 8]
+        assert len(inside) == 1, f"{path.stem}: {node['type']} #{node['id']} is in groups {inside}"
+    for (a_title, a), (b_title, b) in itertools.combinations(groups, 2):
+        assert _apart(a, b, GAP), f"{path.stem}: groups {a_title!r} and {b_title!r}"
+    assert sum(n["type"] == "Note" for n in workflow["nodes"]) >= len(groups) - 1  # short notes on what each does
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_fit_to_view_stays_readable(path):
+    """ComfyUI's fit to view (frontend 1.49: the bounds plus 10 units around, filling 75% of the window) on a
+    1920x1080 window keeps at least 65% zoom, above the zoom where nodes are drawn simplified (8 px text)."""
+    workflow = _load(path)
+    boxes = [_box(n) for n in workflow["nodes"]] + [
+        (g["bounding"][0], g["bounding"][1], g["bounding"][0] + g["bounding"][2], g["bounding"][1] + g["bounding"][3])
+        for g in workflow["groups"]]
+    width = max(b[2] for b in boxes) - min(b[0] for b in boxes) + 20
+    height = max(b[3] for b in boxes) - min(b[1] for b in boxes) + 20
+    assert min(0.75 * 1920 / width, 0.75 * 1080 / height) >= 0.65
+
+
+def test_the_templates_do_what_their_names_say():
+    workflows = {p.stem: _load(p) for p in FILES}
+    by_type = {name: {n["type"]: n for n in w["nodes"]} for name, w in workflows.items()}
+    # another portrait: not the one the other templates use
+    replay = by_type["Ditto nod motion on another portrait"]
+    assert replay["LoadImage"]["widgets_values"][0] == build.PORTRAIT_2
+    assert replay["DittoLoadMotion"]["widgets_values"][0] == build.NOD
+    # the driving video's own frame rate drives Motion from Video
+    splice = workflows["Ditto speech then driving video motion"]
+    nodes = {n["id"]: n for n in splice["nodes"]}
+    motion_from_video = next(n for n in splice["nodes"] if n["type"] == "DittoMotionFromVideo")
+    fps = next(i for i in motion_from_video["inputs"] if i["name"] == "fps")
+    link = next(link for link in splice["links"] if link[0] == fps["link"])
+    assert nodes[link[1]]["type"] == "GetVideoComponents" and nodes[link[1]]["outputs"][link[2]]["name"] == "fps"
