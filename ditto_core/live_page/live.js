@@ -47,6 +47,10 @@ class Samples {
 class Run {
   constructor(ctx, source) {
     this.ctx = ctx;
+    // frames are timed on the audio clock when the browser's audio runs, else on the page's clock (no sound);
+    // chosen when the first frame arrives, when the audio has had time to start
+    this.sound = false;
+    this.clock = null;
     this.rate = ctx.sampleRate;
     this.source = source; // "mic" or an AudioBuffer
     this.sent = new Samples();
@@ -55,7 +59,7 @@ class Run {
     this.firstAudioAt = null; // performance.now() when the first audio was sent
     this.firstFrameAt = null;
     this.received = 0;
-    this.arrivals = []; // performance.now() of recent frames, for frames/s
+    this.lastFrameAt = null;
     this.lag = null;
     this.ended = false;
     this.closed = false;
@@ -116,8 +120,7 @@ class Run {
     const now = performance.now();
     this.received += 1;
     if (this.firstFrameAt === null) this.firstFrameAt = now;
-    this.arrivals.push(now);
-    while (this.arrivals.length && now - this.arrivals[0] > 3000) this.arrivals.shift();
+    this.lastFrameAt = now;
     if (this.firstAudioAt !== null) this.lag = (now - this.firstAudioAt) / 1000 - (index + 1) / FPS;
     createImageBitmap(new Blob([new Uint8Array(data, 4)], { type: "image/jpeg" })).then((bitmap) => {
       this.schedule(index, bitmap);
@@ -128,7 +131,11 @@ class Run {
   // Frame `index` is shown when its 40 ms of speech plays: at playStart + index/25 on the audio clock. When the
   // server falls behind, the clock is moved later (the lag shown grows) rather than dropping frames.
   schedule(index, bitmap) {
-    const now = this.ctx.currentTime;
+    if (this.clock === null) {
+      this.sound = this.ctx.state === "running";
+      this.clock = this.sound ? () => this.ctx.currentTime : () => performance.now() / 1000;
+    }
+    const now = this.clock();
     if (this.playStart === null) this.playStart = now + MARGIN - index / FPS;
     let due = this.playStart + index / FPS;
     if (due < now + 0.02) {
@@ -136,7 +143,7 @@ class Run {
       due = this.playStart + index / FPS;
     }
     this.queue.push({ index, bitmap, due });
-    if ($("playback").checked) {
+    if (this.sound && $("playback").checked) {
       const start = Math.round((index * this.rate) / FPS), stop = Math.round(((index + 1) * this.rate) / FPS);
       const slice = this.sent.slice(start, stop);
       if (slice.length) {
@@ -151,7 +158,7 @@ class Run {
   }
 
   draw() {
-    const now = this.ctx.currentTime;
+    const now = this.clock ? this.clock() : 0;
     let shown = null;
     while (this.queue.length && this.queue[0].due <= now) {
       if (shown) shown.bitmap.close();
@@ -237,12 +244,11 @@ class Run {
 }
 
 function updateFigures(run) {
-  const now = performance.now();
   $("f-first").textContent = run.firstFrameAt !== null && run.firstAudioAt !== null
     ? fmt.ms((run.firstFrameAt - run.firstAudioAt) / 1000) + " after the first speech sent" : "–";
-  const span = run.arrivals.length > 1 ? (run.arrivals.at(-1) - run.arrivals[0]) / 1000 : 0;
-  $("f-fps").textContent = span > 0.2 && now - run.arrivals.at(-1) < 3000
-    ? ((run.arrivals.length - 1) / span).toFixed(1) : "–";
+  // frames/s since the first frame (frames come in bursts, one per motion window, so a short window misleads)
+  const span = run.received > 1 ? (run.lastFrameAt - run.firstFrameAt) / 1000 : 0;
+  $("f-fps").textContent = span > 0 ? ((run.received - 1) / span).toFixed(1) : "–";
   $("f-lag").textContent = run.lag === null ? "–" : fmt.s(run.lag);
   $("f-frames").textContent = `${run.received}`;
   $("f-audio").textContent = fmt.s(run.sent.length / run.rate);
@@ -267,7 +273,9 @@ function buttons(running) {
 async function begin(source) {
   if (current && !current.closed) return;
   const ctx = new AudioContext();
-  await ctx.resume();
+  // resume() never settles where the browser has no sound device: a file then plays without sound
+  const resumed = ctx.resume();
+  if (source === "mic") await Promise.race([resumed, new Promise((resolve) => setTimeout(resolve, 5000))]);
   let input = "mic";
   if (source !== "mic") {
     setStatus(`reading ${source.name}…`);
@@ -279,6 +287,10 @@ async function begin(source) {
     }
   } else if (!navigator.mediaDevices || !window.AudioWorkletNode) {
     setStatus("the microphone needs a secure page (https or localhost); an audio file works anywhere", true);
+    return;
+  } else if (ctx.state !== "running") {
+    setStatus("the browser's audio is not running (no sound device?), so the microphone cannot be captured; an " +
+      "audio file still works, without sound", true);
     return;
   }
   buttons(true);
