@@ -1,11 +1,16 @@
 """Per-stage and end-to-end speed on this machine, ours and (optionally) the reference's, side by side.
 
-    python bench/pipeline.py [--frames 4] [--steps 50] [--device cuda] [--reference PATH]   (or DITTO_REFERENCE=PATH)
+    python bench/pipeline.py [--frames 4] [--steps 50] [--device cuda] [--precision auto] [--reference PATH]
+                             [--reference-as-shipped]   (or DITTO_REFERENCE=PATH)
 
 Runs on a fake release at the official network sizes (random weights cost what trained ones do) with the shipped
-sample portrait. PATH is a local checkout of antgroup/ditto-talkinghead (never vendored here); with it the same
-stages run through the reference's own PyTorch wrappers on the same inputs and the ratios are printed. Audio
-encoding is measured separately by bench/audio_features.py (the fake release's HuBERT is a stand-in).
+sample portrait. Our warp and decoder figures use the render's precision (``--precision``, default auto: see
+ditto_core/precision.py; bench/precision.py sets the precisions side by side with their image differences).
+PATH is a local checkout of antgroup/ditto-talkinghead (never vendored here); with it the same stages run through
+the reference's own code on the same inputs and the ratios are printed: its networks at fp32 (the modules inside
+its wrappers, called as the wrappers call them but without their fp16 autocast, under which one warp call takes
+over an hour on a CPU), or with ``--reference-as-shipped`` its wrappers as they are. Audio encoding is measured
+separately by bench/audio_features.py (the fake release's HuBERT is a stand-in).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from ditto_core.motion import Motion  # noqa: E402
 from ditto_core.motion.sampler import WindowSampler, first_frame_vector  # noqa: E402
 from ditto_core.pipeline import DittoPipeline  # noqa: E402
 from ditto_core.portrait import paste_back  # noqa: E402
+from ditto_core.precision import PRECISIONS, DeviceDescription, precision_plan  # noqa: E402
 from ditto_core.render import RenderOptions  # noqa: E402
 from ditto_core.testing.fake_release import write_fake_release  # noqa: E402
 from ditto_core.video import write_mp4  # noqa: E402
@@ -40,6 +46,8 @@ CPU_TARGET_RATIO = 1.5
 def synchronize() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
+    if torch.backends.mps.is_available():
+        torch.mps.synchronize()
 
 
 def timed(fn, repeats: int = 1, warm_up: bool = True) -> float:
@@ -62,27 +70,30 @@ def ours(root: Path, frames: int, steps: int, device: str, render: RenderOptions
     image = cv2.cvtColor(cv2.imread(str(ROOT / "assets" / "portrait.jpg")), cv2.COLOR_BGR2RGB)
     portrait = pipe.register(image)
     nets = pipe.networks
+    plan = precision_plan(DeviceDescription.of(device), render.precision)
     cond = torch.randn(80, nets.lmdm.config.cond_dim)
     sampler = WindowSampler(nets.lmdm, steps, seed=0)
     first = first_frame_vector(portrait.keypoints)
     x_s = portrait.source_keypoints().to(device)
     x_d = x_s + 0.01 * torch.randn_like(x_s)
     f_s = portrait.appearance.to(device)
+
+    def warp():
+        with plan.autocast("warp_network", nets.device.type):
+            return nets.warp_network(f_s, x_s, x_d)
+
+    def decode():
+        with plan.autocast("decoder", nets.device.type):
+            return nets.decoder(warped)
+
     with torch.inference_mode():
-        warped = nets.warp_network(f_s, x_s, x_d)
-        decoded = nets.decoder(warped)
-        face = (decoded[0].permute(1, 2, 0).clamp(0, 1) * 255).cpu().numpy()
+        warped = warp()
+        face = (decode()[0].permute(1, 2, 0).clamp(0, 1) * 255).cpu().numpy()
     out = {}
     out["LMDM window (80 frames)"] = timed(lambda: sampler(first, cond))
     with torch.inference_mode():
-        out["warp (per frame)"] = timed(lambda: nets.warp_network(f_s, x_s, x_d))
-        out["decode (per frame)"] = timed(lambda: nets.decoder(warped))
-        if device == "cuda":  # the fp16 switch of the render nodes: speed and how far its faces are from fp32
-            with torch.autocast("cuda", dtype=torch.float16):
-                out["warp + decode fp16 (per frame)"] = timed(lambda: nets.decoder(nets.warp_network(f_s, x_s, x_d)))
-                half = nets.decoder(nets.warp_network(f_s, x_s, x_d)).float()
-            levels = ((half - decoded).abs().max() * 255).item()
-            print(f"fp16 vs fp32 face: max difference {levels:.2f} of 255 levels")
+        out["warp (per frame)"] = timed(warp)
+        out["decode (per frame)"] = timed(decode)
     out["paste-back (per frame)"] = timed(lambda: paste_back(portrait.images[0], face, portrait.crop_to_image[0]), 5)
     with tempfile.TemporaryDirectory() as tmp:
         still = paste_back(portrait.images[0], face, portrait.crop_to_image[0])
@@ -94,7 +105,7 @@ def ours(root: Path, frames: int, steps: int, device: str, render: RenderOptions
     return out
 
 
-def reference(path: Path, root: Path, steps: int) -> dict[str, float]:
+def reference(path: Path, root: Path, steps: int, as_shipped: bool) -> dict[str, float]:
     sys.path.insert(0, str(path))
     from core.atomic_components.putback import PutBackNumpy
     from core.models.decoder import Decoder
@@ -112,12 +123,19 @@ def reference(path: Path, root: Path, steps: int) -> dict[str, float]:
     cond = torch.randn(1, 80, 1103)
     kp_cond = torch.randn(1, 265)
     out = {"LMDM window (80 frames)": timed(lambda: lmdm.ddim_sample(kp_cond, cond, steps))}
-    # The reference runs warp and decoder under fp16 autocast even on the CPU, which is very slow there: one
-    # timed call each, no warm-up.
-    start = time.perf_counter()
-    warped = warp(f_s, kp, kp)
-    out["warp (per frame)"] = time.perf_counter() - start
-    out["decode (per frame)"] = timed(lambda: decoder(warped), warm_up=False)
+    if as_shipped:
+        # Its wrappers run warp and decoder under fp16 autocast even on the CPU, which is very slow there: one
+        # timed call each, no warm-up.
+        start = time.perf_counter()
+        warped = warp(f_s, kp, kp)
+        out["warp (per frame)"] = time.perf_counter() - start
+        out["decode (per frame)"] = timed(lambda: decoder(warped), warm_up=False)
+    else:
+        with torch.no_grad():
+            inputs = [torch.from_numpy(a) for a in (f_s, kp, kp)]
+            out["warp (per frame)"] = timed(lambda: warp.model(*inputs))
+            warped = warp.model(*inputs)
+            out["decode (per frame)"] = timed(lambda: decoder.model(warped))
     face = np.random.rand(512, 512, 3).astype(np.float32) * 255
     m_c2o = np.array([[0.6, 0, 50], [0, 0.6, 40], [0, 0, 1]], np.float32)
     out["paste-back (per frame)"] = timed(lambda: put(image, face, m_c2o), 5)
@@ -130,23 +148,27 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=4, help="frames rendered together (end-to-end figure)")
-    parser.add_argument("--fp16", action="store_true", help="fp16 warp and decoder on CUDA (end-to-end figure)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="our warp and decoder's")
     parser.add_argument("--reference", default=os.environ.get("DITTO_REFERENCE"))
+    parser.add_argument("--reference-as-shipped", action="store_true",
+                        help="time the reference's wrappers with their fp16 autocast (hours per frame on a CPU)")
     args = parser.parse_args()
     gpu = torch.cuda.get_device_name() if args.device == "cuda" else "none used"
     print(f"load: {machine_load()}")
     print(f"machine: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-          f"device {args.device} (GPU: {gpu}); official network sizes, {args.steps} steps")
+          f"device {args.device} (GPU: {gpu}); official network sizes, {args.steps} steps; our precision "
+          f"{args.precision} = {precision_plan(DeviceDescription.of(args.device), args.precision).precision}; "
+          f"reference {'as shipped' if args.reference_as_shipped else 'networks at fp32'}")
     with tempfile.TemporaryDirectory() as tmp:
         root = write_fake_release(tmp)
         mine = ours(root, args.frames, args.steps, args.device,
-                    RenderOptions(batch_size=args.batch_size, half_precision=args.fp16))
+                    RenderOptions(batch_size=args.batch_size, precision=args.precision))
         print(f"peak RAM (ours): {peak_rss_mb():.0f} MB")
         if args.device == "cuda":
             print(f"peak VRAM (ours): {torch.cuda.max_memory_allocated() / 2**20:.0f} MB (target ≤ 2560 MB)")
         for stage, seconds in mine.items():
             print(f"ours: {stage:34s} {seconds:10.3f} s", flush=True)
-        theirs = reference(Path(args.reference), root, args.steps) if args.reference else {}
+        theirs = reference(Path(args.reference), root, args.steps, args.reference_as_shipped) if args.reference else {}
     print(f"{'stage':34s} {'ours s':>10s} {'reference s':>12s} {'speed-up':>9s}")
     for stage, seconds in mine.items():
         ref = theirs.get(stage)

@@ -14,14 +14,18 @@ from .motion.motion import Motion
 from .networks import DittoNetworks
 from .portrait.paste import paste_back
 from .portrait.registration import Portrait, mirror_index
+from .precision import DeviceDescription, check_precision, precision_plan
 
 
 @dataclass(frozen=True)
 class RenderOptions:
     batch_size: int = 4
     paste_back: bool = True  # False: return the 512² face crops
-    half_precision: bool = False  # fp16 autocast for the warp and decoder (CUDA only)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16: the warp network's and decoder's (see precision.py)
     drive: DriveOptions = field(default_factory=DriveOptions)
+
+    def __post_init__(self):
+        check_precision(self.precision)
 
 
 def render_frames(
@@ -40,7 +44,7 @@ def render_frames(
     if options.batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {options.batch_size}")
     device = networks.device
-    use_fp16 = options.half_precision and device.type == "cuda"
+    plan = precision_plan(DeviceDescription.of(device), options.precision)
     stop = len(motion) if stop is None else min(stop, len(motion))
     source = portrait.keypoints
     yaw_s = bins_to_degrees(source["yaw"][:1]).item()
@@ -65,9 +69,11 @@ def render_frames(
                 appearance = still_appearance.expand(len(sources), *still_appearance.shape[1:])
             else:
                 appearance = portrait.appearance[sources].to(device)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_fp16):
-                faces = networks.decoder(networks.warp_network(appearance, x_s, x_d))
-            faces = (faces.float().clamp(0, 1) * 255).permute(0, 2, 3, 1).cpu().numpy()
+            with plan.autocast("warp_network", device.type):
+                warped = networks.warp_network(appearance, x_s, x_d)
+            with plan.autocast("decoder", device.type):
+                faces = networks.decoder(warped)
+            faces = (faces.clamp(0, 1) * 255).permute(0, 2, 3, 1).cpu().numpy()
         for face, src in zip(faces, sources):
             if options.paste_back:
                 yield paste_back(portrait.images[src], face, portrait.crop_to_image[src])

@@ -10,6 +10,7 @@ import torch
 
 from ..ditto_core.audio import load_audio
 from ..ditto_core.motion.motion import preview_curves
+from ..ditto_core.precision import PRECISIONS
 from ..ditto_core.render import RenderOptions
 from ..ditto_core.stream import encode_video, overlaps_by_default, speech_to_video
 from .common import CATEGORY, Progress, check_interrupt, output_ui_entry, unique_output_path
@@ -21,8 +22,10 @@ RENDER_WIDGETS = {
                                                  "tooltip": "The stitching network keeps the face aligned with the "
                                                             "shoulders; as released: the release cfg's choice."}),
     "batch_size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "Frames rendered together."}),
-    "fp16": ("BOOLEAN", {"default": False, "tooltip": "Half-precision warp and decoder on CUDA (faster, less "
-                         "memory); ignored on the CPU. Some older cards show black faces with it."}),
+    "precision": (list(PRECISIONS), {"default": "auto", "tooltip": "Precision of the warp network and decoder. "
+                                      "auto: bf16 on CPUs with native bf16, fp16 on CUDA and MPS, otherwise fp32; "
+                                      "fp32: full precision, the reference's exact numbers. Some older cards show "
+                                      "black faces with fp16: choose fp32 there."}),
 }
 VIDEO_WIDGETS = {
     "filename_prefix": ("STRING", {"default": "ditto/talking_head"}),
@@ -39,10 +42,10 @@ def _render_inputs():
     }
 
 
-def _render_options(models, paste_back, stitching, batch_size, fp16) -> RenderOptions:
+def _render_options(models, paste_back, stitching, batch_size, precision) -> RenderOptions:
     """Driving as the loaded configuration says, with the widgets' choices."""
     return models.render_options(stitching={"on": True, "off": False}.get(stitching), batch_size=batch_size,
-                                 paste_back=paste_back, half_precision=fp16)
+                                 paste_back=paste_back, precision=precision)
 
 
 def _save_video(filename_prefix: str, write: Callable[[Path], object]):
@@ -54,8 +57,8 @@ def _save_video(filename_prefix: str, write: Callable[[Path], object]):
     return {"images": [output_ui_entry(path)], "animated": [True]}, written
 
 
-def _frames(models, portrait, motion, paste_back, stitching, batch_size, fp16, progress):
-    options = _render_options(models, paste_back, stitching, batch_size, fp16)
+def _frames(models, portrait, motion, paste_back, stitching, batch_size, precision, progress):
+    options = _render_options(models, paste_back, stitching, batch_size, precision)
     for frame in models.render(portrait, motion, options, check=check_interrupt):
         progress.update()
         yield frame
@@ -83,10 +86,10 @@ class DittoRender:
     def INPUT_TYPES(cls):
         return {"required": _render_inputs(), "optional": {"audio": ("AUDIO", {"tooltip": "Muxed into the VIDEO."})}}
 
-    def render(self, models, portrait, motion, paste_back, stitching, batch_size, fp16, audio=None):
+    def render(self, models, portrait, motion, paste_back, stitching, batch_size, precision, audio=None):
         progress = Progress(len(motion))
         images = None
-        frames = _frames(models, portrait, motion, paste_back, stitching, batch_size, fp16, progress)
+        frames = _frames(models, portrait, motion, paste_back, stitching, batch_size, precision, progress)
         for index, frame in enumerate(frames):
             if images is None:  # one float copy of the clip, filled in place
                 images = torch.empty((len(motion), *frame.shape), dtype=torch.float32)
@@ -108,10 +111,10 @@ class DittoRenderVideo:
     def INPUT_TYPES(cls):
         return {"required": {**_render_inputs(), **VIDEO_WIDGETS}, "optional": {"audio": ("AUDIO",)}}
 
-    def render(self, models, portrait, motion, paste_back, stitching, batch_size, fp16, filename_prefix, crf,
+    def render(self, models, portrait, motion, paste_back, stitching, batch_size, precision, filename_prefix, crf,
                audio=None):
         clip = load_audio(audio) if audio is not None else None
-        frames = _frames(models, portrait, motion, paste_back, stitching, batch_size, fp16, Progress(len(motion)))
+        frames = _frames(models, portrait, motion, paste_back, stitching, batch_size, precision, Progress(len(motion)))
         ui, _ = _save_video(filename_prefix, lambda path: encode_video(path, frames, motion.fps, clip, crf,
                                                                        overlap=overlaps_by_default(models)))
         return {"ui": ui}
@@ -143,11 +146,11 @@ class DittoTalkingHeadVideo:
         return validate_emotion_timeline(emotion_timeline)
 
     def render(self, models, portrait, audio, emotion, seed, steps, overlap, smoothing, paste_back, stitching,
-               batch_size, fp16, filename_prefix, crf, emotion_timeline=""):
+               batch_size, precision, filename_prefix, crf, emotion_timeline=""):
         chosen, sampler = sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline)
         clip = load_audio(audio)
         progress = Progress(clip.num_frames)
-        options = _render_options(models, paste_back, stitching, batch_size, fp16)
+        options = _render_options(models, paste_back, stitching, batch_size, precision)
         ui, motion = _save_video(filename_prefix, lambda path: speech_to_video(
             path, models, portrait, clip, chosen, sampler, options, crf, check=check_interrupt,
             on_frame=lambda done: progress.update()))

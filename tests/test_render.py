@@ -48,7 +48,8 @@ def test_batch_size_does_not_change_frames(setup):
 
 def test_face_crops_equal_the_networks_called_frame_by_frame(setup):
     networks, _, portrait, motion = setup
-    frames = list(render_frames(networks, portrait, motion, RenderOptions(batch_size=3, paste_back=False)))
+    options = RenderOptions(batch_size=3, paste_back=False, precision="fp32")
+    frames = list(render_frames(networks, portrait, motion, options))
     yaw = bins_to_degrees(portrait.keypoints["yaw"][:1]).item()
     pitch = bins_to_degrees(portrait.keypoints["pitch"][:1]).item()
     x_s = portrait.source_keypoints()

@@ -11,6 +11,15 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def full_precision(like: torch.Tensor) -> torch.autocast:
+    """A region that runs in float32 even inside reduced-precision autocast; its inputs must be float32.
+
+    For the few operations whose rounding the rendered image shows (see ``ditto_core.precision``); outside
+    autocast it changes nothing.
+    """
+    return torch.autocast(like.device.type, enabled=False)
+
+
 def make_coordinate_grid(depth: int, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
     """Normalised (x, y, z) coordinates of every voxel of a volume.
 

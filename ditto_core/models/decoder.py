@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import SPADEResBlock
+from .blocks import SPADEResBlock, full_precision
 from .state_dict import count_indexed, shape_of
 
 
@@ -34,7 +34,13 @@ class DecoderConfig:
 
 
 class SPADEDecoder(nn.Module):
-    """feature ``[B, 256, 64, 64]`` → image ``[B, 3, 512, 512]`` RGB in (0, 1)."""
+    """feature ``[B, 256, 64, 64]`` float32 → image ``[B, 3, 512, 512]`` float32 RGB in (0, 1).
+
+    Under reduced-precision autocast the first convolution still runs in float32: it maps the feature straight
+    into the residual stream, and rounding either costs about one 8-bit level on average (see
+    ``ditto_core.precision``); it is 1% of the decoder's work. The final sigmoid is float32 too (bf16 cannot
+    hold an 8-bit image exactly).
+    """
 
     def __init__(self, config: DecoderConfig = DecoderConfig()):
         super().__init__()
@@ -51,9 +57,10 @@ class SPADEDecoder(nn.Module):
         )
 
     def forward(self, feature: torch.Tensor) -> torch.Tensor:
-        x = self.fc(feature)
+        with full_precision(feature):
+            x = self.fc(feature)
         for i in range(self.config.num_middle_blocks):
             x = getattr(self, f"G_middle_{i}")(x, feature)
         x = self.up_0(F.interpolate(x, scale_factor=2.0), feature)
         x = self.up_1(F.interpolate(x, scale_factor=2.0), feature)
-        return torch.sigmoid(self.conv_img(F.leaky_relu(x, 0.2)))
+        return torch.sigmoid(self.conv_img(F.leaky_relu(x, 0.2)).float())

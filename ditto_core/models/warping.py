@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConvNormAct, Hourglass3d, keypoint_heatmaps, make_coordinate_grid
+from .blocks import ConvNormAct, Hourglass3d, full_precision, keypoint_heatmaps, make_coordinate_grid
 from .state_dict import count_indexed, shape_of
 
 HOURGLASS = "dense_motion_network.hourglass."
@@ -75,7 +75,9 @@ class DenseMotionNetwork(nn.Module):
     def forward(
         self, feature: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """feature ``[B, C, D, H, W]`` → deformation ``[B, D, H, W, 3]`` and occlusion ``[B, 1, H, W]``."""
+        """feature ``[B, C, D, H, W]`` → deformation ``[B, D, H, W, 3]`` and occlusion ``[B, 1, H, W]``, both
+        float32. Under reduced-precision autocast only the convolutions run in low precision: the sampling, the
+        keypoint fields and the blend of the motions stay float32."""
         b, _, d, h, w = feature.shape
         slots = self.num_kp + 1
         feature = F.relu(self.norm(self.compress(feature)))
@@ -83,7 +85,7 @@ class DenseMotionNetwork(nn.Module):
         motions = self.sparse_motions(grid, kp_source, kp_driving)
 
         repeated = feature[:, None].expand(b, slots, *feature.shape[1:]).reshape(b * slots, -1, d, h, w)
-        deformed = F.grid_sample(repeated, motions.reshape(b * slots, d, h, w, 3), align_corners=False)
+        deformed = F.grid_sample(repeated.float(), motions.reshape(b * slots, d, h, w, 3), align_corners=False)
         deformed = deformed.view(b, slots, -1, d, h, w)
 
         heatmap = keypoint_heatmaps(kp_driving, grid) - keypoint_heatmaps(kp_source, grid)
@@ -91,15 +93,20 @@ class DenseMotionNetwork(nn.Module):
         hourglass_in = torch.cat([heatmap[:, :, None], deformed], dim=2).view(b, -1, d, h, w)
 
         prediction = self.hourglass(hourglass_in)
-        mask = F.softmax(self.mask(prediction), dim=1)
+        mask = F.softmax(self.mask(prediction).float(), dim=1)
         deformation = (motions * mask[..., None]).sum(dim=1)
-        occlusion = torch.sigmoid(self.occlusion(prediction.view(b, -1, h, w)))
+        occlusion = torch.sigmoid(self.occlusion(prediction.view(b, -1, h, w)).float())
         return deformation, occlusion
 
 
 class WarpingNetwork(nn.Module):
     """feature_3d ``[B, 32, 16, 64, 64]``, kp_source ``[B, 21, 3]``, kp_driving ``[B, 21, 3]`` →
-    warped 2-D features ``[B, 256, 64, 64]``."""
+    warped 2-D features ``[B, 256, 64, 64]``, float32.
+
+    Under reduced-precision autocast the dense-motion network's convolutions run in low precision; the warp
+    itself and the two 2-D convolutions that make the output stay float32: the decoder's image follows their
+    rounding closely (bf16 there alone costs about one 8-bit level on average, see ``ditto_core.precision``).
+    """
 
     def __init__(self, config: WarpingConfig = WarpingConfig()):
         super().__init__()
@@ -111,7 +118,8 @@ class WarpingNetwork(nn.Module):
 
     def forward(self, feature_3d: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> torch.Tensor:
         deformation, occlusion = self.dense_motion_network(feature_3d, kp_source, kp_driving)
-        warped = F.grid_sample(feature_3d, deformation, align_corners=False)
-        b, c, d, h, w = warped.shape
-        out = self.fourth(self.third(warped.view(b, c * d, h, w)))
-        return out * occlusion
+        with full_precision(feature_3d):
+            warped = F.grid_sample(feature_3d, deformation, align_corners=False)
+            b, c, d, h, w = warped.shape
+            out = self.fourth(self.third(warped.view(b, c * d, h, w)))
+            return out * occlusion
