@@ -6,6 +6,7 @@
     python -m ditto_core config --models DIR [--online] [--json]
     python -m ditto_core features --audio FILE --models DIR --out FEATS.npy [--backend onnx|hubert]
     python -m ditto_core live --models DIR --portrait IMG [--host 127.0.0.1] [--port 8765] [--token T]
+    python -m ditto_core batch JOBS.csv --models DIR --out OUT_DIR [--workers N] [--ray ADDRESS|auto|local]
 
 Every output path is checked, and its folder made, before any work starts; Ctrl-C stops with one line and exit
 code 130, leaving no partial file.
@@ -174,6 +175,16 @@ def render(args) -> int:
     return 0
 
 
+def batch(args) -> int:
+    """Render every job of a manifest (CSV) into a folder, on this machine's workers or a Ray cluster; a re-run
+    renders only what is missing, failed or changed."""
+    from .batch import run_batch
+
+    summary = run_batch(args.jobs, args.models, args.out, workers=args.workers, ray_address=args.ray,
+                        save_motion=args.save_motion)
+    return 0 if summary.all_good else 1
+
+
 def show_config(args) -> int:
     """Print what the release's cfg configures: keys, scalar values, array shapes."""
     import json
@@ -332,6 +343,21 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--hubert-dir", help="local facebook/hubert-large-ls960-ft folder (hubert back-end)")
     f.add_argument("--download-hubert", action="store_true", help="download HuBERT into --hubert-dir first")
     f.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+
+    b = commands.add_parser("batch", help="render a manifest of jobs (CSV) on this machine or a Ray cluster, "
+                                          "resumable")
+    b.add_argument("jobs", help="CSV with a header: portrait,audio (required), name,emotion,seed,fps,steps "
+                                "(optional); paths relative to the CSV's folder or absolute")
+    b.add_argument("--models", required=True, help=f"{models_help}; with --ray, the same path on every node")
+    b.add_argument("--out", required=True, help="output folder: NAME.mp4 per job and results.jsonl (made if needed)")
+    b.add_argument("--workers", type=int, help="workers, each loading the models once (default: one per CUDA "
+                                               "device, one in all on a CPU-only machine; with --ray, one per GPU "
+                                               "of the cluster, else one per node)")
+    b.add_argument("--ray", metavar="ADDRESS",
+                   help="run the workers as Ray actors: 'local' (a throwaway local Ray instance), 'auto' (the "
+                        "running cluster) or a cluster address; needs pip install ray")
+    b.add_argument("--save-motion", action="store_true", help="also save each job's motion as NAME.safetensors")
+
     v = commands.add_parser("live", help="realtime: serve a page and a WebSocket endpoint, speech in, frames out")
     v.add_argument("--models", default="models/ditto", help=f"{models_help} (default: %(default)s)")
     v.add_argument("--portrait", required=True, help="the image to animate (used when a session names none)")
@@ -353,12 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"render": render, "download": download, "check": check, "config": show_config, "features": features,
-            "live": live}
+            "batch": batch, "live": live}
 
 
 def expected_errors() -> tuple[type[BaseException], ...]:
     """The errors that carry a message for the user (shown as one line, no traceback)."""
     from .audio import AudioInputError, EncoderError
+    from .batch import BatchError
     from .config_pickle import ConfigFileError
     from .download import DownloadError
     from .models import CheckpointError
@@ -366,7 +393,7 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from .portrait import FaceModelError, NoFaceError, PortraitInputError
 
     return (UsageError, AudioInputError, EncoderError, CheckpointError, ConfigFileError, FaceModelError, NoFaceError,
-            PortraitInputError, ConditionError, DownloadError, ValueError, OSError)
+            PortraitInputError, ConditionError, DownloadError, BatchError, ValueError, OSError)
 
 
 def main(argv: list[str] | None = None) -> int:
