@@ -14,6 +14,7 @@ from ..ditto_core.precision import PRECISIONS
 from ..ditto_core.render import RenderOptions
 from ..ditto_core.stream import encode_video, overlaps_by_default, speech_to_video
 from .common import CATEGORY, Progress, check_interrupt, output_ui_entry, unique_output_path
+from .memory import on_device
 from .motion import EMOTION_TIMELINE_WIDGET, SAMPLER_WIDGETS, sampler_settings, validate_emotion_timeline
 
 RENDER_WIDGETS = {
@@ -87,6 +88,7 @@ class DittoRender:
         return {"required": _render_inputs(), "optional": {"audio": ("AUDIO", {"tooltip": "Muxed into the VIDEO."})}}
 
     def render(self, models, portrait, motion, paste_back, stitching, batch_size, precision, audio=None):
+        models = on_device(models)
         progress = Progress(len(motion))
         images = None
         frames = _frames(models, portrait, motion, paste_back, stitching, batch_size, precision, progress)
@@ -113,6 +115,7 @@ class DittoRenderVideo:
 
     def render(self, models, portrait, motion, paste_back, stitching, batch_size, precision, filename_prefix, crf,
                audio=None):
+        models = on_device(models)
         clip = load_audio(audio) if audio is not None else None
         frames = _frames(models, portrait, motion, paste_back, stitching, batch_size, precision, Progress(len(motion)))
         ui, _ = _save_video(filename_prefix, lambda path: encode_video(path, frames, motion.fps, clip, crf,
@@ -147,6 +150,7 @@ class DittoTalkingHeadVideo:
 
     def render(self, models, portrait, audio, emotion, seed, steps, overlap, smoothing, paste_back, stitching,
                batch_size, precision, filename_prefix, crf, emotion_timeline=""):
+        models = on_device(models)
         chosen, sampler = sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline)
         clip = load_audio(audio)
         progress = Progress(clip.num_frames)
