@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        print("\ninterrupted; no partial file was left", file=sys.stderr)
+        print("\nstopped" if args.command == "live" else "\ninterrupted; no partial file was left", file=sys.stderr)
         return INTERRUPTED
     except expected_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
