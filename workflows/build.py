@@ -64,7 +64,7 @@ CURVES = 116  # the motion-curve preview (web/js/ditto_motion_preview.js: 112 + 
 EXTRA_HEIGHT = {  # room for what the front end adds to a node besides its widgets
     "LoadImage": 230,  # the image preview
     "LoadAudio": 60,  # the audio player
-    "LoadVideo": 230,  # the video preview
+    "LoadVideo": 310,  # the video preview
     "SaveVideo": 370,  # the saved video (a 512x600 portrait's, say)
     "DittoRenderVideo": 370,  # the rendered video
     "DittoTalkingHeadVideo": 370,
@@ -156,7 +156,7 @@ class Workflow:
                 connect(entry, name, type_)
                 inputs.append(entry)
         if height is None:
-            height = rows * 20 + 6 + (24 * widget_count + 8 if widget_count else 0) + extra
+            height = rows * 20 + 6 + (24 * widget_count + 8 if widget_count or shows_curves(kind, outputs) else 0) + extra
         node = {
             "id": node_id, "type": kind, "pos": [0, 0], "size": [WIDTH, height],
             "flags": {}, "order": node_id - 1, "mode": 0, "inputs": inputs,
