@@ -9,10 +9,11 @@ from pathlib import Path
 import torch
 
 from ..ditto_core.audio import load_audio
+from ..ditto_core.audio.clip import num_video_frames
 from ..ditto_core.motion.motion import preview_curves
 from ..ditto_core.precision import PRECISIONS
 from ..ditto_core.render import RenderOptions
-from ..ditto_core.stream import encode_video, overlaps_by_default, speech_to_video
+from ..ditto_core.stream import MAX_FPS, MIN_FPS, encode_video, overlaps_by_default, speech_to_video
 from .common import CATEGORY, Progress, check_interrupt, output_ui_entry, unique_output_path
 from .memory import on_device
 from .motion import EMOTION_TIMELINE_WIDGET, SAMPLER_WIDGETS, sampler_settings, validate_emotion_timeline
@@ -28,6 +29,21 @@ RENDER_WIDGETS = {
                                       "fp32: full precision, the reference's exact numbers. Some older cards show "
                                       "black faces with fp16: choose fp32 there."}),
 }
+FPS_WIDGET = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 60.0, "step": 1.0,
+                        "tooltip": "Output frame rate, 10-60 (24, 30, 60, …): the motion is resampled in keypoint "
+                                   "space (head pose through its angles), the audio kept. 0: the motion's own."})
+
+
+def validate_fps(fps: float):
+    """ComfyUI's VALIDATE_INPUTS answer for the fps widget."""
+    return True if fps == 0 or MIN_FPS <= fps <= MAX_FPS else f"fps must be 0 (the motion's own) or {MIN_FPS:g}-{MAX_FPS:g}"
+
+
+def at_fps(motion, fps: float):
+    """The motion at ``fps`` (0: as it is)."""
+    return motion.resample(fps) if fps and abs(fps - motion.fps) > 1e-6 else motion
+
+
 VIDEO_WIDGETS = {
     "filename_prefix": ("STRING", {"default": "ditto/talking_head"}),
     "crf": ("INT", {"default": 18, "min": 0, "max": 51, "tooltip": "h264 quality; lower is better."}),
@@ -85,10 +101,16 @@ class DittoRender:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": _render_inputs(), "optional": {"audio": ("AUDIO", {"tooltip": "Muxed into the VIDEO."})}}
+        return {"required": _render_inputs(), "optional": {"audio": ("AUDIO", {"tooltip": "Muxed into the VIDEO."}),
+                                                           "fps": FPS_WIDGET}}
 
-    def render(self, models, portrait, motion, paste_back, stitching, batch_size, precision, audio=None):
+    @classmethod
+    def VALIDATE_INPUTS(cls, fps=0.0):
+        return validate_fps(fps)
+
+    def render(self, models, portrait, motion, paste_back, stitching, batch_size, precision, audio=None, fps=0.0):
         models = on_device(models)
+        motion = at_fps(motion, fps)
         progress = Progress(len(motion))
         images = None
         frames = _frames(models, portrait, motion, paste_back, stitching, batch_size, precision, progress)
@@ -111,11 +133,16 @@ class DittoRenderVideo:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {**_render_inputs(), **VIDEO_WIDGETS}, "optional": {"audio": ("AUDIO",)}}
+        return {"required": {**_render_inputs(), **VIDEO_WIDGETS}, "optional": {"audio": ("AUDIO",), "fps": FPS_WIDGET}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, fps=0.0):
+        return validate_fps(fps)
 
     def render(self, models, portrait, motion, paste_back, stitching, batch_size, precision, filename_prefix, crf,
-               audio=None):
+               audio=None, fps=0.0):
         models = on_device(models)
+        motion = at_fps(motion, fps)
         clip = load_audio(audio) if audio is not None else None
         frames = _frames(models, portrait, motion, paste_back, stitching, batch_size, precision, Progress(len(motion)))
         ui, _ = _save_video(filename_prefix, lambda path: encode_video(path, frames, motion.fps, clip, crf,
@@ -141,21 +168,25 @@ class DittoTalkingHeadVideo:
         return {
             "required": {"models": ("DITTO_MODELS",), "portrait": ("DITTO_PORTRAIT",), "audio": ("AUDIO",),
                          **SAMPLER_WIDGETS, **RENDER_WIDGETS, **VIDEO_WIDGETS},
-            "optional": {"emotion_timeline": EMOTION_TIMELINE_WIDGET},
+            "optional": {"emotion_timeline": EMOTION_TIMELINE_WIDGET,
+                         "fps": ("FLOAT", {**FPS_WIDGET[1], "default": 25.0, "min": MIN_FPS,
+                                           "tooltip": "Output frame rate, 10-60: the motion (sampled at 25) is "
+                                                      "resampled in keypoint space, the audio kept."})},
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, emotion_timeline=""):
-        return validate_emotion_timeline(emotion_timeline)
+    def VALIDATE_INPUTS(cls, emotion_timeline="", fps=25.0):
+        timeline = validate_emotion_timeline(emotion_timeline)
+        return timeline if timeline is not True else validate_fps(fps)
 
     def render(self, models, portrait, audio, emotion, seed, steps, overlap, smoothing, paste_back, stitching,
-               batch_size, precision, filename_prefix, crf, emotion_timeline=""):
+               batch_size, precision, filename_prefix, crf, emotion_timeline="", fps=25.0):
         models = on_device(models)
         chosen, sampler = sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline)
         clip = load_audio(audio)
-        progress = Progress(clip.num_frames)
+        progress = Progress(num_video_frames(len(clip.samples), fps))
         options = _render_options(models, paste_back, stitching, batch_size, precision)
         ui, motion = _save_video(filename_prefix, lambda path: speech_to_video(
             path, models, portrait, clip, chosen, sampler, options, crf, check=check_interrupt,
-            on_frame=lambda done: progress.update()))
+            on_frame=lambda done: progress.update(), fps=fps))
         return {"ui": {**ui, "ditto_motion": [preview_curves(motion)]}, "result": (motion,)}

@@ -267,3 +267,16 @@ def test_networks_are_under_comfyui_model_management(graph):
     features, _ = nodes["DittoEncodeAudio"].encode(models, audio)
     motion = nodes["DittoSampleMotion"].sample(models, portrait, features, "happy", 1, 1, 10, 1)["result"][0]
     assert state.loaded_models == [patcher] and len(motion) == features.num_frames  # loaded again when needed
+
+
+def test_render_nodes_resample_to_another_frame_rate(graph):
+    pack, state, base, nodes, models, image, audio = graph
+    (portrait,) = nodes["DittoRegisterPortrait"].register(models, image, "first image", 0, "as released", 2.3,
+                                                          -0.125, 0, 0.5)
+    features, _ = nodes["DittoEncodeAudio"].encode(models, audio)
+    motion = nodes["DittoSampleMotion"].sample(models, portrait, features, "happy", 1, 1, 10, 1)["result"][0]
+    frames, _, video = nodes["DittoRender"].render(models, portrait, motion, True, "on", 4, "fp32", audio, fps=50.0)
+    assert len(frames) == 2 * len(motion) and video.get_components().frame_rate == 50
+    node = pack.NODE_CLASS_MAPPINGS["DittoRender"]
+    assert node.VALIDATE_INPUTS(fps=0.0) is True and node.VALIDATE_INPUTS(fps=30.0) is True
+    assert "fps must be 0" in node.VALIDATE_INPUTS(fps=5.0)
