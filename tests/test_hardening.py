@@ -152,7 +152,7 @@ def _interrupted_render(env):
                                                              0, "custom", 2.3, -0.125, 1920, 0.5)
     state.interrupt_checks, state.interrupt_after = 0, 1
     try:
-        nodes["DittoRenderVideo"]().render(models, portrait, Motion(torch.zeros(9, 265)), True, True, 2, False,
+        nodes["DittoRenderVideo"]().render(models, portrait, Motion(torch.zeros(9, 265)), True, "on", 2, "auto",
                                            "ditto/cut", 18, None)
     finally:
         state.interrupt_after = None
