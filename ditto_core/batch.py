@@ -576,10 +576,11 @@ class LocalExecutor:
     def close(self) -> None:
         for tasks in self.tasks:
             tasks.put(None)
+        started = [process for process in self.processes if process.pid is not None]
         deadline = time.monotonic() + 10
-        for process in self.processes:
+        for process in started:
             process.join(max(deadline - time.monotonic(), 0.1))
-        for process in self.processes:
+        for process in started:
             if process.is_alive():  # stuck: the sweep of temporary files after close removes what it leaves
                 process.kill()
                 process.join()
@@ -627,14 +628,16 @@ def import_ray():
 
 def connect_ray(ray, address: str) -> bool:
     """Start a throwaway local Ray instance (``local``) or join a running cluster (``auto`` or an address);
-    the pack's code travels with the job. Returns whether a local instance was started."""
+    the pack's code travels with the job. The actors' own output stays in Ray's logs (on each node, under
+    /tmp/ray/session_latest/logs): results come back through the driver, whose summary stays the last line.
+    Returns whether a local instance was started."""
     package = str(Path(__file__).resolve().parent)
-    runtime_env = {"py_modules": [package], "excludes": ["__pycache__"]}
+    options = {"runtime_env": {"py_modules": [package], "excludes": ["__pycache__"]},
+               "logging_level": logging.WARNING, "log_to_driver": False}
     if address == "local":
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, runtime_env=runtime_env,
-                 logging_level=logging.WARNING)
+        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **options)
         return True
-    ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING)
+    ray.init(address=address, **options)
     return False
 
 
