@@ -37,7 +37,7 @@ from typing import TextIO
 
 REQUIRED_COLUMNS = ("portrait", "audio")
 OPTIONAL_COLUMNS = ("name", "emotion", "seed", "fps", "steps")
-SUPPORTED_FPS = 25
+SAMPLED_FPS = 25  # the rate motion is sampled at; other output rates are resampled from it
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif"}
 RESULTS_FILE = "results.jsonl"
 LOCK_FILE = ".batch.lock"
@@ -73,7 +73,7 @@ class Row:
     audio: Path
     emotion: str | None = None
     seed: int = 0
-    fps: int = SUPPORTED_FPS
+    fps: float = float(SAMPLED_FPS)
     steps: int | None = None
 
     def settings(self) -> dict:
@@ -185,17 +185,18 @@ def integer(value: str | None, column: str, default: int | None, minimum: int | 
     return number
 
 
-def check_fps(value: str | None) -> int:
+def check_fps(value: str | None) -> float:
+    """The fps column: empty for Ditto's own 25, else a rate from 10 to 60 (the motion is resampled)."""
+    from .stream import check_fps as check_rate
+
     if not value:
-        return SUPPORTED_FPS
+        return float(SAMPLED_FPS)
     try:
         fps = float(value)
     except ValueError:
         raise ValueError(f"fps must be a number, got {value!r}") from None
-    if fps != SUPPORTED_FPS:
-        raise ValueError(f"fps {value} is not supported yet: videos are rendered at {SUPPORTED_FPS} fps only, "
-                         f"Ditto's own rate (other rates are coming); leave fps empty or write {SUPPORTED_FPS}")
-    return SUPPORTED_FPS
+    check_rate(fps)
+    return fps
 
 
 def mark_duplicates(rows: list[Row | BadRow]) -> list[Row | BadRow]:
@@ -417,7 +418,7 @@ def render_job(pipeline, job: Job, check: Callable[[], None], on_frame: Callable
     check()
     sampler = SamplerOptions(steps=row.steps, seed=row.seed)
     motion = speech_to_video(job.video, pipeline, portrait, clip, row.emotion, sampler, check=check,
-                             on_frame=on_frame)
+                             on_frame=on_frame, fps=row.fps)
     if job.motion is not None:
         motion.save(job.motion)
     return len(motion)

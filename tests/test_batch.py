@@ -203,7 +203,7 @@ def test_each_bad_row_is_its_own_error_with_its_line(tmp_path):
     path = tmp_path / "jobs.csv"
     path.write_text("Portrait, Audio ,name,fps,seed,steps\n"
                     "faces/a.jpg,/abs/a.wav,,,,\n"
-                    "a.jpg,a.wav,,30,,\n"
+                    "a.jpg,a.wav,,75,,\n"
                     "a.jpg,a.wav,two,,x,\n"
                     "a.jpg,a.wav,three,,,0\n"
                     "b.jpg,b.wav,a_a,25,3,4\n"
@@ -212,8 +212,7 @@ def test_each_bad_row_is_its_own_error_with_its_line(tmp_path):
                     "c.jpg,c.wav,x,,,,extra\n")
     rows = read_manifest(path)
     assert rows[0] == Row(2, "a_a", tmp_path / "faces" / "a.jpg", Path("/abs/a.wav"))
-    assert rows[1] == BadRow(3, "a_a", "line 3: fps 30 is not supported yet: videos are rendered at 25 fps only, "
-                                       "Ditto's own rate (other rates are coming); leave fps empty or write 25")
+    assert rows[1] == BadRow(3, "a_a", "line 3: the frame rate must be between 10 and 60 fps, got 75")
     assert rows[2].message == "line 4: seed must be a whole number, got 'x'"
     assert rows[3].message == "line 5: steps must be at least 1, got 0"
     assert rows[4] == BadRow(6, "a_a", "line 6: the name 'a_a' is already used by line 2; give this row its own "
