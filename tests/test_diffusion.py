@@ -48,5 +48,5 @@ def test_ddim_time_pairs(steps, head, tail):
 
 
 def test_ddim_time_pairs_rejects_zero_steps():
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ValueError, match="sampling steps must be between 1 and 1000"):
         ddim_time_pairs(0)
