@@ -6,6 +6,7 @@ from ditto_core.diffusion import alphas_cumprod
 from ditto_core.models import load_network
 from ditto_core.models.examples import example_inputs
 from ditto_core.models.lmdm import LMDMConfig, MotionDenoiser
+from ditto_core.motion.sampler import WindowSampler
 from ditto_core.release import NETWORK_FILES
 from ditto_core.testing.fake_release import randomize
 
@@ -25,6 +26,25 @@ def test_guided_step_formulas(small_release):
     torch.testing.assert_close(x_start, u + 2 * (c - u))
     a = alphas_cumprod()[321]
     torch.testing.assert_close(pred_noise, (x - a.sqrt() * x_start) / (1 - a).sqrt(), rtol=1e-4, atol=1e-4)
+
+
+def test_batched_guidance_computes_both_branches_in_one_call(small_release):
+    """The fast path (one decoder call of batch 2B) gives the two-call step up to float rounding, also over a
+    whole sampled window; the default stays the bit-exact two-call path."""
+    net = _lmdm(small_release)
+    assert not net.batched_guidance
+    x, cond_frame, cond, _ = example_inputs("lmdm", net)
+    x, cond_frame, cond = x.repeat(2, 1, 1), cond_frame.repeat(2, 1), cond.repeat(2, 1, 1)
+    t = torch.tensor([321, 40])
+    with torch.inference_mode():
+        separate = net(x, cond_frame, cond, t)
+        window = WindowSampler(net, 5, seed=0)(cond_frame[0], cond[0])
+        net.batched_guidance = True
+        batched = net(x, cond_frame, cond, t)
+        batched_window = WindowSampler(net, 5, seed=0)(cond_frame[0], cond[0])
+    for a, b in zip(batched, separate):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(batched_window, window, rtol=1e-5, atol=1e-5)
 
 
 def test_unconditional_branch_ignores_conditions_but_not_the_condition_frame(small_release):

@@ -205,6 +205,30 @@ class MotionDenoiser(nn.Module):
         )
         self.final_layer = nn.Linear(d, config.motion_dim)
 
+    def condition(self, cond: torch.Tensor, time_cond: torch.Tensor, conditioned: bool = True,
+                  batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder's memory ``[B, T+2, D]`` and FiLM vector ``[B, D]`` from cond ``[B, T, C]`` and time_cond
+        ``[B]`` int64. ``conditioned=False`` is the guidance's unconditional branch: the learned null embeddings
+        (``batch`` copies) replace the encoded conditions, and ``cond`` is unused."""
+        if conditioned:
+            cond_tokens = self.cond_encoder(self.cond_projection(cond))
+            cond_hidden = self.non_attn_cond_projection(cond_tokens.mean(dim=-2))
+        else:
+            cond_tokens = self.null_cond_embed.expand(batch, -1, -1)
+            cond_hidden = self.null_cond_hidden.expand(batch, -1)
+
+        t_hidden = self.time_mlp(time_cond)
+        t_vec = self.to_time_cond(t_hidden) + cond_hidden
+        t_tokens = self.to_time_tokens(t_hidden).view(batch, 2, -1)
+        return self.norm_cond(torch.cat([cond_tokens, t_tokens], dim=-2)), t_vec
+
+    def denoise(self, x: torch.Tensor, cond_frame: torch.Tensor, memory: torch.Tensor, t_vec: torch.Tensor
+                ) -> torch.Tensor:
+        """x ``[B, T, 265]``, cond_frame ``[B, 265]`` and ``condition``'s memory and vector → x₀ ``[B, T, 265]``."""
+        b, seq_len = x.shape[:2]
+        h = self.input_projection(torch.cat([x, cond_frame[:, None].expand(b, seq_len, -1)], dim=-1))
+        return self.final_layer(self.seqTransDecoder(h, memory, t_vec))
+
     def forward(
         self,
         x: torch.Tensor,
@@ -218,22 +242,8 @@ class MotionDenoiser(nn.Module):
         ``conditioned=False`` is the guidance's unconditional branch: the learned null embeddings replace the
         encoded conditions (``cond`` is then unused); ``cond_frame`` is kept.
         """
-        b, seq_len = x.shape[:2]
-        h = self.input_projection(torch.cat([x, cond_frame[:, None].expand(b, seq_len, -1)], dim=-1))
-
-        if conditioned:
-            cond_tokens = self.cond_encoder(self.cond_projection(cond))
-            cond_hidden = self.non_attn_cond_projection(cond_tokens.mean(dim=-2))
-        else:
-            cond_tokens = self.null_cond_embed.expand(b, -1, -1)
-            cond_hidden = self.null_cond_hidden.expand(b, -1)
-
-        t_hidden = self.time_mlp(time_cond)
-        t_vec = self.to_time_cond(t_hidden) + cond_hidden
-        t_tokens = self.to_time_tokens(t_hidden).view(b, 2, -1)
-        memory = self.norm_cond(torch.cat([cond_tokens, t_tokens], dim=-2))
-
-        return self.final_layer(self.seqTransDecoder(h, memory, t_vec))
+        memory, t_vec = self.condition(cond, time_cond, conditioned, batch=x.shape[0])
+        return self.denoise(x, cond_frame, memory, t_vec)
 
 
 class LMDM(nn.Module):
@@ -242,12 +252,16 @@ class LMDM(nn.Module):
     forward(x ``[B, T, 265]``, cond_frame ``[B, 265]``, cond ``[B, T, C]``, time_cond ``[B]`` int64) →
     (pred_noise ``[B, T, 265]``, x_start ``[B, T, 265]``), with x_start = u + (c − u)·w for the unconditional
     and conditional predictions u, c and guidance weight w (2 in the release).
+
+    ``batched_guidance``: compute u and c in one decoder call of batch 2B instead of two calls, the same numbers
+    up to float rounding (not bit-identical to the reference; off by default, see bench/RESULTS.md).
     """
 
-    def __init__(self, model: MotionDenoiser, guidance_weight: float = 2.0):
+    def __init__(self, model: MotionDenoiser, guidance_weight: float = 2.0, batched_guidance: bool = False):
         super().__init__()
         self.model = model
         self.guidance_weight = guidance_weight
+        self.batched_guidance = batched_guidance
         acp = alphas_cumprod()
         self.register_buffer("alphas_cumprod", acp, persistent=False)
         self.register_buffer("sqrt_recip1m_alphas_cumprod", torch.sqrt(1.0 / (1.0 - acp)), persistent=False)
@@ -260,9 +274,21 @@ class LMDM(nn.Module):
     def guided_x_start(
         self, x: torch.Tensor, cond_frame: torch.Tensor, cond: torch.Tensor, time_cond: torch.Tensor
     ) -> torch.Tensor:
-        unconditional = self.model(x, cond_frame, cond, time_cond, conditioned=False)
-        conditional = self.model(x, cond_frame, cond, time_cond, conditioned=True)
+        if self.batched_guidance:
+            unconditional, conditional = self.both_branches(x, cond_frame, cond, time_cond).chunk(2)
+        else:
+            unconditional = self.model(x, cond_frame, cond, time_cond, conditioned=False)
+            conditional = self.model(x, cond_frame, cond, time_cond, conditioned=True)
         return unconditional + (conditional - unconditional) * self.guidance_weight
+
+    def both_branches(
+        self, x: torch.Tensor, cond_frame: torch.Tensor, cond: torch.Tensor, time_cond: torch.Tensor
+    ) -> torch.Tensor:
+        """The unconditional then the conditional prediction ``[2B, T, 265]``, from one decoder call."""
+        b = x.shape[0]
+        branches = [self.model.condition(cond, time_cond, conditioned, batch=b) for conditioned in (False, True)]
+        memory, t_vec = (torch.cat(parts) for parts in zip(*branches))
+        return self.model.denoise(x.repeat(2, 1, 1), cond_frame.repeat(2, 1), memory, t_vec)
 
     def noise_from_x_start(self, x: torch.Tensor, time_cond: torch.Tensor, x_start: torch.Tensor) -> torch.Tensor:
         """ε̂ = x_t/√(1 − ᾱ_t) − x₀/√(1/ᾱ_t − 1)."""
