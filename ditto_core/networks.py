@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -54,3 +54,12 @@ def load_networks(root: str | Path, device: str | torch.device = "cpu") -> Ditto
     device = usable_device(device)
     networks = {kind: load_network(kind, status.present[kind], device) for kind in NETWORK_FILES}
     return DittoNetworks(root=status.root, **networks)
+
+
+def compile_renderer(networks: DittoNetworks) -> DittoNetworks:
+    """The same networks with the warp network and decoder (the renderer's cost) wrapped in ``torch.compile``.
+
+    For CUDA, where it is not measured yet (no GPU in the sessions so far); the first frames wait for the
+    compilation. On a CPU it does not pay for clips of ordinary length (bench/RESULTS.md).
+    """
+    return replace(networks, warp_network=torch.compile(networks.warp_network), decoder=torch.compile(networks.decoder))
