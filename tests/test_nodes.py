@@ -116,6 +116,22 @@ def test_interrupt_mid_render_leaves_no_file(graph):
     assert not any(p.is_file() for p in (base / "output").rglob("*"))
 
 
+def test_render_nodes_choose_the_precision(graph):
+    from ditto_core.motion import Motion
+
+    pack, _, _, nodes, models, image, _ = graph
+    for name in ("DittoRender", "DittoRenderVideo", "DittoTalkingHeadVideo"):
+        choices, spec = pack.NODE_CLASS_MAPPINGS[name].INPUT_TYPES()["required"]["precision"]
+        assert choices == ["auto", "fp32", "bf16", "fp16"] and spec["default"] == "auto"
+    (portrait,) = nodes["DittoRegisterPortrait"].register(models, image, "first image", 0, "custom", 2.3, -0.125, 1920, 0.5)
+    motion = Motion(torch.randn(2, 265, generator=torch.Generator().manual_seed(0)) * 0.1)
+    fp32, bf16 = (nodes["DittoRender"].render(models, portrait, motion, False, "on", 2, p)[0] for p in ("fp32", "bf16"))
+    options = models.render_options(stitching=True, batch_size=2, paste_back=False, precision="fp32")
+    expected = torch.from_numpy(np.stack(list(models.render(portrait, motion, options)))).float() / 255
+    torch.testing.assert_close(fp32, expected, rtol=0, atol=0)
+    assert not torch.equal(fp32, bf16)
+
+
 def test_talking_head_video_node_streams_the_same_motion_into_an_mp4(graph):
     import av
 
