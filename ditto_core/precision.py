@@ -2,9 +2,9 @@
 
 Only the convolution-heavy renderer networks, the warp network and the decoder, may compute in reduced precision
 (through autocast). Everything else computes in float32: the extractors, the stitching network, the keypoint
-transform, the LMDM, and inside those two networks the operations they mark ``full_precision`` (the 3-D
-sampling, the motion blend, the convolutions that make and first read the warped feature, the final sigmoid),
-whose rounding the image shows.
+transform, the LMDM, and inside those two networks the operations they keep in float32 (``full_precision``
+regions and ``.float()`` casts: the 3-D sampling, the motion blend, the convolutions that make and first read the
+warped feature, the final sigmoid), whose rounding the image shows.
 
 ``auto`` picks, per device:
 
@@ -62,14 +62,13 @@ class DeviceDescription:
 
 @dataclass(frozen=True)
 class PrecisionPlan:
-    """The resolved precision of the networks in ``reduced``; every other network computes in float32."""
+    """The resolved precision of the networks in ``REDUCIBLE_NETWORKS``; every other network computes in float32."""
 
     precision: str = "fp32"  # "fp32", "bf16" or "fp16"
-    reduced: tuple[str, ...] = REDUCIBLE_NETWORKS
 
     def dtype(self, network: str) -> torch.dtype:
         """The dtype network ``network`` (a DittoNetworks field name) computes its convolutions in."""
-        return DTYPES[self.precision] if network in self.reduced else torch.float32
+        return DTYPES[self.precision] if network in REDUCIBLE_NETWORKS else torch.float32
 
     def autocast(self, network: str, device_type: str) -> torch.autocast:
         """The autocast region to call ``network`` in (a disabled one at float32)."""
