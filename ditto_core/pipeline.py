@@ -82,7 +82,7 @@ class MotionPlan:
             emotion = parse_emotion(emotion)  # the one parser the CLI and the nodes use too
         self.emotion = config.emotion if emotion is None else emotion
         self.source = ConditionSource.of(portrait, config)
-        drive_eyes = (not portrait.is_video) if config.drive.drive_eyes is None else config.drive.drive_eyes
+        drive_eyes = config.drive.eyes_driven(portrait.is_video)
         blinks = config.blinks
         self.blinks = (plan_blinks(blinks.template, blinks.open_frames, blinks.schedule_frames, clip_frames, self.seed)
                        if blinks.enabled and drive_eyes else None)

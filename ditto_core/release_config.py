@@ -149,7 +149,7 @@ class ReleaseConfig:
             "condition parts (use_emo/use_eye_open/use_eye_ball/use_sc)": (self.parts.width, lmdm_config.cond_dim),
         }
         for key, (cfg_value, model_value) in expected.items():
-            if int(cfg_value) != int(model_value):
+            if _number(self.name, key, cfg_value, integer=True) != int(model_value):
                 raise ConfigFileError(
                     f"{self.name}: {key} gives {cfg_value}, but the motion model (lmdm_v0.4_hubert.pth) has "
                     f"{model_value}; the cfg and the checkpoint come from different releases. Download both from "

@@ -34,6 +34,10 @@ class DriveOptions:
     frame_controls: dict = field(default_factory=dict)  # every frame: delta_/alpha_ pitch/yaw/roll, delta_exp, vad_alpha
     stitching: bool = True
 
+    def eyes_driven(self, is_video: bool) -> bool:
+        """Whether the eye keypoints come from the motion: ``drive_eyes``, or by default for images only."""
+        return (not is_video) if self.drive_eyes is None else self.drive_eyes
+
 
 def keypoint_mask(indices) -> torch.Tensor:
     """``[63]`` float mask that is 1 on all three coordinates of the given keypoints."""
@@ -86,7 +90,7 @@ def driving_keypoints(
     frame_indices = torch.as_tensor(frame_indices, dtype=torch.long)
     source_indices = torch.as_tensor(source_indices, dtype=torch.long)
     driven_fields = options.driven_fields or (VIDEO_DRIVEN_FIELDS if is_video else IMAGE_DRIVEN_FIELDS)
-    drive_eyes = (not is_video) if options.drive_eyes is None else options.drive_eyes
+    drive_eyes = options.eyes_driven(is_video)
     gains = field_gains(options, driven_fields, float(source["scale"][0].reshape(-1)[0]))
     src = {name: values[source_indices].float() for name, values in source.items()}
     fields = {}
