@@ -135,7 +135,7 @@ def render(args) -> int:
     from .motion.conditions import parse_emotion
     from .pipeline import DittoPipeline
     from .portrait.images import load_image
-    from .release import CONFIG_FILES, check_release
+    from .release import check_release
     from .stream import check_fps, speech_to_video
 
     check_fps(args.fps)
@@ -143,10 +143,7 @@ def render(args) -> int:
     motion_path = output_path(args.save_motion, ".safetensors", "--save-motion") if args.save_motion else None
     emotion = parse_emotion(args.emotion) if args.emotion is not None else None
     status = check_release(args.models)
-    not_needed = set(CONFIG_FILES) if args.code_defaults else {"online_config"}
-    if args.backend == "hubert":
-        not_needed.add("hubert")
-    if set(status.missing) - not_needed:
+    if status.missing_needed(args.code_defaults, args.backend):
         print(status.report(), file=sys.stderr)
         print("error: the Ditto model files above are missing; download them, then run this command again.",
               file=sys.stderr)

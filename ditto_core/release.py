@@ -90,6 +90,14 @@ class ReleaseStatus:
     def complete(self) -> bool:
         return not self.missing
 
+    def missing_needed(self, code_defaults: bool = False, audio_backend: str = "onnx") -> set[str]:
+        """The missing files a render needs: not the cfgs when running on the code's defaults, not the online cfg
+        (live sessions only), not the HuBERT ONNX with the transformers back-end."""
+        optional = set(CONFIG_FILES) if code_defaults else {"online_config"}
+        if audio_backend == "hubert":
+            optional.add("hubert")
+        return set(self.missing) - optional
+
     def report(self) -> str:
         lines = [f"Ditto release at {self.root}:"]
         for name, file in RELEASE_FILES.items():

@@ -13,7 +13,7 @@ from ..ditto_core.download import download_release
 from ..ditto_core.models import CheckpointError
 from ..ditto_core.networks import usable_device
 from ..ditto_core.pipeline import DittoPipeline
-from ..ditto_core.release import CONFIG_FILES, PYTORCH_DIR, check_release
+from ..ditto_core.release import PYTORCH_DIR, check_release
 from .common import CATEGORY, check_interrupt
 from .memory import ManagedPipeline
 
@@ -86,8 +86,7 @@ class DittoLoadModels:
         folder = resolve_choice(release)
         code_defaults = SETTINGS[settings]
         status = check_release(folder)
-        optional = set(CONFIG_FILES) if code_defaults else {"online_config"}  # online: only for live sessions
-        missing = set(status.missing) - optional
+        missing = status.missing_needed(code_defaults)
         if missing and not download_missing:
             raise CheckpointError(f"{status.report()}\nOr switch on download_missing on this node"
                                   + ("." if code_defaults else ", or choose 'reference code defaults' (settings) "
