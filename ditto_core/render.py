@@ -13,7 +13,7 @@ from .motion.drive import DriveOptions, driving_keypoints
 from .motion.motion import Motion
 from .networks import DittoNetworks
 from .portrait.paste import paste_back
-from .portrait.registration import Portrait, mirror_index
+from .portrait.registration import Portrait
 from .precision import DeviceDescription, check_precision, precision_plan
 
 
@@ -56,7 +56,7 @@ def render_frames(
         if check is not None:
             check()
         frames = list(range(batch_start, min(batch_start + options.batch_size, stop)))
-        sources = [mirror_index(first_index + f, portrait.num_frames) for f in frames]
+        sources = [portrait.source_frame(first_index + f) for f in frames]
         _, x_d = driving_keypoints(
             source, (yaw_s, pitch_s), motion, frames, sources, portrait.is_video, options.drive
         )

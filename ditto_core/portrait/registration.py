@@ -39,7 +39,8 @@ class Portrait:
     keypoints: motion-extractor outputs, each ``[F, …]`` float32 (pose logits ``[F, 66]``, t ``[F, 3]``,
     exp ``[F, 63]``, scale ``[F, 1]``, kp ``[F, 63]``), temporally smoothed for videos;
     appearance: ``[F, 32, 16, 64, 64]`` float32; eye_open ``[F, 2]``; eye_ball ``[F, 6]``;
-    canonical_kp ``[63]``: frame 0's kp before smoothing; landmarks ``[F, 203, 2]``.
+    canonical_kp ``[63]``: frame 0's kp before smoothing; landmarks ``[F, 203, 2]``; has_face ``[F]`` bool: False
+    where no face was found (a source video's cut or occlusion: the frame is shown unchanged).
     """
 
     images: np.ndarray
@@ -50,6 +51,7 @@ class Portrait:
     eye_ball: np.ndarray
     canonical_kp: np.ndarray
     landmarks: np.ndarray
+    has_face: np.ndarray
     options: RegistrationOptions = field(default_factory=RegistrationOptions)
 
     @property
@@ -59,6 +61,10 @@ class Portrait:
     @property
     def is_video(self) -> bool:
         return self.num_frames > 1
+
+    def source_frame(self, index: int) -> int:
+        """The source frame behind output frame ``index`` (a video source loops ping-pong)."""
+        return mirror_index(index, self.num_frames)
 
     def source_keypoints(self) -> torch.Tensor:
         """Posed source keypoints x_s ``[F, 21, 3]``."""
@@ -172,6 +178,7 @@ def register_portrait(
         eye_ball=np.stack(eye_ball),
         canonical_kp=canonical_kp,
         landmarks=np.stack(landmarks),
+        has_face=np.ones(len(frames), dtype=bool),
         options=options,
     )
 
