@@ -38,7 +38,6 @@ from typing import TextIO
 REQUIRED_COLUMNS = ("portrait", "audio")
 OPTIONAL_COLUMNS = ("name", "emotion", "seed", "fps", "steps")
 SAMPLED_FPS = 25  # the rate motion is sampled at; other output rates are resampled from it
-VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif"}
 RESULTS_FILE = "results.jsonl"
 LOCK_FILE = ".batch.lock"
 STOP_GRACE_S = 60.0  # how long a stopped worker may take to finish its current render batch
@@ -377,34 +376,6 @@ def require_model_files(models: str | Path) -> None:
             f"it.")
 
 
-def read_video_frames(path: Path, limit: int = -1) -> list:
-    """The frames of a portrait video as RGB uint8 arrays (the first ``limit`` when > 0), read with PyAV."""
-    import av
-
-    from .portrait import PortraitInputError
-
-    frames = []
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise PortraitInputError(f"{path} has no video stream; give an image or a video of a face")
-            for frame in container.decode(video=0):
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if 0 < limit <= len(frames):
-                    break
-    except av.FFmpegError as exc:
-        raise PortraitInputError(f"cannot read {path} as a video: {exc}") from exc
-    if not frames:
-        raise PortraitInputError(f"{path} holds no video frames")
-    return frames
-
-
-def portrait_source(path: Path, max_frames: int):
-    """What ``pipeline.register`` takes for a portrait file: the path of an image, or a video's frames (a
-    looping video source)."""
-    return read_video_frames(path, max_frames) if path.suffix.lower() in VIDEO_SUFFIXES else path
-
-
 def render_job(pipeline, job: Job, check: Callable[[], None], on_frame: Callable[[int], None]) -> int:
     """Render one job with a loaded pipeline: the mp4 (and the motion file), each written atomically. Returns the
     number of frames."""
@@ -414,7 +385,7 @@ def render_job(pipeline, job: Job, check: Callable[[], None], on_frame: Callable
 
     row = job.row
     clip = load_audio(row.audio)
-    portrait = pipeline.register(portrait_source(row.portrait, pipeline.registration_options().max_frames))
+    portrait = pipeline.register_file(row.portrait, check=check)
     check()
     sampler = SamplerOptions(steps=row.steps, seed=row.seed)
     motion = speech_to_video(job.video, pipeline, portrait, clip, row.emotion, sampler, check=check,

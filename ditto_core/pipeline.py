@@ -18,9 +18,10 @@ from .motion.motion import Motion
 from .motion.sampler import MotionChain, SamplerOptions, WindowSampler, first_frame_vector
 from .networks import DittoNetworks, load_networks
 from .portrait import FaceModels, Portrait, RegistrationOptions, load_face_models, register_portrait
-from .portrait.registration import mirror_index
+from .portrait.registration import SourceTimeline
 from .release_config import ReleaseConfig, load_configs, missing_config_message
 from .render import RenderOptions, render_frames
+from .video import VIDEO_SUFFIXES, read_video
 
 
 @dataclass(frozen=True)
@@ -28,13 +29,15 @@ class ConditionSource:
     """What the LMDM's conditions read of the source: eye state per source frame, canonical keypoints and the
     first window's condition frame; the portrait's, or the release's stored source (``ch_info``) when set.
 
-    eye_open ``[F, 2]``; eye_ball ``[F, 6]``; canonical_kp ``[63]``; first_frame ``[265]``.
+    eye_open ``[F, 2]``; eye_ball ``[F, 6]``; canonical_kp ``[63]``; first_frame ``[265]``; timeline: which source
+    frame each output frame shows.
     """
 
     eye_open: np.ndarray
     eye_ball: np.ndarray
     canonical_kp: np.ndarray
     first_frame: torch.Tensor
+    timeline: SourceTimeline
     eyes_from_first_frame: bool = False  # eye_f0_mode: every frame uses source frame 0's eye state
 
     @classmethod
@@ -42,15 +45,15 @@ class ConditionSource:
         stored = config.canonical
         if stored is None:
             return cls(portrait.eye_open, portrait.eye_ball, portrait.canonical_kp,
-                       first_frame_vector(portrait.keypoints), config.eye_first_frame_only)
+                       first_frame_vector(portrait.keypoints), portrait.timeline, config.eye_first_frame_only)
         return cls(stored.eye_open, stored.eye_ball, stored.canonical_kp, first_frame_vector(stored.keypoints),
-                   config.eye_first_frame_only)
+                   SourceTimeline(len(stored.eye_open)), config.eye_first_frame_only)
 
-    def eye_rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """Eye-open ``[n, 2]`` and eye-ball ``[n, 6]`` for frames ``start:stop`` (a video source loops ping-pong;
-        negative indices, the online pre-roll, use frame 0)."""
-        frames = len(self.eye_open)
-        index = [0 if self.eyes_from_first_frame else mirror_index(i, frames) for i in range(start, stop)]
+    def eye_rows(self, start: int, stop: int, fps: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
+        """Eye-open ``[n, 2]`` and eye-ball ``[n, 6]`` for frames ``start:stop`` at ``fps`` (a video source's
+        frame at each one's time, looped as the portrait says; negative indices, the online pre-roll, use frame
+        0)."""
+        index = [0 if self.eyes_from_first_frame else self.timeline.frame(i, fps) for i in range(start, stop)]
         return self.eye_open[index], self.eye_ball[index]
 
 
@@ -59,7 +62,7 @@ def motion_conditions(source: ConditionSource, audio: torch.Tensor, emotion, con
     """The LMDM's conditions ``[n, cond_dim]`` for frames ``start:start+n`` given their audio rows ``[n, 1024]``
     (negative frame indices: the online pre-roll, conditioned like frame 0)."""
     stop = start + len(audio)
-    eye_open, eye_ball = source.eye_rows(start, stop)
+    eye_open, eye_ball = source.eye_rows(start, stop, fps)
     emotion_rows = emotion_timeline(emotion, max(stop, 1), fps)[[max(i, 0) for i in range(start, stop)]]
     return build_conditions(audio, emotion_rows, eye_open, eye_ball, source.canonical_kp, cond_dim, parts)
 
@@ -169,11 +172,20 @@ class DittoPipeline:
             raise ConfigFileError(missing_config_message(self.networks.root, "online_config"))
         return self.online_config
 
-    def register(self, images, options: RegistrationOptions | None = None) -> Portrait:
+    def register(self, images, options: RegistrationOptions | None = None, fps: float | None = None,
+                 check=None) -> Portrait:
         """images: a file path, a PIL image, a numpy array or torch tensor (HWC or CHW, 8/16-bit or float), or a
-        batch or list of frames (a looping source video)."""
+        batch or list of frames (a source video, at ``fps`` when known)."""
         return register_portrait(images, self.networks.appearance_extractor, self.networks.motion_extractor,
-                                 self.face_models, options or self.config.registration)
+                                 self.face_models, options or self.config.registration, fps, check)
+
+    def register_file(self, path: str | Path, options: RegistrationOptions | None = None, check=None) -> Portrait:
+        """An image file, or a video file (its frames read into a disk-backed array, its frame rate kept)."""
+        options = options or self.config.registration
+        if Path(path).suffix.lower() not in VIDEO_SUFFIXES:
+            return self.register(path, options, check=check)
+        video = read_video(path, options.max_size, options.max_frames)
+        return self.register(video.frames, options, video.fps, check)
 
     def encode_audio(self, audio) -> tuple[AudioClip, AudioFeatures]:
         clip = audio if isinstance(audio, AudioClip) else load_audio(audio)

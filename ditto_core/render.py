@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -12,8 +12,9 @@ from .keypoints import bins_to_degrees
 from .motion.drive import DriveOptions, driving_keypoints
 from .motion.motion import Motion
 from .networks import DittoNetworks
+from .portrait.geometry import CROP_SIZE, warp
 from .portrait.paste import paste_back
-from .portrait.registration import Portrait
+from .portrait.registration import Portrait, source_appearance
 from .precision import DeviceDescription, check_precision, precision_plan
 
 
@@ -40,7 +41,8 @@ def render_frames(
 ) -> Iterator[np.ndarray]:
     """Yield frames ``[H, W, 3]`` uint8 (the source's size; ``[512, 512, 3]`` without paste-back) for motion
     frames ``start:stop``. ``check`` runs before every batch (e.g. to raise on user interrupt). ``first_index``:
-    the position of motion frame 0 in a longer stream (chooses the frame of a looping source video)."""
+    the position of motion frame 0 in a longer stream (chooses the frame of a source video, at the motion's fps).
+    A source video's frames without a face come out unchanged."""
     if options.batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {options.batch_size}")
     device = networks.device
@@ -50,13 +52,13 @@ def render_frames(
     yaw_s = bins_to_degrees(source["yaw"][:1]).item()
     pitch_s = bins_to_degrees(source["pitch"][:1]).item()
     x_s_all = portrait.source_keypoints()
-    # an image source's appearance volume (8 MB) goes to the device once, not once per batch
-    still_appearance = portrait.appearance.to(device) if portrait.num_frames == 1 else None
+    if portrait.appearance is not None:  # an image's appearance volume (8 MB) goes to the device once
+        portrait = replace(portrait, appearance=portrait.appearance.to(device))
     for batch_start in range(start, stop, options.batch_size):
         if check is not None:
             check()
         frames = list(range(batch_start, min(batch_start + options.batch_size, stop)))
-        sources = [portrait.source_frame(first_index + f) for f in frames]
+        sources = [portrait.source_frame(first_index + f, motion.fps) for f in frames]
         _, x_d = driving_keypoints(
             source, (yaw_s, pitch_s), motion, frames, sources, portrait.is_video, options.drive
         )
@@ -65,17 +67,17 @@ def render_frames(
             x_s, x_d = x_s.to(device), x_d.to(device)
             if options.drive.stitching:
                 x_d = networks.stitch_network(x_s, x_d)
-            if still_appearance is not None:
-                appearance = still_appearance.expand(len(sources), *still_appearance.shape[1:])
-            else:
-                appearance = portrait.appearance[sources].to(device)
+            appearance = source_appearance(portrait, sources, networks.appearance_extractor, device)
             with plan.autocast("warp_network", device.type):
                 warped = networks.warp_network(appearance, x_s, x_d)
             with plan.autocast("decoder", device.type):
                 faces = networks.decoder(warped)
             faces = (faces.clamp(0, 1) * 255).permute(0, 2, 3, 1).cpu().numpy()
         for face, src in zip(faces, sources):
-            if options.paste_back:
+            if not portrait.has_face[src]:  # no face in this source frame: shown as it is
+                yield (np.array(portrait.images[src]) if options.paste_back
+                       else warp(portrait.images[src], portrait.image_to_crop[src], CROP_SIZE))
+            elif options.paste_back:
                 yield paste_back(portrait.images[src], face, portrait.crop_to_image[src])
             else:
                 yield face.astype(np.uint8)

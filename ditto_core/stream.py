@@ -237,11 +237,11 @@ def speech_to_frames(
         pending = torch.cat([pending, block])
         ready = len(pending) - len(pending) % render.batch_size
         if ready:
-            motion = Motion(pending[:ready], anchor=stream.anchor)
+            motion = Motion(pending[:ready], fps=fps, anchor=stream.anchor)
             yield from render_frames(pipeline.networks, portrait, motion, render, check=check, first_index=rendered)
             rendered, pending = rendered + ready, pending[ready:]
     if len(pending):
-        yield from render_frames(pipeline.networks, portrait, Motion(pending, anchor=stream.anchor), render,
+        yield from render_frames(pipeline.networks, portrait, Motion(pending, fps=fps, anchor=stream.anchor), render,
                                  check=check, first_index=rendered)
 
 

@@ -1,9 +1,12 @@
-"""Writing frames (and the speech) to an mp4 with PyAV, atomically."""
+"""Video files with PyAV: reading a source video into a disk-backed array, writing frames (and the speech) to an
+mp4, atomically."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,6 +14,53 @@ import numpy as np
 
 from .audio.clip import AudioClip
 from .files import finish_atomically, temporary_sibling
+from .portrait.images import PortraitInputError, fit_max_size
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif"}
+
+
+@dataclass(frozen=True)
+class SourceVideo:
+    """A video's frames ``[F, H, W, 3]`` uint8 RGB (memory-mapped from an anonymous temporary file, so a long
+    video does not sit in RAM) and its frame rate (None when the file does not say)."""
+
+    frames: np.ndarray
+    fps: float | None
+
+
+def read_video(path: str | Path, max_size: int = 0, max_frames: int = -1) -> SourceVideo:
+    """Decode a video file's frames, each fitted to ``max_size`` (0: as they are), the first ``max_frames`` when
+    > 0. The frames go to a temporary file that is gone once the array is."""
+    import av
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise PortraitInputError(f"video not found: {path}")
+    store, shape, count = tempfile.TemporaryFile(prefix="ditto-frames-"), None, 0
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise PortraitInputError(f"{path} has no video stream; give an image or a video of a face")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            for frame in container.decode(stream):
+                image = fit_max_size(frame.to_ndarray(format="rgb24"), max_size)
+                if shape is None:
+                    shape = image.shape
+                elif image.shape != shape:
+                    raise PortraitInputError(f"{path} changes frame size at frame {count} ({shape[1]}x{shape[0]} "
+                                             f"to {image.shape[1]}x{image.shape[0]}); re-encode it at one size")
+                store.write(np.ascontiguousarray(image).tobytes())
+                count += 1
+                if 0 < max_frames <= count:
+                    break
+    except av.FFmpegError as exc:
+        raise PortraitInputError(f"cannot read {path} as a video: {exc}") from exc
+    if count == 0:
+        raise PortraitInputError(f"{path} holds no video frames")
+    store.flush()
+    frames = np.memmap(store, dtype=np.uint8, mode="r", shape=(count, *shape))
+    return SourceVideo(frames, float(rate) if rate else None)
 
 
 def pad_to_even(frame: np.ndarray) -> np.ndarray:

@@ -177,7 +177,7 @@ def test_eye_conditions_come_from_the_face_mesh(networks, face_models):
     from ditto_core.portrait.geometry import eye_conditions
 
     portrait = _register(_photo(), networks, face_models)
-    opened, ball = eye_conditions(face_models.face_mesh(None))
+    opened, ball = eye_conditions(face_models.face_mesh(np.full((512, 512, 3), 128, np.uint8)))
     np.testing.assert_allclose(portrait.eye_open[0], opened)
     np.testing.assert_allclose(portrait.eye_ball[0], ball)
     assert (opened > 0.5).all()  # the template's eyes are open

@@ -23,6 +23,7 @@ from ditto_core.motion.drive import EYE_KEYPOINTS, LIP_KEYPOINTS, driving_keypoi
 from ditto_core.motion.motion import FIELDS
 from ditto_core.motion.sampler import ChainConfig, MotionChain
 from ditto_core.pipeline import ConditionSource, MotionPlan, motion_conditions
+from ditto_core.portrait.registration import SourceTimeline
 from ditto_core.release import CONFIG_FILES, check_release
 from ditto_core.release_config import (
     CODE_DEFAULTS,
@@ -58,6 +59,7 @@ class FakePortrait:
         self.canonical_kp = self.keypoints["kp"][0].numpy().copy()
         self.num_frames = frames
         self.is_video = frames > 1
+        self.timeline = SourceTimeline(frames)
 
 
 # --- reading safely ----------------------------------------------------------------------------------------

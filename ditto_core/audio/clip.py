@@ -54,6 +54,16 @@ class AudioClip:
     def num_frames(self) -> int:
         return num_video_frames(len(self.samples))
 
+    def first_frames(self, frames: int, fps: float = FPS) -> AudioClip:
+        """The clip cut to its first ``frames`` video frames at ``fps`` (as long as it is, when shorter): exactly
+        ``frames`` frames by :func:`num_video_frames`, the audio as it came cut at the same instant."""
+        keep = min(len(self.samples), int(frames / fps * SAMPLE_RATE))
+        if keep == len(self.samples):
+            return self
+        data, rate = self.original()
+        return AudioClip(samples=self.samples[:keep], source_sample_rate=rate, name=self.name,
+                         source=data[:, : round(keep / SAMPLE_RATE * rate)])
+
 
 def _to_float(data: np.ndarray) -> np.ndarray:
     """Integer PCM → [-1, 1) floats; floats are kept."""
