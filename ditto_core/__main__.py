@@ -126,6 +126,19 @@ class Progress:
         print(f"\r{self.label} {done}/{self.total} frames ({rate:.2f} frames/s)", end=end, file=sys.stderr, flush=True)
 
 
+def source_fps(portrait) -> float:
+    """The output rate when --fps is not given: a source video's own (when within 10-60 fps), else 25."""
+    from .audio.clip import FPS
+    from .stream import MAX_FPS, MIN_FPS
+
+    if not portrait.is_video or portrait.fps is None:
+        return float(FPS)
+    if not MIN_FPS <= portrait.fps <= MAX_FPS:
+        raise ValueError(f"the source video runs at {portrait.fps:g} fps, outside the 10-60 fps this renders; "
+                         f"choose the output rate with --fps (e.g. --fps 30)")
+    return portrait.fps
+
+
 def render(args) -> int:
     """Portrait + speech → talking-head mp4 with the speech muxed in, set up as the release's cfg says unless
     options say otherwise."""
@@ -136,9 +149,11 @@ def render(args) -> int:
     from .pipeline import DittoPipeline
     from .portrait.images import load_image
     from .release import check_release
-    from .stream import check_fps, speech_to_video
+    from .stream import check_fps, clip_for_source, speech_to_video
+    from .video import VIDEO_SUFFIXES
 
-    check_fps(args.fps)
+    if args.fps is not None:
+        check_fps(args.fps)
     out = output_path(args.out, ".mp4", "--out")
     motion_path = output_path(args.save_motion, ".safetensors", "--save-motion") if args.save_motion else None
     emotion = parse_emotion(args.emotion) if args.emotion is not None else None
@@ -148,21 +163,28 @@ def render(args) -> int:
         print("error: the Ditto model files above are missing; download them, then run this command again.",
               file=sys.stderr)
         return 1
-    image = load_image(args.portrait)
+    is_video = Path(args.portrait).suffix.lower() in VIDEO_SUFFIXES
+    if not is_video:
+        load_image(args.portrait)  # an unreadable image is told before the models load
     clip = load_audio(args.audio)
     pipeline = DittoPipeline.load(args.models, args.device, args.backend, args.hubert_dir,
                                   code_defaults=args.code_defaults)
     print(f"settings: {pipeline.config.name}", file=sys.stderr)
     registration = pipeline.registration_options(max_size=args.max_size, face_index=args.face_index,
-                                                 detection_threshold=args.detection_threshold)
-    portrait = pipeline.register(image, registration)
-    print(f"{clip.name}: {clip.duration_s:.2f} s → {clip.num_frames} frames", file=sys.stderr)
+                                                 detection_threshold=args.detection_threshold, loop=args.loop)
+    portrait = pipeline.register_file(args.portrait, registration)
+    fps = args.fps or source_fps(portrait)
+    if portrait.is_video:
+        print(f"{Path(args.portrait).name}: {portrait.video_summary()}", file=sys.stderr)
+        clip = clip_for_source(clip, portrait, fps)
+    print(f"{clip.name}: {clip.duration_s:.2f} s → {num_video_frames(len(clip.samples), fps)} frames at {fps:g} fps",
+          file=sys.stderr)
     sampler = SamplerOptions(steps=args.steps, overlap=args.overlap, smoothing=args.smoothing, seed=args.seed)
     options = pipeline.render_options(stitching=False if args.no_stitching else None, batch_size=args.batch_size,
-                                      paste_back=not args.no_paste_back)
+                                      paste_back=not args.no_paste_back, precision=args.precision)
     start = time.perf_counter()
-    motion = speech_to_video(out, pipeline, portrait, clip, emotion, sampler, options, fps=args.fps,
-                             on_frame=Progress(num_video_frames(len(clip.samples), args.fps), "rendering"))
+    motion = speech_to_video(out, pipeline, portrait, clip, emotion, sampler, options, fps=fps,
+                             on_frame=Progress(num_video_frames(len(clip.samples), fps), "rendering"))
     elapsed = time.perf_counter() - start
     if motion_path is not None:
         motion.save(motion_path)
@@ -280,13 +302,21 @@ def default_device() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .portrait.registration import LOOP_POLICIES
+    from .precision import PRECISIONS
+
     parser = argparse.ArgumentParser(prog="python -m ditto_core", description="ComfyUI-Ditto core tools")
     commands = parser.add_subparsers(dest="command", required=True)
     models_help = "folder holding ditto_pytorch/ and ditto_cfg/ (the Hugging Face repo's layout)"
     device_help = "cpu or cuda (default: cuda when available)"
 
     r = commands.add_parser("render", help="portrait + speech → talking-head mp4")
-    r.add_argument("--portrait", required=True, help="image file with a face (jpg, png, webp, bmp, tiff)")
+    r.add_argument("--portrait", required=True,
+                   help="image file with a face (jpg, png, webp, bmp, tiff), or a video to dub (mp4, mov, mkv, "
+                        "webm, …): its head, body and background move as filmed, the mouth follows the speech")
+    r.add_argument("--loop", choices=tuple(LOOP_POLICIES), default="ping-pong",
+                   help="a video portrait shorter than the speech: " + "; ".join(
+                       f"{name}: {what}" for name, what in LOOP_POLICIES.items()) + " (default %(default)s)")
     r.add_argument("--audio", required=True, help="speech: wav/flac/ogg, mp3/m4a/mp4 with PyAV")
     r.add_argument("--out", required=True, help="output .mp4 (the extension is added when missing; folders are made)")
     r.add_argument("--models", default="models/ditto", help=f"{models_help} (default: %(default)s)")
@@ -313,9 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-paste-back", action="store_true", help="output the 512x512 face crop only")
     r.add_argument("--no-stitching", action="store_true",
                    help="skip the stitching network that keeps the face aligned with the shoulders")
+    r.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="the warp network's and decoder's precision: auto (bf16 on CPUs with native bf16, fp16 on "
+                        "CUDA), or fp32 for the reference's exact numbers (default %(default)s)")
     r.add_argument("--save-motion", help="also save the sampled motion (.safetensors; folders are made)")
-    r.add_argument("--fps", type=float, default=25.0,
-                   help="output frame rate, 10-60 (default %(default)g): the motion is resampled, the audio kept")
+    r.add_argument("--fps", type=float,
+                   help="output frame rate, 10-60 (default: a video portrait's own, else 25): the motion is "
+                        "resampled, the audio kept")
 
     d = commands.add_parser("download", help="download the release from Hugging Face, hash-checked")
     d.add_argument("--models", required=True, help=f"{models_help}, e.g. ComfyUI/models/ditto")

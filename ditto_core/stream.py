@@ -168,6 +168,13 @@ class SpeechMotionStream:
 MIN_FPS, MAX_FPS = 10.0, 60.0
 
 
+def clip_for_source(clip: AudioClip, portrait: Portrait, fps: float) -> AudioClip:
+    """The speech as long as the video will be: cut where a source video ends when its loop policy is
+    "shortest", otherwise as it is."""
+    frames = portrait.timeline.output_frames(fps)
+    return clip if frames is None else clip.first_frames(frames, fps)
+
+
 def check_fps(fps: float) -> None:
     if not MIN_FPS <= fps <= MAX_FPS:
         raise ValueError(f"the frame rate must be between {MIN_FPS:g} and {MAX_FPS:g} fps, got {fps:g}")

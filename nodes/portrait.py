@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+
+from ..ditto_core.portrait.registration import LOOP_POLICIES
 from .common import CATEGORY, Progress, check_interrupt
 from .memory import on_device
+
+log = logging.getLogger("ComfyUI-Ditto")
 
 
 class DittoRegisterPortrait:
     DESCRIPTION = (
         "Finds the face in an image (from Load Image or any image-generation graph), crops it the Ditto way and "
         "computes everything rendering needs, once: keypoints, eye state and the 3-D appearance features. With "
-        "'video source' a batch of frames becomes a looping source avatar (mouth closed works best)."
+        "'video source' a batch of frames (e.g. Load Video → Get Video Components) is a video to dub: its head, "
+        "body and background move as filmed while the mouth follows the speech; frames without a face (cuts, "
+        "occlusions) pass through unchanged. Wire the video's fps into source_fps so its timing is kept."
     )
     CATEGORY = CATEGORY
     FUNCTION = "register"
@@ -37,11 +44,21 @@ class DittoRegisterPortrait:
                                      "tooltip": "Longer side of the output video; larger images are scaled down. "
                                                 "0: as released (the release cfg's, 1920)."}),
                 "detection_threshold": ("FLOAT", {"default": 0.5, "min": 0.05, "max": 0.99, "step": 0.01}),
-            }
+            },
+            "optional": {
+                "loop": (list(LOOP_POLICIES), {
+                    "default": "ping-pong",
+                    "tooltip": "video source shorter than the speech: " + "; ".join(
+                        f"{name}: {what}" for name, what in LOOP_POLICIES.items())}),
+                "source_fps": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 240.0, "step": 0.001,
+                                         "tooltip": "video source: its frame rate (wire Get Video Components' fps); "
+                                                    "the renders then default to it. 0: one source frame per "
+                                                    "output frame."}),
+            },
         }
 
     def register(self, models, image, batch_mode, face_index, crop, crop_scale, crop_vy_ratio, max_size,
-                 detection_threshold):
+                 detection_threshold, loop="ping-pong", source_fps=0.0):
         models = on_device(models)
         frames = image if batch_mode == "video source" else image[:1]
         check_interrupt()
@@ -49,8 +66,14 @@ class DittoRegisterPortrait:
         options = models.registration_options(
             max_size=max_size or None, crop_scale=crop_scale if custom else None,
             crop_vy_ratio=crop_vy_ratio if custom else None, face_index=face_index,
-            detection_threshold=detection_threshold)
-        progress = Progress(1)
-        portrait = models.register(frames, options)
-        progress.update()
+            detection_threshold=detection_threshold, loop=loop)
+        progress = Progress(len(frames))
+
+        def frame_done():
+            check_interrupt()
+            progress.update()
+
+        portrait = models.register(frames, options, fps=source_fps or None, check=frame_done)
+        if portrait.is_video:
+            log.info("Ditto Register Portrait: %s", portrait.video_summary())
         return (portrait,)

@@ -13,7 +13,14 @@ from ..ditto_core.audio.clip import num_video_frames
 from ..ditto_core.motion.motion import preview_curves
 from ..ditto_core.precision import PRECISIONS
 from ..ditto_core.render import RenderOptions
-from ..ditto_core.stream import MAX_FPS, MIN_FPS, encode_video, overlaps_by_default, speech_to_video
+from ..ditto_core.stream import (
+    MAX_FPS,
+    MIN_FPS,
+    clip_for_source,
+    encode_video,
+    overlaps_by_default,
+    speech_to_video,
+)
 from .common import CATEGORY, Progress, check_interrupt, output_ui_entry, unique_output_path
 from .memory import on_device
 from .motion import EMOTION_TIMELINE_WIDGET, SAMPLER_WIDGETS, sampler_settings, validate_emotion_timeline
@@ -31,7 +38,8 @@ RENDER_WIDGETS = {
 }
 FPS_WIDGET = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 60.0, "step": 1.0,
                         "tooltip": "Output frame rate, 10-60 (24, 30, 60, …): the motion is resampled in keypoint "
-                                   "space (head pose through its angles), the audio kept. 0: the motion's own."})
+                                   "space (head pose through its angles), the audio kept. 0: a video source's own "
+                                   "rate (Register Portrait's source_fps), else the motion's."})
 
 
 def validate_fps(fps: float):
@@ -39,9 +47,20 @@ def validate_fps(fps: float):
     return True if fps == 0 or MIN_FPS <= fps <= MAX_FPS else f"fps must be 0 (the motion's own) or {MIN_FPS:g}-{MAX_FPS:g}"
 
 
-def at_fps(motion, fps: float):
-    """The motion at ``fps`` (0: as it is)."""
-    return motion.resample(fps) if fps and abs(fps - motion.fps) > 1e-6 else motion
+def for_portrait(motion, audio, portrait, fps: float):
+    """The motion at ``fps`` (0: a video source's own rate when known and within 10-60, else the motion's), and
+    motion and audio cut where a video source ends when its loop policy is "shortest"."""
+    fps = fps or (portrait.fps if portrait.is_video and portrait.fps and MIN_FPS <= portrait.fps <= MAX_FPS
+                  else motion.fps)
+    if abs(fps - motion.fps) > 1e-6:
+        motion = motion.resample(fps)
+    frames = portrait.timeline.output_frames(fps)
+    if frames is None or frames >= len(motion):
+        return motion, audio
+    motion = motion.slice(0, frames)
+    if audio is not None:
+        audio = {**audio, "waveform": audio["waveform"][..., : round(motion.duration_s * audio["sample_rate"])]}
+    return motion, audio
 
 
 VIDEO_WIDGETS = {
@@ -110,7 +129,7 @@ class DittoRender:
 
     def render(self, models, portrait, motion, paste_back, stitching, batch_size, precision, audio=None, fps=0.0):
         models = on_device(models)
-        motion = at_fps(motion, fps)
+        motion, audio = for_portrait(motion, audio, portrait, fps)
         progress = Progress(len(motion))
         images = None
         frames = _frames(models, portrait, motion, paste_back, stitching, batch_size, precision, progress)
@@ -142,7 +161,7 @@ class DittoRenderVideo:
     def render(self, models, portrait, motion, paste_back, stitching, batch_size, precision, filename_prefix, crf,
                audio=None, fps=0.0):
         models = on_device(models)
-        motion = at_fps(motion, fps)
+        motion, audio = for_portrait(motion, audio, portrait, fps)
         clip = load_audio(audio) if audio is not None else None
         frames = _frames(models, portrait, motion, paste_back, stitching, batch_size, precision, Progress(len(motion)))
         ui, _ = _save_video(filename_prefix, lambda path: encode_video(path, frames, motion.fps, clip, crf,
@@ -183,7 +202,7 @@ class DittoTalkingHeadVideo:
                batch_size, precision, filename_prefix, crf, emotion_timeline="", fps=25.0):
         models = on_device(models)
         chosen, sampler = sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline)
-        clip = load_audio(audio)
+        clip = clip_for_source(load_audio(audio), portrait, fps)
         progress = Progress(num_video_frames(len(clip.samples), fps))
         options = _render_options(models, paste_back, stitching, batch_size, precision)
         ui, motion = _save_video(filename_prefix, lambda path: speech_to_video(

@@ -72,4 +72,4 @@ def test_the_readme_lists_every_render_option():
     options = set(re.findall(r"^  (--[a-z][a-z-]+)", usage, re.M)) - {"--help"}
     assert len(options) > 15 and documented == options - {"--portrait", "--audio", "--out", "--models"}
     for option in options:  # every option has its help text
-        assert re.search(rf"^  {option}( [A-Z_]+| \{{[a-z,]+\}})?\n? +[a-zA-Z(]", usage, re.M), option
+        assert re.search(rf"^  {option}( [A-Z_]+| \{{[a-z0-9,-]+\}})?\n? +[a-zA-Z(]", usage, re.M), option

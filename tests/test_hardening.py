@@ -22,10 +22,11 @@ from ditto_core.models import CheckpointError, load_network
 from ditto_core.motion import Motion, MotionFileError
 from ditto_core.motion.sampler import ChainConfig
 from ditto_core.networks import load_networks
-from ditto_core.portrait import FaceModelError, NoFaceError, load_face_models, register_portrait
+from ditto_core.portrait import FaceModelError, NoFaceError, RegistrationOptions, load_face_models, register_portrait
 from ditto_core.portrait.face_models import FaceDetector, load_face_mesh
 from ditto_core.release import AUX_FILES, CONFIG_FILES, NETWORK_FILES, RELEASE_FILES
 from ditto_core.release_config import load_configs
+from ditto_core.stream import check_fps
 from ditto_core.testing.fake_aux import write_fake_face_detector
 from ditto_core.testing.fake_hub import FakeHub
 from ditto_core.testing.fake_release import copy_release
@@ -167,6 +168,21 @@ def _portrait_batch_node(env):
     return nodes["DittoRegisterPortrait"]().register(models, batch, "first image", 0, "custom", 2.3, -0.125, 1920, 0.5)[0]
 
 
+def _video_with_a_cut(env):
+    frames = np.stack([_photo(64, 64, seed) for seed in range(5)])
+    frames[2] = 0  # a black frame: no face
+    return env.register(frames)
+
+
+def _fast_source_video(env):
+    from ditto_core.__main__ import source_fps
+
+    frames = np.stack([_photo(64, 64, seed) for seed in range(3)])
+    portrait = register_portrait(frames, env.networks.appearance_extractor, env.networks.motion_extractor,
+                                 env.face_models, fps=120.0)
+    return source_fps(portrait)
+
+
 def _other_fps_motion(env):
     pack, _, base = env.comfy()
     Motion(torch.randn(30, 265) * 0.1, fps=30.0).save(base / "input" / "m30.safetensors")
@@ -269,6 +285,16 @@ CASES = [
     Case("out-of-range sampler values", lambda e: ChainConfig(overlap=80).validate(80),
          error=ValueError, message="overlap must be between"),
     Case("out-of-range widget values are bounded in the node", _widget_ranges, check=lambda r: r == (79, 0)),
+    Case("output frame rate outside 10-60", lambda e: check_fps(75.0), error=ValueError,
+         message="between 10 and 60 fps, got 75"),
+    Case("video source with frames without a face", _video_with_a_cut,
+         check=lambda p: p.has_face.tolist() == [True, True, False, True, True]),
+    Case("video source with no face at all", lambda e: e.register(np.zeros((4, 64, 64, 3), np.uint8)),
+         error=NoFaceError, message="no face found in any of the 4 frames of the source video"),
+    Case("video source at 120 fps without --fps", _fast_source_video, error=ValueError,
+         message="runs at 120 fps, outside the 10-60 fps this renders; choose the output rate with --fps"),
+    Case("unknown loop policy", lambda e: RegistrationOptions(loop="bounce"), error=ValueError,
+         message="unknown loop policy 'bounce'; choose one of ping-pong, once, shortest"),
     Case("motion file saved at another fps", _other_fps_motion, check=lambda m: m.fps == 25.0 and len(m) == 25),
     Case("corrupt motion file", lambda e: Motion.load(e.file("bad.safetensors", b"\x10\x00garbage")),
          error=MotionFileError, message="not a readable motion file"),

@@ -239,7 +239,7 @@ COLORS = {"inputs": "#3f789e", "prepare": "#4a7a4a", "motion": "#8a6a2e", "outpu
 
 def loaders(w: Workflow, image=PORTRAIT, audio=True):
     models = w.add("DittoLoadModels")
-    portrait_image = w.add("LoadImage", [image, "image"])
+    portrait_image = w.add("LoadImage", [image, "image"]) if image else None
     speech = w.add("LoadAudio", [SPEECH, None, None]) if audio else None
     return models, portrait_image, speech
 
@@ -345,6 +345,50 @@ def driving_video_splice(classes):
     return w
 
 
+def dub_video(classes):
+    w = Workflow(classes)
+    models, _, speech = loaders(w, image=None)
+    video = w.add("LoadVideo", [DRIVING, "image"])
+    parts = w.add("GetVideoComponents", video=(video, "VIDEO"))
+    x = w.group("Inputs", 0, 0, [[w.note(INPUTS_NOTE), models, speech], [
+        w.note("The video to dub: a 3-second clip of a gently nodding head (made from the sample portrait). Its "
+               "frames and its frame rate go to Register Portrait.", 3), video, parts]], COLORS["inputs"])
+    portrait = w.add("DittoRegisterPortrait", {"batch_mode": "video source", "loop": "ping-pong"},
+                     models=(models, "models"), image=(parts, "images"), source_fps=(parts, "fps"))
+    encoded = encode(w, models, speech)
+    x = w.group("The video's face and the new speech", x, 0, [[
+        w.note("'video source' registers every frame: the head, body and background will move as filmed. Frames "
+               "without a face (a cut, a hand over the face) pass through unchanged. loop: what happens when the "
+               "speech outlasts the video (ping-pong, once then hold, or stop at the shorter).", 5), portrait,
+        encoded]], COLORS["prepare"])
+    motion = sample(w, models, portrait, encoded)
+    x = w.group("Mouth and expression from the speech", x, 0, [[
+        w.note("The motion's mouth and expression drive the video's face; its head pose stays the video's.", 2),
+        motion]], COLORS["motion"])
+    rendered = w.add("DittoRenderVideo", {"filename_prefix": "ditto/dubbed"}, models=(models, "models"),
+                     portrait=(portrait, "portrait"), motion=(motion, "motion"), audio=(encoded, "audio"))
+    w.group("Dubbed video", x, 0, [[
+        w.note("fps 0 keeps the video's own frame rate; the mp4 with the new speech goes to output/ditto/.", 2),
+        rendered]], COLORS["output"])
+    return w
+
+
+def talking_head_30_fps(classes):
+    w = Workflow(classes)
+    models, image, speech = loaders(w)
+    x = w.group("Inputs", 0, 0, [[w.note(INPUTS_NOTE), models, image, speech]], COLORS["inputs"])
+    portrait = register(w, models, image)
+    x = w.group("Face", x, 0, [[w.note("Register Portrait finds and crops the face once."), portrait]],
+                COLORS["prepare"])
+    talking = w.add("DittoTalkingHeadVideo", {"filename_prefix": "ditto/talking_head_30fps", "fps": 30.0},
+                    models=(models, "models"), portrait=(portrait, "portrait"), audio=(speech, "AUDIO"))
+    w.group("Video at 30 fps", x, 0, [[
+        w.note("fps 30: the motion, sampled at 25 fps, is resampled in keypoint space (head pose through its "
+               "angles), so every frame is new, not a repeat; ⌈seconds × 30⌉ frames with the speech untouched. "
+               "Any rate from 10 to 60 works.", 4), talking]], COLORS["output"])
+    return w
+
+
 def save_motion(classes):
     w = Workflow(classes)
     models, image, speech = loaders(w)
@@ -418,6 +462,8 @@ WORKFLOWS = {
     "Ditto speech to video in one pass": streamed_talking_head,
     "Ditto emotion timeline and motion edits": sample_edit_render,
     "Ditto speech then driving video motion": driving_video_splice,
+    "Ditto dub a video with new speech": dub_video,
+    "Ditto speech to video at 30 fps": talking_head_30_fps,
     "Ditto save motion to a file": save_motion,
     "Ditto nod motion on another portrait": load_motion_render,
     "Ditto portrait from Stable Diffusion": generated_portrait_talking_head,
@@ -427,6 +473,8 @@ THUMBNAILS = {
     "Ditto speech to video in one pass": ([PORTRAIT], "speech", "portrait + speech", "video in one pass"),
     "Ditto emotion timeline and motion edits": ([PORTRAIT], "curves", "emotion timeline", "pose and mouth edits"),
     "Ditto speech then driving video motion": ([PORTRAIT], "film", "speech, then", "a driving video"),
+    "Ditto dub a video with new speech": ([PORTRAIT], "film", "a filmed face +", "new speech: dubbed"),
+    "Ditto speech to video at 30 fps": ([PORTRAIT], "speech", "portrait + speech", "video at 30 fps"),
     "Ditto save motion to a file": ([PORTRAIT], "curves", "speech to motion", "saved as a file"),
     "Ditto nod motion on another portrait": ([PORTRAIT_2], "nod", "a saved nod", "on another portrait"),
     "Ditto portrait from Stable Diffusion": ([], "speech", "SD 1.5 portrait", "+ speech to video"),

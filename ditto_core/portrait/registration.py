@@ -116,6 +116,15 @@ class Portrait:
         """Source frames without a face (shown unchanged)."""
         return int((~self.has_face).sum())
 
+    def video_summary(self) -> str:
+        """One line on a source video: its frames, rate and loop policy, and the frames without a face."""
+        rate = f"{self.fps:g} fps" if self.fps else "an unknown rate"
+        line = f"{self.num_frames} source frames at {rate}, loop {self.options.loop}"
+        if self.faceless_frames:
+            line += (f"; {self.faceless_frames} frame(s) without a face pass through unchanged (the first: frame "
+                     f"{int(np.argmin(self.has_face))})")
+        return line
+
     def source_frame(self, index: int, fps: float | None = None) -> int:
         """The source frame behind output frame ``index`` of a clip at ``fps`` (see :class:`SourceTimeline`)."""
         return self.timeline.frame(index, fps)
