@@ -126,30 +126,17 @@ class Progress:
         print(f"\r{self.label} {done}/{self.total} frames ({rate:.2f} frames/s)", end=end, file=sys.stderr, flush=True)
 
 
-def source_fps(portrait) -> float:
-    """The output rate when --fps is not given: a source video's own (when within 10-60 fps), else 25."""
-    from .audio.clip import FPS
-    from .stream import MAX_FPS, MIN_FPS
-
-    if not portrait.is_video or portrait.fps is None:
-        return float(FPS)
-    if not MIN_FPS <= portrait.fps <= MAX_FPS:
-        raise ValueError(f"the source video runs at {portrait.fps:g} fps, outside the 10-60 fps this renders; "
-                         f"choose the output rate with --fps (e.g. --fps 30)")
-    return portrait.fps
-
-
 def render(args) -> int:
     """Portrait + speech → talking-head mp4 with the speech muxed in, set up as the release's cfg says unless
     options say otherwise."""
     from .audio import load_audio
-    from .audio.clip import num_video_frames
+    from .audio.clip import FPS, num_video_frames
     from .motion import SamplerOptions
     from .motion.conditions import parse_emotion
     from .pipeline import DittoPipeline
     from .portrait.images import load_image
     from .release import check_release
-    from .stream import check_fps, clip_for_source, speech_to_video
+    from .stream import check_fps, clip_for_source, default_fps, speech_to_video
     from .video import VIDEO_SUFFIXES
 
     if args.fps is not None:
@@ -173,7 +160,7 @@ def render(args) -> int:
     registration = pipeline.registration_options(max_size=args.max_size, face_index=args.face_index,
                                                  detection_threshold=args.detection_threshold, loop=args.loop)
     portrait = pipeline.register_file(args.portrait, registration)
-    fps = args.fps or source_fps(portrait)
+    fps = args.fps or default_fps(portrait, FPS)
     if portrait.is_video:
         print(f"{Path(args.portrait).name}: {portrait.video_summary()}", file=sys.stderr)
         clip = clip_for_source(clip, portrait, fps)

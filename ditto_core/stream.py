@@ -168,6 +168,17 @@ class SpeechMotionStream:
 MIN_FPS, MAX_FPS = 10.0, 60.0
 
 
+def default_fps(portrait: Portrait, otherwise: float) -> float:
+    """The output rate when none is chosen: a source video's own when known, else ``otherwise``."""
+    if not portrait.is_video or portrait.fps is None:
+        return otherwise
+    if not MIN_FPS <= portrait.fps <= MAX_FPS:
+        raise ValueError(f"the source video runs at {portrait.fps:g} fps, outside the {MIN_FPS:g}-{MAX_FPS:g} fps "
+                         f"this renders; choose the output rate (--fps on the command line, fps on the render node, "
+                         f"e.g. 30)")
+    return portrait.fps
+
+
 def clip_for_source(clip: AudioClip, portrait: Portrait, fps: float) -> AudioClip:
     """The speech as long as the video will be: cut where a source video ends when its loop policy is
     "shortest", otherwise as it is."""

@@ -17,6 +17,7 @@ from ..ditto_core.stream import (
     MAX_FPS,
     MIN_FPS,
     clip_for_source,
+    default_fps,
     encode_video,
     overlaps_by_default,
     speech_to_video,
@@ -44,14 +45,13 @@ FPS_WIDGET = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 60.0, "step": 1.0,
 
 def validate_fps(fps: float):
     """ComfyUI's VALIDATE_INPUTS answer for the fps widget."""
-    return True if fps == 0 or MIN_FPS <= fps <= MAX_FPS else f"fps must be 0 (the motion's own) or {MIN_FPS:g}-{MAX_FPS:g}"
+    return True if fps == 0 or MIN_FPS <= fps <= MAX_FPS else f"fps must be 0 (the source's or motion's own) or {MIN_FPS:g}-{MAX_FPS:g}"
 
 
 def for_portrait(motion, audio, portrait, fps: float):
-    """The motion at ``fps`` (0: a video source's own rate when known and within 10-60, else the motion's), and
+    """The motion at ``fps`` (0: a video source's own rate when known, else the motion's), and
     motion and audio cut where a video source ends when its loop policy is "shortest"."""
-    fps = fps or (portrait.fps if portrait.is_video and portrait.fps and MIN_FPS <= portrait.fps <= MAX_FPS
-                  else motion.fps)
+    fps = fps or default_fps(portrait, motion.fps)
     if abs(fps - motion.fps) > 1e-6:
         motion = motion.resample(fps)
     frames = portrait.timeline.output_frames(fps)

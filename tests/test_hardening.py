@@ -26,7 +26,7 @@ from ditto_core.portrait import FaceModelError, NoFaceError, RegistrationOptions
 from ditto_core.portrait.face_models import FaceDetector, load_face_mesh
 from ditto_core.release import AUX_FILES, CONFIG_FILES, NETWORK_FILES, RELEASE_FILES
 from ditto_core.release_config import load_configs
-from ditto_core.stream import check_fps
+from ditto_core.stream import check_fps, default_fps
 from ditto_core.testing.fake_aux import write_fake_face_detector
 from ditto_core.testing.fake_hub import FakeHub
 from ditto_core.testing.fake_release import copy_release
@@ -175,12 +175,10 @@ def _video_with_a_cut(env):
 
 
 def _fast_source_video(env):
-    from ditto_core.__main__ import source_fps
-
     frames = np.stack([_photo(64, 64, seed) for seed in range(3)])
     portrait = register_portrait(frames, env.networks.appearance_extractor, env.networks.motion_extractor,
                                  env.face_models, fps=120.0)
-    return source_fps(portrait)
+    return default_fps(portrait, 25.0)
 
 
 def _other_fps_motion(env):
@@ -291,8 +289,8 @@ CASES = [
          check=lambda p: p.has_face.tolist() == [True, True, False, True, True]),
     Case("video source with no face at all", lambda e: e.register(np.zeros((4, 64, 64, 3), np.uint8)),
          error=NoFaceError, message="no face found in any of the 4 frames of the source video"),
-    Case("video source at 120 fps without --fps", _fast_source_video, error=ValueError,
-         message="runs at 120 fps, outside the 10-60 fps this renders; choose the output rate with --fps"),
+    Case("video source at 120 fps, no output rate chosen", _fast_source_video, error=ValueError,
+         message="runs at 120 fps, outside the 10-60 fps this renders; choose the output rate"),
     Case("unknown loop policy", lambda e: RegistrationOptions(loop="bounce"), error=ValueError,
          message="unknown loop policy 'bounce'; choose one of ping-pong, once, shortest"),
     Case("motion file saved at another fps", _other_fps_motion, check=lambda m: m.fps == 25.0 and len(m) == 25),
