@@ -276,13 +276,20 @@ def portrait_audio_to_video(classes):
     return w
 
 
-def streamed_talking_head(classes):
-    w = Workflow(classes)
+def inputs_and_face(w: Workflow):
+    """The Inputs and Face groups: models, speech and the registered sample portrait, and where the next group
+    starts."""
     models, image, speech = loaders(w)
     x = w.group("Inputs", 0, 0, [[w.note(INPUTS_NOTE), models, image, speech]], COLORS["inputs"])
     portrait = register(w, models, image)
     x = w.group("Face", x, 0, [[w.note("Register Portrait finds and crops the face once."), portrait]],
                 COLORS["prepare"])
+    return models, speech, portrait, x
+
+
+def streamed_talking_head(classes):
+    w = Workflow(classes)
+    models, speech, portrait, x = inputs_and_face(w)
     talking = w.add("DittoTalkingHeadVideo", {"filename_prefix": "ditto/streamed"}, models=(models, "models"),
                     portrait=(portrait, "portrait"), audio=(speech, "AUDIO"))
     saved = w.add("DittoSaveMotion", {"filename_prefix": "ditto/streamed_motion"}, motion=(talking, "motion"))
@@ -375,11 +382,7 @@ def dub_video(classes):
 
 def talking_head_30_fps(classes):
     w = Workflow(classes)
-    models, image, speech = loaders(w)
-    x = w.group("Inputs", 0, 0, [[w.note(INPUTS_NOTE), models, image, speech]], COLORS["inputs"])
-    portrait = register(w, models, image)
-    x = w.group("Face", x, 0, [[w.note("Register Portrait finds and crops the face once."), portrait]],
-                COLORS["prepare"])
+    models, speech, portrait, x = inputs_and_face(w)
     talking = w.add("DittoTalkingHeadVideo", {"filename_prefix": "ditto/talking_head_30fps", "fps": 30.0},
                     models=(models, "models"), portrait=(portrait, "portrait"), audio=(speech, "AUDIO"))
     w.group("Video at 30 fps", x, 0, [[
