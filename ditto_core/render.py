@@ -13,7 +13,7 @@ from .motion.drive import DriveOptions, driving_keypoints
 from .motion.motion import Motion
 from .networks import DittoNetworks
 from .portrait.geometry import CROP_SIZE, warp
-from .portrait.paste import paste_back
+from .portrait.paste import FacePlacement, paste_faces
 from .portrait.registration import Portrait, source_appearance
 from .precision import DeviceDescription, check_precision, precision_plan
 
@@ -29,7 +29,7 @@ class RenderOptions:
         check_precision(self.precision)
 
 
-def render_frames(
+def render_faces(
     networks: DittoNetworks,
     portrait: Portrait,
     motion: Motion,
@@ -38,11 +38,12 @@ def render_frames(
     stop: int | None = None,
     check: Callable[[], None] | None = None,
     first_index: int = 0,
-) -> Iterator[np.ndarray]:
-    """Yield frames ``[H, W, 3]`` uint8 (the source's size; ``[512, 512, 3]`` without paste-back) for motion
-    frames ``start:stop``. ``check`` runs before every batch (e.g. to raise on user interrupt). ``first_index``:
-    the position of motion frame 0 in a longer stream (chooses the frame of a source video, at the motion's fps).
-    A source video's frames without a face come out unchanged."""
+) -> Iterator[tuple[np.ndarray, FacePlacement]]:
+    """Yield, per batch of motion frames ``start:stop``, the rendered faces ``[B, 512, 512, 3]`` float32 in [0, 1]
+    (the decoder's output, not quantised) and where they go (a FacePlacement of B frames). ``check`` runs before
+    every batch (e.g. to raise on user interrupt). ``first_index``: the position of motion frame 0 in a longer
+    stream (chooses the frame of a source video, at the motion's fps). A source frame without a face gets its own
+    crop, not a rendered face. ``options.paste_back`` is not used here."""
     if options.batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {options.batch_size}")
     device = networks.device
@@ -57,8 +58,10 @@ def render_frames(
     for batch_start in range(start, stop, options.batch_size):
         if check is not None:
             check()
-        frames = list(range(batch_start, min(batch_start + options.batch_size, stop)))
-        sources = [portrait.source_frame(first_index + f, motion.fps) for f in frames]
+        batch_stop = min(batch_start + options.batch_size, stop)
+        frames = list(range(batch_start, batch_stop))
+        placement = FacePlacement.of(portrait, batch_start, batch_stop, first_index, motion.fps)
+        sources = placement.source_frames.tolist()
         _, x_d = driving_keypoints(
             source, (yaw_s, pitch_s), motion, frames, sources, portrait.is_video, options.drive
         )
@@ -72,12 +75,29 @@ def render_frames(
                 warped = networks.warp_network(appearance, x_s, x_d)
             with plan.autocast("decoder", device.type):
                 faces = networks.decoder(warped)
-            faces = (faces.clamp(0, 1) * 255).permute(0, 2, 3, 1).cpu().numpy()
-        for face, src in zip(faces, sources):
-            if not portrait.has_face[src]:  # no face in this source frame: shown as it is
-                yield (np.array(portrait.images[src]) if options.paste_back
-                       else warp(portrait.images[src], portrait.image_to_crop[src], CROP_SIZE))
-            elif options.paste_back:
-                yield paste_back(portrait.images[src], face, portrait.crop_to_image[src])
-            else:
-                yield face.astype(np.uint8)
+            faces = faces.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+        for index in np.flatnonzero(~placement.has_face):
+            source_crop = warp(portrait.images[sources[index]], portrait.image_to_crop[sources[index]], CROP_SIZE)
+            faces[index] = source_crop / np.float32(255)
+        yield faces, placement
+
+
+def faces_to_frames(faces: np.ndarray, placement: FacePlacement, paste: bool = True) -> Iterator[np.ndarray]:
+    """Frames ``[H, W, 3]`` uint8 with ``faces`` (``[B, h, w, 3]`` float in [0, 1]) pasted back by the placement
+    (the reference's blend), or with ``paste`` False the faces themselves as ``[h, w, 3]`` uint8 (truncated)."""
+    if paste:
+        for frame, _ in paste_faces(faces, placement):
+            yield frame
+    else:
+        for face in faces:
+            yield (face * np.float32(255)).astype(np.uint8)
+
+
+def render_frames(
+    networks: DittoNetworks, portrait: Portrait, motion: Motion, options: RenderOptions = RenderOptions(), **batches
+) -> Iterator[np.ndarray]:
+    """Yield frames ``[H, W, 3]`` uint8 (the source's size; ``[512, 512, 3]`` without paste-back) for motion
+    frames ``start:stop``; ``batches``: ``start``, ``stop``, ``check`` and ``first_index`` as for ``render_faces``.
+    Source frames without a face are shown unchanged."""
+    for faces, placement in render_faces(networks, portrait, motion, options, **batches):
+        yield from faces_to_frames(faces, placement, options.paste_back)

@@ -16,6 +16,7 @@ from .motion import (
     DittoSliceMotion,
     DittoSmoothMotion,
 )
+from .paste import DittoPasteBack
 from .portrait import DittoRegisterPortrait
 from .render import DittoRender, DittoRenderVideo, DittoTalkingHeadVideo
 
@@ -38,6 +39,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "DittoRender": "Render (Ditto)",
     "DittoRenderVideo": "Render Video (Ditto)",
     "DittoTalkingHeadVideo": "Talking Head Video, streamed (Ditto)",
+    "DittoPasteBack": "Paste Back (Ditto)",
 }
 
 NODE_CLASSES = (
@@ -59,6 +61,7 @@ NODE_CLASSES = (
     DittoRender,
     DittoRenderVideo,
     DittoTalkingHeadVideo,
+    DittoPasteBack,
 )
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in NODE_CLASSES}
 

@@ -11,8 +11,9 @@ import torch
 from ..ditto_core.audio import load_audio
 from ..ditto_core.audio.clip import num_video_frames
 from ..ditto_core.motion.motion import preview_curves
+from ..ditto_core.portrait.paste import FacePlacement
 from ..ditto_core.precision import PRECISIONS
-from ..ditto_core.render import RenderOptions
+from ..ditto_core.render import RenderOptions, faces_to_frames, render_faces
 from ..ditto_core.stream import (
     MAX_FPS,
     MIN_FPS,
@@ -108,15 +109,34 @@ def _video(images: torch.Tensor, fps: float, audio):
     )
 
 
+def _filled(buffer: torch.Tensor | None, total: int, index: int, items: torch.Tensor) -> torch.Tensor:
+    """``buffer`` (made on first use for ``total`` items shaped like ``items[0]``) with ``items`` written from
+    ``index`` on: one copy of the clip, filled in place."""
+    if buffer is None:
+        buffer = torch.empty((total, *items.shape[1:]), dtype=torch.float32)
+    buffer[index : index + len(items)] = items
+    return buffer
+
+
 class DittoRender:
     DESCRIPTION = (
         "Renders the motion on the portrait: an IMAGE batch (one frame per motion frame, the source's size), the "
-        "audio passed through, and a VIDEO for Save Video. For long clips use Render Video (streams to mp4)."
+        "audio passed through, and a VIDEO for Save Video. Also the rendered 512x512 faces (face_crops) and where "
+        "they go (placement): restore or upscale the faces with any IMAGE node, then put them back with Paste "
+        "Back. For long clips use Render Video (streams to mp4)."
     )
     CATEGORY = CATEGORY
     FUNCTION = "render"
-    RETURN_TYPES = ("IMAGE", "AUDIO", "VIDEO")
-    RETURN_NAMES = ("frames", "audio", "video")
+    RETURN_TYPES = ("IMAGE", "AUDIO", "VIDEO", "IMAGE", "DITTO_FACE_PLACEMENT")
+    RETURN_NAMES = ("frames", "audio", "video", "face_crops", "placement")
+    OUTPUT_TOOLTIPS = (
+        "The rendered frames (the portrait's size; the 512x512 faces when paste_back is off).",
+        "The audio input, passed through.",
+        "The frames and the audio as a VIDEO, for Save Video.",
+        "The rendered faces, 512x512, one per frame, before paste-back (as the renderer made them, not rounded): "
+        "for a face restorer or upscaler, then Paste Back.",
+        "Where each face goes in its frame, for Paste Back.",
+    )
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -130,14 +150,18 @@ class DittoRender:
     def render(self, models, portrait, motion, paste_back, stitching, batch_size, precision, audio=None, fps=0.0):
         models = on_device(models)
         motion, audio = for_portrait(motion, audio, portrait, fps)
+        options = _render_options(models, paste_back, stitching, batch_size, precision)
         progress = Progress(len(motion))
-        images = None
-        frames = _frames(models, portrait, motion, paste_back, stitching, batch_size, precision, progress)
-        for index, frame in enumerate(frames):
-            if images is None:  # one float copy of the clip, filled in place
-                images = torch.empty((len(motion), *frame.shape), dtype=torch.float32)
-            images[index] = torch.from_numpy(frame).float().div_(255)
-        return (images, audio, _video(images, motion.fps, audio))
+        images = crops = None
+        done = 0
+        for faces, placement in render_faces(models.networks, portrait, motion, options, check=check_interrupt):
+            crops = _filled(crops, len(motion), done, torch.from_numpy(faces))
+            for frame in faces_to_frames(faces, placement, options.paste_back):
+                images = _filled(images, len(motion), done, torch.from_numpy(frame)[None].float().div_(255))
+                done += 1
+                progress.update()
+        placement = FacePlacement.of(portrait, 0, len(motion), fps=motion.fps)
+        return (images, audio, _video(images, motion.fps, audio), crops, placement)
 
 
 class DittoRenderVideo:

@@ -224,9 +224,12 @@ def test_nodes_dub_a_video_batch_at_the_source_rate(tmp_path, small_release):
     audio = {"waveform": torch.randn(1, 1, 16000) * 0.1, "sample_rate": 16000}  # 1 s, longer than the video
     features, _ = nodes["DittoEncodeAudio"].encode(models, audio)
     motion = nodes["DittoSampleMotion"].sample(models, portrait, features, "neutral", 1, 1, 10, 1)["result"][0]
-    frames, cut_audio, rendered = nodes["DittoRender"].render(models, portrait, motion, True, "as released", 4,
-                                                              "fp32", audio)
+    frames, cut_audio, rendered, crops, placement = nodes["DittoRender"].render(
+        models, portrait, motion, True, "as released", 4, "fp32", audio)
     assert len(frames) == 8 and rendered.get_components().frame_rate == 20  # the video's length and rate
     assert cut_audio["waveform"].shape[-1] == 6400  # 0.4 s
     for index in CUT:
         torch.testing.assert_close(frames[index], torch.from_numpy(_video_frames()[index]).float() / 255)
+    assert placement.has_face.tolist() == portrait.has_face.tolist() and len(crops) == 8
+    pasted, masks = nodes["DittoPasteBack"].paste(crops, placement, 0.05)
+    assert torch.equal(pasted, frames) and masks[list(CUT)].abs().max() == 0

@@ -24,6 +24,7 @@ from ditto_core.motion.sampler import ChainConfig
 from ditto_core.networks import load_networks
 from ditto_core.portrait import FaceModelError, NoFaceError, RegistrationOptions, load_face_models, register_portrait
 from ditto_core.portrait.face_models import FaceDetector, load_face_mesh
+from ditto_core.portrait.paste import FacePlacement, PasteBackError, paste_faces
 from ditto_core.release import AUX_FILES, CONFIG_FILES, NETWORK_FILES, RELEASE_FILES
 from ditto_core.release_config import load_configs
 from ditto_core.stream import check_fps, default_fps
@@ -193,6 +194,16 @@ def _widget_ranges(env):
     return spec["overlap"][1]["max"], spec["steps"][1]["min"]
 
 
+def _paste(env, crops=4, crop_side=512, masks=None, frames=None, feather=0.05):
+    """Paste ``crops`` grey crops into a 4-frame placement on a 64x64 portrait (``masks``: ``(count, side)``,
+    ``frames``: ``(count, height, width)``)."""
+    placement = FacePlacement.of(env.register(_photo(64, 64)), 0, 4)
+    faces = np.full((crops, crop_side, crop_side, 3), 0.5, np.float32)
+    face_masks = None if masks is None else np.ones((masks[0], masks[1], masks[1]), np.float32)
+    targets = None if frames is None else np.zeros((frames[0], frames[1], frames[2], 3), np.uint8)
+    return list(paste_faces(faces, placement, targets, feather, face_masks))
+
+
 class _RunsCommand:
     def __reduce__(self):
         return os.system, ("echo ran > /dev/null",)
@@ -294,6 +305,21 @@ CASES = [
     Case("unknown loop policy", lambda e: RegistrationOptions(loop="bounce"), error=ValueError,
          message="unknown loop policy 'bounce'; choose one of ping-pong, once, shortest"),
     Case("motion file saved at another fps", _other_fps_motion, check=lambda m: m.fps == 25.0 and len(m) == 25),
+    # Paste Back (face crops from Render, through other nodes, back into the frames)
+    Case("Paste Back: fewer face crops than the placement's frames", lambda e: _paste(e, crops=3),
+         error=PasteBackError, message="3 face crops for a placement of 4 frames: every node between Render"),
+    Case("Paste Back: face mask of another size than the crops", lambda e: _paste(e, crop_side=1024, masks=(1, 512)),
+         error=PasteBackError, message="the face mask is 512x512 but the face crops are 1024x1024"),
+    Case("Paste Back: 2 face masks for 4 crops", lambda e: _paste(e, masks=(2, 512)), error=PasteBackError,
+         message="2 face masks for 4 face crops: give one mask"),
+    Case("Paste Back: frames of another size than the portrait", lambda e: _paste(e, frames=(1, 48, 64)),
+         error=PasteBackError, message="the frames are 64x48 but the faces were placed in 64x64 frames"),
+    Case("Paste Back: 3 frames for 4 crops", lambda e: _paste(e, frames=(3, 64, 64)), error=PasteBackError,
+         message="3 frames for 4 face crops: give one frame"),
+    Case("Paste Back: feather out of range", lambda e: _paste(e, feather=0.8), error=PasteBackError,
+         message="feather must be between 0 .* and 0.5"),
+    Case("Paste Back: one mask and one frame for every crop", lambda e: _paste(e, masks=(1, 512), frames=(1, 64, 64)),
+         check=lambda out: len(out) == 4 and all(frame.shape == (64, 64, 3) for frame, _ in out)),
     Case("corrupt motion file", lambda e: Motion.load(e.file("bad.safetensors", b"\x10\x00garbage")),
          error=MotionFileError, message="not a readable motion file"),
 ]

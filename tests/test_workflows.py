@@ -164,3 +164,13 @@ def test_the_templates_do_what_their_names_say():
     fps = next(i for i in motion_from_video["inputs"] if i["name"] == "fps")
     link = next(link for link in splice["links"] if link[0] == fps["link"])
     assert nodes[link[1]]["type"] == "GetVideoComponents" and nodes[link[1]]["outputs"][link[2]]["name"] == "fps"
+    # the restorer's stand-in sits between Render's face crops and Paste Back, which gets Render's placement
+    restore = workflows["Ditto restore the face then paste back"]
+    nodes = {n["id"]: n for n in restore["nodes"]}
+    sources = {(nodes[dst]["type"], nodes[dst]["inputs"][slot]["name"]): (nodes[src]["type"], nodes[src]["outputs"][s]["name"])
+               for _, src, s, dst, slot, _ in restore["links"]}
+    assert sources[("ImageScaleBy", "image")] == ("DittoRender", "face_crops")
+    assert sources[("DittoPasteBack", "face_crops")] == ("ImageScaleBy", "IMAGE")
+    assert sources[("DittoPasteBack", "placement")] == ("DittoRender", "placement")
+    assert sources[("CreateVideo", "images")] == ("DittoPasteBack", "frames")
+    assert any("stand-in for a face restorer" in n["widgets_values"][0] for n in restore["nodes"] if n["type"] == "Note")

@@ -41,6 +41,8 @@ BUILTINS = {
                   ("latent_image", "LATENT")], [("LATENT", "LATENT")]),
     "VAEDecode": ([("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")]),
     "SaveVideo": ([("video", "VIDEO")], []),
+    "ImageScaleBy": ([("image", "IMAGE")], [("IMAGE", "IMAGE")]),
+    "CreateVideo": ([("images", "IMAGE"), ("audio", "AUDIO")], [("VIDEO", "VIDEO")]),
     "Note": ([], []),
 }
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
@@ -70,7 +72,8 @@ EXTRA_HEIGHT = {  # room for what the front end adds to a node besides its widge
     "DittoTalkingHeadVideo": 370,
 }
 BUILTIN_WIDGETS = {"LoadImage": 2, "LoadAudio": 2, "LoadVideo": 2, "GetVideoComponents": 0, "CheckpointLoaderSimple": 1,
-                   "CLIPTextEncode": 4, "EmptyLatentImage": 3, "KSampler": 7, "VAEDecode": 0, "SaveVideo": 3}
+                   "CLIPTextEncode": 4, "EmptyLatentImage": 3, "KSampler": 7, "VAEDecode": 0, "SaveVideo": 3,
+                   "ImageScaleBy": 2, "CreateVideo": 2}
 NOTE_MIN_HEIGHT = 88  # the front end's smallest Note
 CANVAS = (1920, 1080)  # the window the opening view and the fit-to-view check assume
 FIT_MARGIN = 0.75  # ComfyUI's fit to view fills 75% of the canvas with the graph's bounds, plus 10 units around
@@ -459,6 +462,32 @@ def generated_portrait_talking_head(classes):
     return w
 
 
+def restore_then_paste_back(classes):
+    w = Workflow(classes)
+    models, image, speech = loaders(w)
+    x = w.group("Inputs", 0, 0, [[w.note(INPUTS_NOTE), models, image, speech]], COLORS["inputs"])
+    portrait, encoded = register(w, models, image), encode(w, models, speech)
+    motion = sample(w, models, portrait, encoded)
+    x = w.group("Face, speech and motion", x, 0, [[w.note(PREPARE_NOTE), portrait, encoded, motion]],
+                COLORS["prepare"])
+    render = w.add("DittoRender", models=(models, "models"), portrait=(portrait, "portrait"),
+                   motion=(motion, "motion"), audio=(encoded, "audio"))
+    restored = w.add("ImageScaleBy", ["lanczos", 2.0], image=(render, "face_crops"))
+    x = w.group("Render, then restore the face", x, 0, [
+        [w.note("Besides the frames, Render outputs the rendered 512x512 faces (face_crops) and where each goes "
+                "(placement)."), render],
+        [w.note("A stand-in for a face restorer or upscaler (e.g. a GFPGAN or CodeFormer node pack): here a 2x "
+                "lanczos upscale to 1024x1024. Put yours in its place; any crop size works."), restored]],
+        COLORS["motion"])
+    pasted = w.add("DittoPasteBack", face_crops=(restored, "IMAGE"), placement=(render, "placement"))
+    video = w.add("CreateVideo", [25.0, 8], images=(pasted, "frames"), audio=(render, "audio"))
+    save = w.add("SaveVideo", ["ditto/restored", "auto", "auto"], video=(video, "VIDEO"))
+    w.group("Paste back and save", x, 0, [[
+        w.note("Paste Back blends the restored faces into the portrait's frames with Ditto's soft edge; the "
+               "speech is added and the mp4 written to output/ditto/."), pasted, video, save]], COLORS["output"])
+    return w
+
+
 # file name (the templates browser's title) → (builder, thumbnail: portrait(s), what it shows)
 WORKFLOWS = {
     "Ditto portrait and speech to video": portrait_audio_to_video,
@@ -470,6 +499,7 @@ WORKFLOWS = {
     "Ditto save motion to a file": save_motion,
     "Ditto nod motion on another portrait": load_motion_render,
     "Ditto portrait from Stable Diffusion": generated_portrait_talking_head,
+    "Ditto restore the face then paste back": restore_then_paste_back,
 }
 THUMBNAILS = {
     "Ditto portrait and speech to video": ([PORTRAIT], "speech", "portrait + speech", "talking-head video"),
@@ -481,6 +511,7 @@ THUMBNAILS = {
     "Ditto save motion to a file": ([PORTRAIT], "curves", "speech to motion", "saved as a file"),
     "Ditto nod motion on another portrait": ([PORTRAIT_2], "nod", "a saved nod", "on another portrait"),
     "Ditto portrait from Stable Diffusion": ([], "speech", "SD 1.5 portrait", "+ speech to video"),
+    "Ditto restore the face then paste back": ([PORTRAIT], "film", "face crops restored,", "then pasted back"),
 }
 SAMPLE_FILES = {PORTRAIT: "portrait.jpg", PORTRAIT_2: "portrait_2.jpg"}
 
