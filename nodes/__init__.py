@@ -1,6 +1,7 @@
 """ComfyUI node classes (thin: every computation lives in ditto_core)."""
 
 from .audio import DittoEncodeAudio
+from .batch import DittoLoadPortraits, DittoLoadSpeechClips, DittoTalkingHeadBatch
 from .models import DittoLoadModels
 from .motion import (
     DittoBlendMotion,
@@ -38,6 +39,9 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "DittoRender": "Render (Ditto)",
     "DittoRenderVideo": "Render Video (Ditto)",
     "DittoTalkingHeadVideo": "Talking Head Video, streamed (Ditto)",
+    "DittoLoadPortraits": "Load Portraits from Folder (Ditto)",
+    "DittoLoadSpeechClips": "Load Speech Clips from Folder (Ditto)",
+    "DittoTalkingHeadBatch": "Talking Head Batch (Ditto)",
 }
 
 NODE_CLASSES = (
@@ -59,6 +63,9 @@ NODE_CLASSES = (
     DittoRender,
     DittoRenderVideo,
     DittoTalkingHeadVideo,
+    DittoLoadPortraits,
+    DittoLoadSpeechClips,
+    DittoTalkingHeadBatch,
 )
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in NODE_CLASSES}
 
