@@ -1,6 +1,7 @@
 """ComfyUI node classes (thin: every computation lives in ditto_core)."""
 
 from .audio import DittoEncodeAudio
+from .batch import DittoLoadPortraits, DittoLoadSpeechClips, DittoTalkingHeadBatch
 from .models import DittoLoadModels
 from .motion import (
     DittoBlendMotion,
@@ -40,6 +41,9 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "DittoRenderVideo": "Render Video (Ditto)",
     "DittoTalkingHeadVideo": "Talking Head Video, streamed (Ditto)",
     "DittoPasteBack": "Paste Back (Ditto)",
+    "DittoLoadPortraits": "Load Portraits from Folder (Ditto)",
+    "DittoLoadSpeechClips": "Load Speech Clips from Folder (Ditto)",
+    "DittoTalkingHeadBatch": "Talking Head Batch (Ditto)",
 }
 
 NODE_CLASSES = (
@@ -62,6 +66,9 @@ NODE_CLASSES = (
     DittoRenderVideo,
     DittoTalkingHeadVideo,
     DittoPasteBack,
+    DittoLoadPortraits,
+    DittoLoadSpeechClips,
+    DittoTalkingHeadBatch,
 )
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in NODE_CLASSES}
 

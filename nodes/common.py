@@ -29,6 +29,16 @@ class Progress:
         self.bar.update_absolute(self.done)
 
 
+def input_path(relative: str) -> Path:
+    """``relative`` (a file or folder named by a widget) inside ComfyUI's input folder; ValueError when it points
+    outside it."""
+    root = Path(folder_paths.get_input_directory()).resolve()
+    path = (root / relative).resolve()
+    if root not in path.parents:
+        raise ValueError(f"{relative!r} is outside ComfyUI's input folder")
+    return path
+
+
 def unique_output_path(prefix: str, extension: str) -> Path:
     """A file name in ComfyUI's output directory named after ``prefix`` (sub-folders allowed) that no file has yet,
     never outside the output directory whatever ``prefix`` contains. Nothing is created: writers fill a hidden

@@ -14,7 +14,7 @@ from ..ditto_core.motion.conditions import parse_emotion
 from ..ditto_core.motion.motion import preview_curves
 from ..ditto_core.motion.sampler import num_windows
 from ..ditto_core.pipeline import motion_from_video
-from .common import CATEGORY, Progress, check_interrupt, output_ui_entry, unique_output_path
+from .common import CATEGORY, Progress, check_interrupt, input_path, output_ui_entry, unique_output_path
 from .memory import on_device
 
 MOTION_EXTENSION = ".safetensors"
@@ -337,11 +337,7 @@ class DittoLoadMotion(MotionNode):
 
     @classmethod
     def _path(cls, motion_file: str) -> Path:
-        root = Path(folder_paths.get_input_directory()).resolve()
-        path = (root / motion_file).resolve()
-        if root not in path.parents:
-            raise ValueError(f"{motion_file!r} is outside ComfyUI's input folder")
-        return path
+        return input_path(motion_file)
 
     @classmethod
     def IS_CHANGED(cls, motion_file):

@@ -224,12 +224,35 @@ class DittoTalkingHeadVideo:
 
     def render(self, models, portrait, audio, emotion, seed, steps, overlap, smoothing, paste_back, stitching,
                batch_size, precision, filename_prefix, crf, emotion_timeline="", fps=25.0):
-        models = on_device(models)
-        chosen, sampler = sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline)
-        clip = clip_for_source(load_audio(audio), portrait, fps)
-        progress = Progress(num_video_frames(len(clip.samples), fps))
-        options = _render_options(models, paste_back, stitching, batch_size, precision)
-        ui, motion = _save_video(filename_prefix, lambda path: speech_to_video(
-            path, models, portrait, clip, chosen, sampler, options, crf, check=check_interrupt,
-            on_frame=lambda done: progress.update(), fps=fps))
+        speech = SpeechToVideo(models, emotion, seed, steps, overlap, smoothing, paste_back, stitching, batch_size,
+                               precision, crf, emotion_timeline, fps)
+        clip = speech.clip_for(portrait, load_audio(audio))
+        ui, motion = speech.write(filename_prefix, portrait, clip, Progress(speech.num_frames(clip)))
         return {"ui": {**ui, "ditto_motion": [preview_curves(motion)]}, "result": (motion,)}
+
+
+class SpeechToVideo:
+    """The Talking Head Video widgets' choices, resolved once (the models put on their device, the emotion, sampler
+    and render options), for one video or many."""
+
+    def __init__(self, models, emotion, seed, steps, overlap, smoothing, paste_back, stitching, batch_size, precision,
+                 crf, emotion_timeline="", fps=25.0):
+        self.models = on_device(models)
+        self.emotion, self.sampler = sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline)
+        self.options = _render_options(self.models, paste_back, stitching, batch_size, precision)
+        self.crf, self.fps = crf, fps
+
+    def clip_for(self, portrait, clip):
+        """The speech as long as the video on ``portrait`` will be (a "shortest" video source cuts it)."""
+        return clip_for_source(clip, portrait, self.fps)
+
+    def num_frames(self, clip) -> int:
+        """Frames of video ``clip`` gives: ⌈seconds × fps⌉."""
+        return num_video_frames(len(clip.samples), self.fps)
+
+    def write(self, filename_prefix: str, portrait, clip, progress: Progress):
+        """Portrait + speech → a new mp4 named after ``filename_prefix`` (atomically), one ``progress`` step per
+        frame. Returns the node's ui entry and the sampled motion."""
+        return _save_video(filename_prefix, lambda path: speech_to_video(
+            path, self.models, portrait, clip, self.emotion, self.sampler, self.options, self.crf,
+            check=check_interrupt, on_frame=lambda done: progress.update(), fps=self.fps))

@@ -1,8 +1,10 @@
 """The sample inputs the example workflows use, copied into ComfyUI's input folder when the pack loads, so every
-template runs as shipped (Load Image, Load Audio, Load Video and Load Motion only list files in input/).
+template runs as shipped (Load Image, Load Audio, Load Video and Load Motion only list files in input/, and Load
+Portraits and Load Speech Clips only its folders).
 
-Copies go under names of their own (``ditto_…``) and never replace a file: a name that is already taken by the same
-bytes is left alone silently, by other bytes (the user's own file) is left alone with one log line.
+Copies go under names of their own (``ditto_…``, or in the ``ditto_batch`` folder) and never replace a file: a name
+that is already taken by the same bytes is left alone silently, by other bytes (the user's own file) is left alone
+with one log line.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
+BATCH_FOLDER = "ditto_batch"
 # name in input/ → file in assets/ (assets/README.md says where each comes from)
 SAMPLE_INPUTS = {
     "ditto_portrait.jpg": "portrait.jpg",
@@ -23,6 +26,10 @@ SAMPLE_INPUTS = {
     "ditto_speech.wav": "speech.wav",
     "ditto_driving.mp4": "driving.mp4",
     "ditto_nod.safetensors": "nod.safetensors",
+    # the batch template's folder: two portraits and a speech clip
+    f"{BATCH_FOLDER}/portrait.jpg": "portrait.jpg",
+    f"{BATCH_FOLDER}/portrait_2.jpg": "portrait_2.jpg",
+    f"{BATCH_FOLDER}/speech.wav": "speech.wav",
 }
 
 log = logging.getLogger("ComfyUI-Ditto")
@@ -31,6 +38,7 @@ log = logging.getLogger("ComfyUI-Ditto")
 def _copy_new(source: Path, target: Path) -> bool:
     """Copy ``source`` to ``target`` unless ``target`` exists (checked atomically: a finished temporary copy is
     hard-linked into place, which fails on an existing name). True when copied."""
+    target.parent.mkdir(exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
     os.close(handle)
     try:
@@ -68,6 +76,8 @@ def stage_sample_inputs(input_dir: str | Path | None = None, assets: Path = ASSE
             result[name] = "kept"
         elif target.is_file():
             result[name] = "present" if filecmp.cmp(source, target, shallow=False) else "kept"
+        elif target.parent.exists() and not target.parent.is_dir():  # a file of the sample folder's name
+            result[name] = "kept"
         elif _copy_new(source, target):
             result[name] = "copied"
         else:  # made by someone else meanwhile

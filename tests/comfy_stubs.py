@@ -38,6 +38,12 @@ def install(base: Path) -> types.SimpleNamespace:
     folder_paths.add_model_folder_path = add_model_folder_path
     folder_paths.get_folder_paths = lambda name: list(folders.get(name, []))
 
+    def get_input_subfolders():  # as ComfyUI's: every folder under input/, recursively, "/"-separated, sorted
+        root = base / "input"
+        return sorted(path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_dir())
+
+    folder_paths.get_input_subfolders = get_input_subfolders
+
     model_management = types.ModuleType("comfy.model_management")
     model_management.get_torch_device = lambda: torch.device("cpu")
     model_management.InterruptProcessingException = InterruptProcessingException
@@ -131,6 +137,35 @@ def install(base: Path) -> types.SimpleNamespace:
     sys.modules.update({"folder_paths": folder_paths, "comfy": comfy, "comfy.model_management": model_management,
                         "comfy.utils": utils, "comfy.model_patcher": model_patcher, "comfy_api": comfy_api, "comfy_api.latest": latest})
     return state
+
+
+def run_node(node, inputs: dict[str, list]) -> tuple[list[list], dict]:
+    """Call ``node`` as ComfyUI 0.33's executor does (execution.py: ``_async_map_node_over_list``,
+    ``get_output_from_returns``, ``merge_result_data``). Every input is a list: a link gives the list the source's
+    output holds, a widget a list of one (use :func:`constants`). A node with INPUT_IS_LIST gets the lists in one
+    call; any other is called once per index of the longest list, shorter lists repeating their last item. Returns
+    one list per output (an OUTPUT_IS_LIST output's lists joined, any other one item per call) and the calls' ui
+    dicts joined per key."""
+    function = getattr(node, node.FUNCTION)
+    if getattr(node, "INPUT_IS_LIST", False):
+        returns = [function(**inputs)]
+    else:
+        count = max((len(values) for values in inputs.values()), default=0)
+        returns = [function(**{name: values[min(index, len(values) - 1)] for name, values in inputs.items()})
+                   for index in range(count)] if count else [function()]
+    results = [r["result"] if isinstance(r, dict) else r for r in returns if not isinstance(r, dict) or "result" in r]
+    uis = [r["ui"] for r in returns if isinstance(r, dict) and "ui" in r]
+    outputs = []
+    if results:
+        for index, is_list in zip(range(len(results[0])), getattr(node, "OUTPUT_IS_LIST", [False] * len(results[0]))):
+            outputs.append([item for r in results for item in r[index]] if is_list else [r[index] for r in results])
+    ui = {key: [item for u in uis for item in u[key]] for key in uis[0]} if uis else {}
+    return outputs, ui
+
+
+def constants(**values) -> dict[str, list]:
+    """Widget values as ComfyUI hands them to a node: each a list of one."""
+    return {name: [value] for name, value in values.items()}
 
 
 def load_pack(name: str = "comfyui_ditto_under_test") -> types.ModuleType:

@@ -18,6 +18,7 @@ from comfy_stubs import InterruptProcessingException, install, load_pack
 from ditto_core.audio import AudioInputError, OnnxHubertEncoder, extract_features, load_audio
 from ditto_core.config_pickle import ConfigFileError
 from ditto_core.download import DownloadError, download_release
+from ditto_core.lists import pair_up
 from ditto_core.models import CheckpointError, load_network
 from ditto_core.motion import Motion, MotionFileError
 from ditto_core.motion.sampler import ChainConfig
@@ -204,6 +205,28 @@ def _paste(env, crops=4, crop_side=512, masks=None, frames=None, feather=0.05):
     return list(paste_faces(faces, placement, targets, feather, face_masks))
 
 
+def _batch(env, portraits: int = 2, clips: int = 2, portrait_names=None):
+    """Talking Head Batch handed lists of these lengths, as ComfyUI hands a list node its inputs."""
+    pack, _, _ = env.comfy()
+    nodes = pack.NODE_CLASS_MAPPINGS
+    (models,) = nodes["DittoLoadModels"]().load("ditto_pytorch", "cpu")
+    portrait = env.register(_photo(64, 64))
+    speech = {"waveform": torch.zeros(1, 1, 1600), "sample_rate": 16000}
+    widgets = dict(pairing="pairs", emotion="as released", seed=0, steps=1, overlap=-1, smoothing=-1, paste_back=True,
+                   stitching="as released", batch_size=4, precision="auto", filename_prefix="ditto/batch", crf=23)
+    names = {} if portrait_names is None else {"portrait_names": portrait_names}
+    return nodes["DittoTalkingHeadBatch"]().render(models=[models], portraits=[portrait] * portraits,
+                                                    clips=[speech] * clips, **names,
+                                                    **{name: [value] for name, value in widgets.items()})
+
+
+def _empty_portrait_folder(env):
+    pack, _, base = env.comfy()
+    (base / "input" / "no_faces").mkdir(exist_ok=True)
+    (base / "input" / "no_faces" / "notes.txt").write_text("no images here")
+    return pack.NODE_CLASS_MAPPINGS["DittoLoadPortraits"]().load("no_faces")
+
+
 class _RunsCommand:
     def __reduce__(self):
         return os.system, ("echo ran > /dev/null",)
@@ -322,6 +345,19 @@ CASES = [
          check=lambda out: len(out) == 4 and all(frame.shape == (64, 64, 3) for frame, _ in out)),
     Case("corrupt motion file", lambda e: Motion.load(e.file("bad.safetensors", b"\x10\x00garbage")),
          error=MotionFileError, message="not a readable motion file"),
+    # many portraits and clips (Talking Head Batch and its folder loaders)
+    Case("a folder with no images (Load Portraits)", _empty_portrait_folder, error=ValueError,
+         message=r"no_faces holds no images \(.bmp, .jpeg, .jpg, .png, .tif, .tiff, .webp\); put them there"),
+    Case("a batch with no portraits", lambda e: _batch(e, portraits=0), error=ValueError,
+         message="the batch got no portraits; wire Register Portrait"),
+    Case("a batch with no speech clips", lambda e: _batch(e, clips=0), error=ValueError,
+         message="the batch got no speech clips; wire Load Speech Clips"),
+    Case("'pairs' with 3 portraits and 2 clips", lambda e: _batch(e, portraits=3, clips=2), error=ValueError,
+         message=r"there are 3 portraits and 2 clips; .* or choose 'every portrait × every clip'"),
+    Case("'pairs' with one portrait and 3 clips", lambda e: pair_up(1, 3, "pairs"),
+         check=lambda pairs: pairs == [(0, 0), (0, 1), (0, 2)]),
+    Case("portrait names of another length than the portraits", lambda e: _batch(e, portrait_names=["a.png"]),
+         error=ValueError, message="portrait_names has 1 names for 2 portraits; wire the names output"),
 ]
 
 

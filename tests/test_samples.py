@@ -26,6 +26,11 @@ samples = _module(ROOT / "nodes" / "samples.py", "ditto_samples_under_test")
 make_samples = _module(ASSETS / "make_samples.py", "ditto_make_samples_under_test")
 
 
+def _files(folder: Path) -> list[str]:
+    """Every file under ``folder``, as "/"-separated paths relative to it."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
 def test_every_sample_ships_in_assets():
     for name, asset in samples.SAMPLE_INPUTS.items():
         assert name.startswith("ditto_") and (ASSETS / asset).is_file(), name
@@ -44,7 +49,7 @@ def test_staging_copies_each_sample_once(tmp_path):
     again = samples.stage_sample_inputs(target)
     assert again == {name: "present" for name in samples.SAMPLE_INPUTS}
     assert times == {name: (target / name).stat().st_mtime_ns for name in samples.SAMPLE_INPUTS}  # not rewritten
-    assert sorted(p.name for p in target.iterdir()) == sorted(samples.SAMPLE_INPUTS)  # no temporary files left
+    assert _files(target) == sorted(samples.SAMPLE_INPUTS)  # no temporary files left
 
 
 def test_staging_never_overwrites_a_users_file(tmp_path, caplog):
@@ -68,6 +73,17 @@ def test_staging_never_overwrites_a_users_file(tmp_path, caplog):
     assert (target / "ditto_portrait.jpg").read_bytes() == b"my own picture"
 
 
+def test_a_file_named_like_the_sample_folder_is_left_alone(tmp_path):
+    target = tmp_path / "input"
+    target.mkdir()
+    (target / samples.BATCH_FOLDER).write_bytes(b"my own file")
+    result = samples.stage_sample_inputs(target)
+    in_folder = {name for name in samples.SAMPLE_INPUTS if name.startswith(samples.BATCH_FOLDER + "/")}
+    assert in_folder and {result[name] for name in in_folder} == {"kept"}
+    assert {result[name] for name in set(samples.SAMPLE_INPUTS) - in_folder} == {"copied"}
+    assert (target / samples.BATCH_FOLDER).read_bytes() == b"my own file"
+
+
 def test_a_missing_asset_is_reported_not_raised(tmp_path):
     result = samples.stage_sample_inputs(tmp_path / "input", assets=tmp_path / "no-assets")
     assert set(result.values()) == {"no asset"} and not list((tmp_path / "input").iterdir())
@@ -78,7 +94,7 @@ def test_loading_the_pack_stages_the_samples(tmp_path):
 
     comfy_stubs.install(tmp_path)
     pack = comfy_stubs.load_pack()
-    assert sorted(p.name for p in (tmp_path / "input").iterdir()) == sorted(samples.SAMPLE_INPUTS)
+    assert _files(tmp_path / "input") == sorted(samples.SAMPLE_INPUTS)
     motions = pack.NODE_CLASS_MAPPINGS["DittoLoadMotion"].INPUT_TYPES()["required"]["motion_file"][0]
     assert "ditto_nod.safetensors" in motions
 

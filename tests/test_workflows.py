@@ -18,6 +18,7 @@ FILES = sorted((ROOT / "example_workflows").glob("*.json"))
 TITLE = 30  # ComfyUI's node title bar, drawn above a node's pos
 GAP = 20  # the least space between two nodes' boxes
 FILE_INPUTS = {"LoadImage": 0, "LoadAudio": 0, "LoadVideo": 0, "DittoLoadMotion": 0}  # node → its file widget
+FOLDER_INPUTS = {"DittoLoadPortraits": 0, "DittoLoadSpeechClips": 0}  # node → its folder widget
 
 
 def _staged_names() -> set[str]:
@@ -94,10 +95,13 @@ def test_templates_load_only_staged_samples_or_other_nodes_outputs(path):
     """Every file a template opens is one the pack copies into input/ (the image-generation template's checkpoint
     aside, which its note names); everything else comes through links."""
     staged = _staged_names()
+    staged_folders = {name.rsplit("/", 1)[0] for name in staged if "/" in name}
     workflow = _load(path)
     for node in workflow["nodes"]:
         if node["type"] in FILE_INPUTS:
             assert node["widgets_values"][FILE_INPUTS[node["type"]]] in staged, (path.stem, node["type"])
+        if node["type"] in FOLDER_INPUTS:
+            assert node["widgets_values"][FOLDER_INPUTS[node["type"]]] in staged_folders, (path.stem, node["type"])
         if node["type"] == "CheckpointLoaderSimple":
             notes = " ".join(n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "Note")
             assert node["widgets_values"][0] in notes, "the image-generation template must name its checkpoint"
@@ -174,3 +178,14 @@ def test_the_templates_do_what_their_names_say():
     assert sources[("DittoPasteBack", "placement")] == ("DittoRender", "placement")
     assert sources[("CreateVideo", "images")] == ("DittoPasteBack", "frames")
     assert any("stand-in for a face restorer" in n["widgets_values"][0] for n in restore["nodes"] if n["type"] == "Note")
+    # the batch: both sample portraits with the speech, named after the files the loaders read
+    batch = workflows["Ditto many portraits and clips at once"]
+    nodes = {n["id"]: n for n in batch["nodes"]}
+    sources = {(nodes[dst]["type"], nodes[dst]["inputs"][dst_slot]["name"]): (nodes[src]["type"],
+                                                                            nodes[src]["outputs"][src_slot]["name"])
+               for _, src, src_slot, dst, dst_slot, _ in batch["links"]}
+    assert sources[("DittoTalkingHeadBatch", "portrait_names")] == ("DittoLoadPortraits", "names")
+    assert sources[("DittoTalkingHeadBatch", "clip_names")] == ("DittoLoadSpeechClips", "names")
+    assert sources[("DittoRegisterPortrait", "image")] == ("DittoLoadPortraits", "images")
+    staged = sorted(name for name in _staged_names() if name.startswith(build.BATCH_FOLDER + "/"))
+    assert staged == [f"{build.BATCH_FOLDER}/{name}" for name in ("portrait.jpg", "portrait_2.jpg", "speech.wav")]

@@ -50,6 +50,7 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 # The sample inputs the templates load (staged into input/ by nodes/samples.py under these names).
 PORTRAIT, PORTRAIT_2, SPEECH, DRIVING, NOD = (
     "ditto_portrait.jpg", "ditto_portrait_2.jpg", "ditto_speech.wav", "ditto_driving.mp4", "ditto_nod.safetensors")
+BATCH_FOLDER = "ditto_batch"  # the batch template's folder in input/: both portraits and the speech
 SD_CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"
 SD_CHECKPOINT_REPO = "Comfy-Org/stable-diffusion-v1-5-archive"  # on Hugging Face
 
@@ -70,6 +71,7 @@ EXTRA_HEIGHT = {  # room for what the front end adds to a node besides its widge
     "SaveVideo": 370,  # the saved video (a 512x600 portrait's, say)
     "DittoRenderVideo": 370,  # the rendered video
     "DittoTalkingHeadVideo": 370,
+    "DittoTalkingHeadBatch": 370,
 }
 BUILTIN_WIDGETS = {"LoadImage": 2, "LoadAudio": 2, "LoadVideo": 2, "GetVideoComponents": 0, "CheckpointLoaderSimple": 1,
                    "CLIPTextEncode": 4, "EmptyLatentImage": 3, "KSampler": 7, "VAEDecode": 0, "SaveVideo": 3,
@@ -488,6 +490,28 @@ def restore_then_paste_back(classes):
     return w
 
 
+def many_portraits_and_clips(classes):
+    w = Workflow(classes)
+    models = w.add("DittoLoadModels")
+    faces = w.add("DittoLoadPortraits", {"folder": BATCH_FOLDER})
+    speech = w.add("DittoLoadSpeechClips", {"folder": BATCH_FOLDER})
+    x = w.group("Folders of portraits and speech", 0, 0, [[
+        w.note(f"Every image and every audio file of input/{BATCH_FOLDER}/ (the pack put two portraits and the "
+               f"speech there), as lists with their file names; choose any folder in input/."),
+        models, faces, speech]], COLORS["inputs"])
+    portraits = register(w, models, faces, "images")
+    x = w.group("Faces", x, 0, [[w.note("Register Portrait runs once per image of the list."), portraits]],
+                COLORS["prepare"])
+    batch = w.add("DittoTalkingHeadBatch", {"pairing": "every portrait × every clip", "filename_prefix": "ditto/batch"},
+                  models=(models, "models"), portraits=(portraits, "portrait"), clips=(speech, "clips"),
+                  portrait_names=(faces, "names"), clip_names=(speech, "names"))
+    w.group("One video per portrait and clip", x, 0, [[
+        w.note("Each portrait speaks each clip: output/ditto/batch_<portrait>_<clip>_00001.mp4, named after the "
+               "files. 'pairs' takes the i-th portrait with the i-th clip instead. One progress bar for all."),
+        batch]], COLORS["output"])
+    return w
+
+
 # file name (the templates browser's title) → (builder, thumbnail: portrait(s), what it shows)
 WORKFLOWS = {
     "Ditto portrait and speech to video": portrait_audio_to_video,
@@ -500,6 +524,7 @@ WORKFLOWS = {
     "Ditto nod motion on another portrait": load_motion_render,
     "Ditto portrait from Stable Diffusion": generated_portrait_talking_head,
     "Ditto restore the face then paste back": restore_then_paste_back,
+    "Ditto many portraits and clips at once": many_portraits_and_clips,
 }
 THUMBNAILS = {
     "Ditto portrait and speech to video": ([PORTRAIT], "speech", "portrait + speech", "talking-head video"),
@@ -512,6 +537,8 @@ THUMBNAILS = {
     "Ditto nod motion on another portrait": ([PORTRAIT_2], "nod", "a saved nod", "on another portrait"),
     "Ditto portrait from Stable Diffusion": ([], "speech", "SD 1.5 portrait", "+ speech to video"),
     "Ditto restore the face then paste back": ([PORTRAIT], "film", "face crops restored,", "then pasted back"),
+    "Ditto many portraits and clips at once": ([PORTRAIT, PORTRAIT_2], "speech", "many portraits + clips",
+                                               "one video each"),
 }
 SAMPLE_FILES = {PORTRAIT: "portrait.jpg", PORTRAIT_2: "portrait_2.jpg"}
 
@@ -532,10 +559,11 @@ def thumbnail(name: str):
     size = 512
     image = Image.new("RGB", (size, size), (24, 26, 30))
     draw = ImageDraw.Draw(image)
-    if portraits:
-        face = Image.open(ROOT / "assets" / SAMPLE_FILES[portraits[0]]).convert("RGB")
-        face = ImageOps.fit(face, (size, 344), centering=(0.5, 0.15))
-        image.paste(face, (0, 0))
+    if portraits:  # side by side
+        width = size // len(portraits)
+        for index, portrait in enumerate(portraits):
+            face = Image.open(ROOT / "assets" / SAMPLE_FILES[portrait]).convert("RGB")
+            image.paste(ImageOps.fit(face, (width, 344), centering=(0.5, 0.15)), (index * width, 0))
     else:  # the image-generation template: no picture of ours to show
         draw.rectangle((0, 0, size, 344), fill=(52, 54, 84))
         font = ImageFont.load_default(size=40)

@@ -11,6 +11,7 @@ import numpy as np
 
 SAMPLE_RATE = 16000
 FPS = 25
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff"}
 
 
 class AudioInputError(ValueError):
@@ -94,6 +95,15 @@ def _read_file(path: Path) -> tuple[np.ndarray, int]:
         return _read_with_av(path, av)
 
 
+def read_audio_file(path: str | Path) -> tuple[np.ndarray, int]:
+    """A speech file as it is: ``[channels, N]`` float32 samples and the file's own sample rate (wav, flac and ogg
+    through soundfile; mp3, m4a and other compressed formats through PyAV)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise AudioInputError(f"audio file not found: {path}")
+    return _read_file(path)
+
+
 def _read_with_av(path: Path, av) -> tuple[np.ndarray, int]:
     try:
         with av.open(str(path)) as container:
@@ -141,11 +151,8 @@ def load_audio(source, sample_rate: int | None = None, name: str | None = None) 
         source, sample_rate = source
     if isinstance(source, (str, Path)):
         path = Path(source).expanduser()
-        if not path.is_file():
-            raise AudioInputError(f"audio file not found: {path}")
-        data, rate = _read_file(path)
-        name = name or path.name
-        return _finish(data, rate, name, source_path=path)
+        data, rate = read_audio_file(path)
+        return _finish(data, rate, name or path.name, source_path=path)
     elif isinstance(source, Mapping):
         if "waveform" not in source or "sample_rate" not in source:
             raise AudioInputError("an AUDIO value must be a dict with 'waveform' and 'sample_rate'")

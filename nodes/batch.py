@@ -1,0 +1,208 @@
+"""Many videos in one run: folder loaders whose lists keep the file names (Load Portraits, Load Speech Clips) and
+Talking Head Batch, one video per portrait and clip with one progress bar and the models loaded once.
+
+The batch node takes registered portraits (Register Portrait maps itself over an image list), not images: the
+registration widgets stay on Register Portrait instead of being repeated here, ComfyUI caches the registered
+portraits when only render settings change, and any portrait source (a video source too) works as with Talking Head
+Video. Registration is a small part of a batch's time; the bar here covers the rendering, frame by frame.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import folder_paths
+import numpy as np
+import torch
+
+from ..ditto_core.audio import load_audio
+from ..ditto_core.audio.clip import AUDIO_SUFFIXES, read_audio_file
+from ..ditto_core.lists import PAIRINGS, PAIRS, BatchListError, folder_media, item_names, pair_up, video_names
+from ..ditto_core.portrait.images import IMAGE_SUFFIXES, PortraitInputError, to_rgb_frames
+from .common import CATEGORY, Progress, check_interrupt, input_path
+from .motion import SAMPLER_WIDGETS
+from .render import RENDER_WIDGETS, VIDEO_WIDGETS, DittoTalkingHeadVideo, SpeechToVideo
+
+NO_FOLDERS = "(no folders in input/)"
+
+
+def read_portrait(path: Path) -> torch.Tensor:
+    """An image file as ComfyUI's IMAGE ``[1, H, W, 3]`` float32 in [0, 1], turned upright by its EXIF orientation
+    as Load Image does."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as image:
+            frame = to_rgb_frames(ImageOps.exif_transpose(image))[0]
+    except OSError as exc:  # not an image (PIL's UnidentifiedImageError), or a damaged one
+        raise PortraitInputError(f"cannot read {path} as an image ({exc}); re-save it as jpg or png") from exc
+    return torch.tensor(frame, dtype=torch.float32).div_(255)[None]
+
+
+def read_clip(path: Path) -> dict:
+    """A speech file as ComfyUI's AUDIO, as Load Audio gives it: ``waveform`` ``[1, C, M]`` float32 at the file's
+    own ``sample_rate``."""
+    samples, rate = read_audio_file(path)
+    return {"waveform": torch.from_numpy(np.ascontiguousarray(samples))[None], "sample_rate": rate}
+
+
+class FolderLoader:
+    """Every file of one kind in a folder under ComfyUI's input/ (not its sub-folders), sorted by name, as a list,
+    with the file names as a second list."""
+
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    OUTPUT_IS_LIST = (True, True)
+    SUFFIXES: set[str] = set()
+    WHAT = ""  # what the files are, plural
+    read: Callable[[Path], object]  # one file → one list item
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        folders = folder_paths.get_input_subfolders() or [NO_FOLDERS]
+        return {"required": {"folder": (folders, {"tooltip": f"A folder in ComfyUI's input folder: all the {cls.WHAT} "
+                                                             f"in it, sorted by file name."})}}
+
+    @classmethod
+    def files(cls, folder: str) -> list[Path]:
+        return folder_media(input_path(folder), cls.SUFFIXES, cls.WHAT)
+
+    @classmethod
+    def IS_CHANGED(cls, folder):
+        """Run again when a file is added, removed or changed."""
+        try:
+            files = cls.files(folder)
+        except ValueError:
+            return float("nan")
+        listing = [(path.name, path.stat().st_size, path.stat().st_mtime_ns) for path in files]
+        return hashlib.sha256(repr(listing).encode()).hexdigest()
+
+    def load(self, folder):
+        files = self.files(folder)
+        progress = Progress(len(files))
+        items = []
+        for path in files:
+            check_interrupt()
+            items.append(self.read(path))
+            progress.update()
+        return (items, [path.name for path in files])
+
+
+class DittoLoadPortraits(FolderLoader):
+    DESCRIPTION = (
+        "Loads every image (jpg, png, webp, bmp, tiff) of a folder in ComfyUI's input folder as an image list, with "
+        "their file names: Register Portrait runs once per image, and Talking Head Batch names its videos after them."
+    )
+    RETURN_TYPES = ("IMAGE", "STRING")
+    RETURN_NAMES = ("images", "names")
+    OUTPUT_TOOLTIPS = ("One IMAGE per file, each its own size.", "The file names, in the same order.")
+    SUFFIXES = IMAGE_SUFFIXES
+    WHAT = "images"
+    read = staticmethod(read_portrait)
+
+
+class DittoLoadSpeechClips(FolderLoader):
+    DESCRIPTION = (
+        "Loads every audio file (wav, flac, ogg, opus, mp3, m4a, aac, aiff) of a folder in ComfyUI's input folder "
+        "as an AUDIO list, with their file names, for Talking Head Batch."
+    )
+    RETURN_TYPES = ("AUDIO", "STRING")
+    RETURN_NAMES = ("clips", "names")
+    OUTPUT_TOOLTIPS = ("One AUDIO per file, as Load Audio gives it.", "The file names, in the same order.")
+    SUFFIXES = AUDIO_SUFFIXES
+    WHAT = "audio files"
+    read = staticmethod(read_clip)
+
+
+def one_value(name: str, values: list):
+    """The one value of a setting: a list node gets every input as a list, a widget as a list of one."""
+    if len(values) != 1:
+        raise BatchListError(f"{name} got {len(values)} values; the batch takes one {name} for all its videos, so "
+                             f"wire a single value, not a list")
+    return values[0]
+
+
+def video_prefix(filename_prefix: str, name: str) -> str:
+    """``<prefix>_<name>``, or ``<prefix><name>`` when the prefix names a folder (ends with /)."""
+    folder = not filename_prefix or filename_prefix.endswith(("/", "\\"))
+    return filename_prefix + name if folder else f"{filename_prefix}_{name}"
+
+
+def output_relative_path(entry: dict) -> str:
+    """A ui entry's file, relative to the output folder."""
+    return f"{entry['subfolder']}/{entry['filename']}" if entry["subfolder"] else entry["filename"]
+
+
+def names_input(tooltip: str):
+    """A STRING list input for names (linked only; unlinked it is the empty text)."""
+    return ("STRING", {"default": "", "forceInput": True, "tooltip": tooltip})
+
+
+class DittoTalkingHeadBatch:
+    DESCRIPTION = (
+        "Many talking-head videos in one run: lists of portraits (Register Portrait over Load Portraits or any image "
+        "list) and of speech clips (Load Speech Clips, or several Load Audio through Create List). 'pairs' renders "
+        "the i-th portrait with the i-th clip (a single portrait or clip goes with each of the others); 'every "
+        "portrait × every clip' renders each portrait with each clip. Each video is an mp4 in the output folder "
+        "named <prefix>_<portrait>_<clip> (the names wired from the loaders, else numbers), written whole or not at "
+        "all. The models are loaded once; one progress bar counts the frames of all the videos."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "render"
+    INPUT_IS_LIST = True
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("filenames",)
+    OUTPUT_IS_LIST = (True,)
+    OUTPUT_TOOLTIPS = ("The videos written, relative to the output folder, in the order they were rendered.",)
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "models": ("DITTO_MODELS",),
+                "portraits": ("DITTO_PORTRAIT", {"tooltip": "A list of portraits (or one, for every clip)."}),
+                "clips": ("AUDIO", {"tooltip": "A list of speech clips (or one, for every portrait)."}),
+                "pairing": (list(PAIRINGS), {"default": PAIRS,
+                                             "tooltip": "pairs: the i-th portrait speaks the i-th clip; every "
+                                                        "portrait × every clip: all combinations."}),
+                **SAMPLER_WIDGETS, **RENDER_WIDGETS, **VIDEO_WIDGETS,
+                "filename_prefix": ("STRING", {"default": "ditto/batch",
+                                               "tooltip": "Each video is <prefix>_<portrait>_<clip>_00001.mp4."}),
+            },
+            "optional": {
+                **DittoTalkingHeadVideo.INPUT_TYPES()["optional"],
+                "portrait_names": names_input("Load Portraits' names (else the portraits are numbered)."),
+                "clip_names": names_input("Load Speech Clips' names (else the clips are numbered)."),
+            },
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, emotion_timeline=("",), fps=(25.0,)):
+        """Talking Head Video's checks on each value (ComfyUI hands a list node its constants as lists, and a
+        linked input as None)."""
+        answers = (DittoTalkingHeadVideo.VALIDATE_INPUTS(timeline or "", 25.0 if rate is None else rate)
+                   for timeline in emotion_timeline for rate in fps)
+        return next((answer for answer in answers if answer is not True), True)
+
+    def render(self, models, portraits, clips, pairing, filename_prefix, portrait_names=None, clip_names=None,
+               **widgets):
+        pairs = pair_up(len(portraits), len(clips), one_value("pairing", pairing))
+        portrait_names = item_names(portrait_names, len(portraits), "portrait")
+        clip_names = item_names(clip_names, len(clips), "clip")
+        names = video_names(portrait_names, clip_names, pairs)
+        speech_clips = [load_audio(clip, name=name) for clip, name in zip(clips, clip_names)]
+        speech = SpeechToVideo(one_value("models", models),
+                               **{name: one_value(name, values) for name, values in widgets.items()})
+        jobs = [(portraits[portrait], speech.clip_for(portraits[portrait], speech_clips[clip])) for portrait, clip in pairs]
+        progress = Progress(sum(speech.num_frames(clip) for _, clip in jobs))
+        prefix = one_value("filename_prefix", filename_prefix)
+        entries = []
+        for (portrait, clip), name in zip(jobs, names):
+            check_interrupt()
+            ui, _ = speech.write(video_prefix(prefix, name), portrait, clip, progress)
+            entries += ui["images"]
+        return {"ui": {"images": entries, "animated": [True]},
+                "result": ([output_relative_path(entry) for entry in entries],)}
