@@ -14,14 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import folder_paths
-import numpy as np
 import torch
 
 from ..ditto_core.audio import load_audio
 from ..ditto_core.audio.clip import AUDIO_SUFFIXES, read_audio_file
 from ..ditto_core.lists import PAIRINGS, PAIRS, BatchListError, folder_media, item_names, pair_up, video_names
 from ..ditto_core.portrait.images import IMAGE_SUFFIXES, PortraitInputError, to_rgb_frames
-from .common import CATEGORY, Progress, check_interrupt, input_path
+from .common import CATEGORY, Progress, audio_value, check_interrupt, input_path
 from .motion import SAMPLER_WIDGETS
 from .render import RENDER_WIDGETS, VIDEO_WIDGETS, DittoTalkingHeadVideo, SpeechToVideo
 
@@ -44,8 +43,7 @@ def read_portrait(path: Path) -> torch.Tensor:
 def read_clip(path: Path) -> dict:
     """A speech file as ComfyUI's AUDIO, as Load Audio gives it: ``waveform`` ``[1, C, M]`` float32 at the file's
     own ``sample_rate``."""
-    samples, rate = read_audio_file(path)
-    return {"waveform": torch.from_numpy(np.ascontiguousarray(samples))[None], "sample_rate": rate}
+    return audio_value(*read_audio_file(path))
 
 
 class FolderLoader:
@@ -180,10 +178,10 @@ class DittoTalkingHeadBatch:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, emotion_timeline=("",), fps=(25.0,)):
+    def VALIDATE_INPUTS(cls, emotion_timeline=("",), fps=(0.0,)):
         """Talking Head Video's checks on each value (ComfyUI hands a list node its constants as lists, and a
         linked input as None)."""
-        answers = (DittoTalkingHeadVideo.VALIDATE_INPUTS(timeline or "", 25.0 if rate is None else rate)
+        answers = (DittoTalkingHeadVideo.VALIDATE_INPUTS(timeline or "", rate)
                    for timeline in emotion_timeline for rate in fps)
         return next((answer for answer in answers if answer is not True), True)
 
@@ -196,13 +194,13 @@ class DittoTalkingHeadBatch:
         speech_clips = [load_audio(clip, name=name) for clip, name in zip(clips, clip_names)]
         speech = SpeechToVideo(one_value("models", models),
                                **{name: one_value(name, values) for name, values in widgets.items()})
-        jobs = [(portraits[portrait], speech.clip_for(portraits[portrait], speech_clips[clip])) for portrait, clip in pairs]
-        progress = Progress(sum(speech.num_frames(clip) for _, clip in jobs))
+        jobs = [speech.job(portraits[portrait], speech_clips[clip]) for portrait, clip in pairs]
+        progress = Progress(sum(job.num_frames for job in jobs))
         prefix = one_value("filename_prefix", filename_prefix)
         entries = []
-        for (portrait, clip), name in zip(jobs, names):
+        for job, name in zip(jobs, names):
             check_interrupt()
-            ui, _ = speech.write(video_prefix(prefix, name), portrait, clip, progress)
+            ui, _ = speech.write(video_prefix(prefix, name), job, progress)
             entries += ui["images"]
         return {"ui": {"images": entries, "animated": [True]},
                 "result": ([output_relative_path(entry) for entry in entries],)}

@@ -8,6 +8,8 @@ from pathlib import Path
 import comfy.model_management
 import comfy.utils
 import folder_paths
+import numpy as np
+import torch
 
 CATEGORY = "Ditto"
 
@@ -61,3 +63,9 @@ def output_ui_entry(path: Path) -> dict:
     relative = path.resolve().relative_to(root)
     return {"filename": relative.name, "subfolder": str(relative.parent) if str(relative.parent) != "." else "",
             "type": "output"}
+
+
+def audio_value(waveform: np.ndarray, sample_rate: int) -> dict:
+    """ComfyUI's AUDIO, as Load Audio gives it, from a waveform ``[C, M]``: ``waveform`` ``[1, C, M]`` float32."""
+    return {"waveform": torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None],
+            "sample_rate": sample_rate}

@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import torch
 
 from ..ditto_core.audio import load_audio
-from ..ditto_core.audio.clip import num_video_frames
+from ..ditto_core.audio.clip import FPS, AudioClip, num_video_frames
 from ..ditto_core.motion.motion import preview_curves
 from ..ditto_core.portrait.paste import FacePlacement
+from ..ditto_core.portrait.registration import Portrait
 from ..ditto_core.precision import PRECISIONS
 from ..ditto_core.render import RenderOptions, faces_to_frames, render_faces
 from ..ditto_core.stream import (
     MAX_FPS,
     MIN_FPS,
+    check_fps,
     clip_for_source,
     default_fps,
     encode_video,
     overlaps_by_default,
     speech_to_video,
 )
-from .common import CATEGORY, Progress, check_interrupt, output_ui_entry, unique_output_path
+from .common import CATEGORY, Progress, audio_value, check_interrupt, output_ui_entry, unique_output_path
 from .memory import on_device
 from .motion import EMOTION_TIMELINE_WIDGET, SAMPLER_WIDGETS, sampler_settings, validate_emotion_timeline
 
@@ -44,24 +47,27 @@ FPS_WIDGET = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 60.0, "step": 1.0,
                                    "rate (Register Portrait's source_fps), else the motion's."})
 
 
-def validate_fps(fps: float):
-    """ComfyUI's VALIDATE_INPUTS answer for the fps widget."""
-    return True if fps == 0 or MIN_FPS <= fps <= MAX_FPS else f"fps must be 0 (the source's or motion's own) or {MIN_FPS:g}-{MAX_FPS:g}"
+def validate_fps(fps: float | None):
+    """ComfyUI's VALIDATE_INPUTS answer for the fps widget (None: linked, checked when the node runs)."""
+    if fps is None or fps == 0 or MIN_FPS <= fps <= MAX_FPS:
+        return True
+    return f"fps must be 0 (the source's or motion's own) or {MIN_FPS:g}-{MAX_FPS:g}"
 
 
 def for_portrait(motion, audio, portrait, fps: float):
-    """The motion at ``fps`` (0: a video source's own rate when known, else the motion's), and
-    motion and audio cut where a video source ends when its loop policy is "shortest"."""
+    """The motion at ``fps`` (0: a video source's own rate when known, else the motion's), and motion and audio cut
+    where a video source ends when its loop policy is "shortest"."""
+    if fps:
+        check_fps(fps)  # a linked rate is only known here
     fps = fps or default_fps(portrait, motion.fps)
     if abs(fps - motion.fps) > 1e-6:
         motion = motion.resample(fps)
     frames = portrait.timeline.output_frames(fps)
     if frames is None or frames >= len(motion):
         return motion, audio
-    motion = motion.slice(0, frames)
     if audio is not None:
-        audio = {**audio, "waveform": audio["waveform"][..., : round(motion.duration_s * audio["sample_rate"])]}
-    return motion, audio
+        audio = audio_value(*load_audio(audio).first_frames(frames, fps).original())
+    return motion.slice(0, frames), audio
 
 
 VIDEO_WIDGETS = {
@@ -127,8 +133,8 @@ class DittoRender:
     )
     CATEGORY = CATEGORY
     FUNCTION = "render"
-    RETURN_TYPES = ("IMAGE", "AUDIO", "VIDEO", "IMAGE", "DITTO_FACE_PLACEMENT")
-    RETURN_NAMES = ("frames", "audio", "video", "face_crops", "placement")
+    RETURN_TYPES = ("IMAGE", "AUDIO", "VIDEO", "IMAGE", "DITTO_FACE_PLACEMENT", "FLOAT")
+    RETURN_NAMES = ("frames", "audio", "video", "face_crops", "placement", "fps")
     OUTPUT_TOOLTIPS = (
         "The rendered frames (the portrait's size; the 512x512 faces when paste_back is off).",
         "The audio input, passed through.",
@@ -136,6 +142,7 @@ class DittoRender:
         "The rendered faces, 512x512, one per frame, before paste-back (as the renderer made them, not rounded): "
         "for a face restorer or upscaler, then Paste Back.",
         "Where each face goes in its frame, for Paste Back.",
+        "The frames' rate, for Create Video after Paste Back.",
     )
 
     @classmethod
@@ -161,7 +168,7 @@ class DittoRender:
                 done += 1
                 progress.update()
         placement = FacePlacement.of(portrait, 0, len(motion), fps=motion.fps)
-        return (images, audio, _video(images, motion.fps, audio), crops, placement)
+        return (images, audio, _video(images, motion.fps, audio), crops, placement, motion.fps)
 
 
 class DittoRenderVideo:
@@ -212,23 +219,38 @@ class DittoTalkingHeadVideo:
             "required": {"models": ("DITTO_MODELS",), "portrait": ("DITTO_PORTRAIT",), "audio": ("AUDIO",),
                          **SAMPLER_WIDGETS, **RENDER_WIDGETS, **VIDEO_WIDGETS},
             "optional": {"emotion_timeline": EMOTION_TIMELINE_WIDGET,
-                         "fps": ("FLOAT", {**FPS_WIDGET[1], "default": 25.0, "min": MIN_FPS,
-                                           "tooltip": "Output frame rate, 10-60: the motion (sampled at 25) is "
-                                                      "resampled in keypoint space, the audio kept."})},
+                         "fps": ("FLOAT", {**FPS_WIDGET[1], "tooltip": "Output frame rate, 10-60: the motion "
+                                           "(sampled at 25) is resampled in keypoint space, the audio kept. 0: a "
+                                           "video source's own rate, else 25."})},
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, emotion_timeline="", fps=25.0):
+    def VALIDATE_INPUTS(cls, emotion_timeline="", fps=0.0):
         timeline = validate_emotion_timeline(emotion_timeline)
         return timeline if timeline is not True else validate_fps(fps)
 
     def render(self, models, portrait, audio, emotion, seed, steps, overlap, smoothing, paste_back, stitching,
-               batch_size, precision, filename_prefix, crf, emotion_timeline="", fps=25.0):
+               batch_size, precision, filename_prefix, crf, emotion_timeline="", fps=0.0):
         speech = SpeechToVideo(models, emotion, seed, steps, overlap, smoothing, paste_back, stitching, batch_size,
                                precision, crf, emotion_timeline, fps)
-        clip = speech.clip_for(portrait, load_audio(audio))
-        ui, motion = speech.write(filename_prefix, portrait, clip, Progress(speech.num_frames(clip)))
+        job = speech.job(portrait, load_audio(audio))
+        ui, motion = speech.write(filename_prefix, job, Progress(job.num_frames))
         return {"ui": {**ui, "ditto_motion": [preview_curves(motion)]}, "result": (motion,)}
+
+
+@dataclass(frozen=True)
+class SpeechJob:
+    """One video to make: the portrait, the speech as long as the video will be (a "shortest" video source cuts
+    it) and the frame rate."""
+
+    portrait: Portrait
+    clip: AudioClip
+    fps: float
+
+    @property
+    def num_frames(self) -> int:
+        """Frames of video it gives: ⌈seconds × fps⌉."""
+        return num_video_frames(len(self.clip.samples), self.fps)
 
 
 class SpeechToVideo:
@@ -236,23 +258,23 @@ class SpeechToVideo:
     and render options), for one video or many."""
 
     def __init__(self, models, emotion, seed, steps, overlap, smoothing, paste_back, stitching, batch_size, precision,
-                 crf, emotion_timeline="", fps=25.0):
+                 crf, emotion_timeline="", fps=0.0):
         self.models = on_device(models)
         self.emotion, self.sampler = sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline)
         self.options = _render_options(self.models, paste_back, stitching, batch_size, precision)
         self.crf, self.fps = crf, fps
 
-    def clip_for(self, portrait, clip):
-        """The speech as long as the video on ``portrait`` will be (a "shortest" video source cuts it)."""
-        return clip_for_source(clip, portrait, self.fps)
+    def job(self, portrait: Portrait, clip: AudioClip) -> SpeechJob:
+        """The video ``portrait`` speaking ``clip`` will be: at the chosen rate (0: a video source's own, else 25),
+        the speech cut where a "shortest" video source ends."""
+        if self.fps:
+            check_fps(self.fps)  # a linked rate is only known here
+        fps = self.fps or default_fps(portrait, FPS)
+        return SpeechJob(portrait, clip_for_source(clip, portrait, fps), fps)
 
-    def num_frames(self, clip) -> int:
-        """Frames of video ``clip`` gives: ⌈seconds × fps⌉."""
-        return num_video_frames(len(clip.samples), self.fps)
-
-    def write(self, filename_prefix: str, portrait, clip, progress: Progress):
-        """Portrait + speech → a new mp4 named after ``filename_prefix`` (atomically), one ``progress`` step per
-        frame. Returns the node's ui entry and the sampled motion."""
+    def write(self, filename_prefix: str, job: SpeechJob, progress: Progress):
+        """The job's mp4, named after ``filename_prefix`` (written atomically), one ``progress`` step per frame.
+        Returns the node's ui entry and the sampled motion."""
         return _save_video(filename_prefix, lambda path: speech_to_video(
-            path, self.models, portrait, clip, self.emotion, self.sampler, self.options, self.crf,
-            check=check_interrupt, on_frame=lambda done: progress.update(), fps=self.fps))
+            path, self.models, job.portrait, job.clip, self.emotion, self.sampler, self.options, self.crf,
+            check=check_interrupt, on_frame=lambda done: progress.update(), fps=job.fps))

@@ -153,6 +153,13 @@ def test_faceless_source_frames_render_unchanged(models, loop):
     np.testing.assert_array_equal(crops[0], warp(frames[3], portrait.image_to_crop[3], CROP_SIZE))
 
 
+@pytest.mark.parametrize("fps", [24.0, 25.0, 29.97, 30.0, 50.0, 60.0])
+def test_cutting_speech_to_a_frame_count_gives_exactly_that_many_frames(fps):
+    clip = load_audio(np.zeros(16000 * 400, np.float32), 16000)
+    for frames in range(1, 9000, 7):
+        assert num_video_frames(len(clip.first_frames(frames, fps).samples), fps) == frames
+
+
 def test_shortest_cuts_the_speech_where_the_video_ends(models):
     portrait = _register(_video_frames(), models, fps=20.0, loop="shortest")
     clip = load_audio(np.zeros(16000, np.float32), 16000)  # 1 s: longer than the 0.4-s video
@@ -224,9 +231,9 @@ def test_nodes_dub_a_video_batch_at_the_source_rate(tmp_path, small_release):
     audio = {"waveform": torch.randn(1, 1, 16000) * 0.1, "sample_rate": 16000}  # 1 s, longer than the video
     features, _ = nodes["DittoEncodeAudio"].encode(models, audio)
     motion = nodes["DittoSampleMotion"].sample(models, portrait, features, "neutral", 1, 1, 10, 1)["result"][0]
-    frames, cut_audio, rendered, crops, placement = nodes["DittoRender"].render(
+    frames, cut_audio, rendered, crops, placement, fps = nodes["DittoRender"].render(
         models, portrait, motion, True, "as released", 4, "fp32", audio)
-    assert len(frames) == 8 and rendered.get_components().frame_rate == 20  # the video's length and rate
+    assert len(frames) == 8 and rendered.get_components().frame_rate == 20 == fps  # the video's length and rate
     assert cut_audio["waveform"].shape[-1] == 6400  # 0.4 s
     for index in CUT:
         torch.testing.assert_close(frames[index], torch.from_numpy(_video_frames()[index]).float() / 255)

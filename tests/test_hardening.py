@@ -170,6 +170,16 @@ def _portrait_batch_node(env):
     return nodes["DittoRegisterPortrait"]().register(models, batch, "first image", 0, "custom", 2.3, -0.125, 1920, 0.5)[0]
 
 
+def _linked_fps_out_of_range(env):
+    """Render with a rate wired in from another node (ComfyUI validates a linked input only when it runs)."""
+    pack, _, _ = env.comfy()
+    nodes = pack.NODE_CLASS_MAPPINGS
+    (models,) = nodes["DittoLoadModels"]().load("ditto_pytorch", "cpu")
+    portrait = env.register(_photo(64, 64))
+    return nodes["DittoRender"]().render(models, portrait, Motion(torch.zeros(5, 265)), True, "on", 2, "auto",
+                                         fps=120.0)
+
+
 def _video_with_a_cut(env):
     frames = np.stack([_photo(64, 64, seed) for seed in range(5)])
     frames[2] = 0  # a black frame: no face
@@ -319,6 +329,8 @@ CASES = [
     Case("out-of-range widget values are bounded in the node", _widget_ranges, check=lambda r: r == (79, 0)),
     Case("output frame rate outside 10-60", lambda e: check_fps(75.0), error=ValueError,
          message="between 10 and 60 fps, got 75"),
+    Case("output frame rate outside 10-60 wired into Render", _linked_fps_out_of_range, error=ValueError,
+         message="between 10 and 60 fps, got 120"),
     Case("video source with frames without a face", _video_with_a_cut,
          check=lambda p: p.has_face.tolist() == [True, True, False, True, True]),
     Case("video source with no face at all", lambda e: e.register(np.zeros((4, 64, 64, 3), np.uint8)),

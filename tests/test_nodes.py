@@ -75,8 +75,9 @@ def test_end_to_end_graph(graph):
     (edited,) = _result(nodes["DittoRelaxOnSilence"].edit(edited, audio, 1.0, -45.0, -25.0))
     (edited,) = _result(nodes["DittoFadeMotion"].edit(models, edited, 2, 2, "expression", "source"))
 
-    frames, audio_out, video, crops, placement = nodes["DittoRender"].render(models, portrait, edited, True, "on", 3,
-                                                                             "auto", audio)
+    frames, audio_out, video, crops, placement, fps = nodes["DittoRender"].render(models, portrait, edited, True,
+                                                                                  "on", 3, "auto", audio)
+    assert fps == 25.0
     assert frames.shape == (10, 160, 200, 3) and frames.dtype == torch.float32
     assert crops.shape == (10, 512, 512, 3) and len(placement) == 10 and placement.frame_size == (160, 200)
     assert 0 <= frames.min() and frames.max() <= 1
@@ -293,8 +294,14 @@ def test_render_nodes_resample_to_another_frame_rate(graph):
                                                           -0.125, 0, 0.5)
     features, _ = nodes["DittoEncodeAudio"].encode(models, audio)
     motion = nodes["DittoSampleMotion"].sample(models, portrait, features, "happy", 1, 1, 10, 1)["result"][0]
-    frames, _, video, _, _ = nodes["DittoRender"].render(models, portrait, motion, True, "on", 4, "fp32", audio, fps=50.0)
-    assert len(frames) == 2 * len(motion) and video.get_components().frame_rate == 50
+    frames, _, video, _, _, fps = nodes["DittoRender"].render(models, portrait, motion, True, "on", 4, "fp32", audio,
+                                                              fps=50.0)
+    assert len(frames) == 2 * len(motion) and video.get_components().frame_rate == 50 and fps == 50.0
     node = pack.NODE_CLASS_MAPPINGS["DittoRender"]
     assert node.VALIDATE_INPUTS(fps=0.0) is True and node.VALIDATE_INPUTS(fps=30.0) is True
     assert "fps must be 0" in node.VALIDATE_INPUTS(fps=5.0)
+    # a linked rate (Get Video Components' fps, say) is None when validated and checked when the node runs
+    for name in ("DittoRender", "DittoRenderVideo", "DittoTalkingHeadVideo"):
+        assert pack.NODE_CLASS_MAPPINGS[name].VALIDATE_INPUTS(fps=None) is True
+    with pytest.raises(ValueError, match="between 10 and 60 fps, got 5"):
+        nodes["DittoRender"].render(models, portrait, motion, True, "on", 4, "fp32", audio, fps=5.0)

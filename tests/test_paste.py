@@ -229,22 +229,22 @@ def test_render_crops_pasted_back_by_the_node_equal_render_frames(nodes):
     pack, state, nodes, models, portrait, motion = nodes
     render = pack.NODE_CLASS_MAPPINGS["DittoRender"]
     assert render.RETURN_NAMES[:3] == ("frames", "audio", "video")  # existing links keep their slots
-    assert render.RETURN_TYPES[3:] == ("IMAGE", "DITTO_FACE_PLACEMENT")
-    frames, _, _, crops, placement = nodes["DittoRender"].render(models, portrait, motion, True, "on", 3, "fp32")
+    assert render.RETURN_TYPES[3:] == ("IMAGE", "DITTO_FACE_PLACEMENT", "FLOAT")
+    frames, _, _, crops, placement, _ = nodes["DittoRender"].render(models, portrait, motion, True, "on", 3, "fp32")
     assert crops.shape == (4, 512, 512, 3) and crops.dtype == torch.float32
     assert 0 <= crops.min() and crops.max() <= 1 and len(placement) == 4
     pasted, mask = nodes["DittoPasteBack"].paste(crops, placement, 0.05)
     assert torch.equal(pasted, frames)
     assert mask.shape == (4, 120, 150) and mask.dtype == torch.float32
     assert state.progress[-1].value == state.progress[-1].total == 4
-    unpasted, _, _, crops_again, _ = nodes["DittoRender"].render(models, portrait, motion, False, "on", 3, "fp32")
+    unpasted, _, _, crops_again, _, _ = nodes["DittoRender"].render(models, portrait, motion, False, "on", 3, "fp32")
     assert torch.equal(crops_again, crops)
     assert (unpasted - crops).abs().max() < 1 / 255  # the 8-bit crops Render gives without paste-back
 
 
 def test_paste_back_node_takes_upscaled_crops_a_single_mask_and_frame(nodes):
     pack, state, nodes, models, portrait, motion = nodes
-    frames, _, _, crops, placement = nodes["DittoRender"].render(models, portrait, motion, True, "on", 4, "fp32")
+    frames, _, _, crops, placement, _ = nodes["DittoRender"].render(models, portrait, motion, True, "on", 4, "fp32")
     big = torch.nn.functional.interpolate(crops.movedim(-1, 1), scale_factor=2, mode="bilinear").movedim(1, -1)
     pasted, _ = nodes["DittoPasteBack"].paste(big, placement, 0.05)
     assert (pasted - frames).abs().mean() < 2 / 255
@@ -262,7 +262,7 @@ def test_paste_back_node_takes_upscaled_crops_a_single_mask_and_frame(nodes):
 
 def test_paste_back_node_errors_and_interrupts(nodes):
     _, state, nodes, models, portrait, motion = nodes
-    _, _, _, crops, placement = nodes["DittoRender"].render(models, portrait, motion, True, "on", 4, "fp32")
+    _, _, _, crops, placement, _ = nodes["DittoRender"].render(models, portrait, motion, True, "on", 4, "fp32")
     with pytest.raises(ValueError, match="3 face crops for a placement of 4 frames"):
         nodes["DittoPasteBack"].paste(crops[:3], placement, 0.05)
     with pytest.raises(ValueError, match="the face mask is 256x256 but the face crops are 512x512"):

@@ -76,6 +76,7 @@ EXTRA_HEIGHT = {  # room for what the front end adds to a node besides its widge
 BUILTIN_WIDGETS = {"LoadImage": 2, "LoadAudio": 2, "LoadVideo": 2, "GetVideoComponents": 0, "CheckpointLoaderSimple": 1,
                    "CLIPTextEncode": 4, "EmptyLatentImage": 3, "KSampler": 7, "VAEDecode": 0, "SaveVideo": 3,
                    "ImageScaleBy": 2, "CreateVideo": 2}
+LINKABLE_BUILTIN_WIDGETS = {"CreateVideo": {"fps": "FLOAT"}}  # built-in widgets the templates link as inputs
 NOTE_MIN_HEIGHT = 88  # the front end's smallest Note
 CANVAS = (1920, 1080)  # the window the opening view and the fit-to-view check assume
 FIT_MARGIN = 0.75  # ComfyUI's fit to view fills 75% of the canvas with the graph's bounds, plus 10 units around
@@ -135,7 +136,7 @@ class Workflow:
         else:
             link_inputs, outputs = BUILTINS[kind]
             values = list(widgets or [])
-            widget_specs = {}
+            widget_specs = LINKABLE_BUILTIN_WIDGETS.get(kind, {})
             rows = max(len(link_inputs), len(outputs))
             widget_count = BUILTIN_WIDGETS.get(kind, len(values))
             extra = EXTRA_HEIGHT.get(kind, 0)
@@ -482,7 +483,8 @@ def restore_then_paste_back(classes):
                 "lanczos upscale to 1024x1024. Put yours in its place; any crop size works."), restored]],
         COLORS["motion"])
     pasted = w.add("DittoPasteBack", face_crops=(restored, "IMAGE"), placement=(render, "placement"))
-    video = w.add("CreateVideo", [25.0, 8], images=(pasted, "frames"), audio=(render, "audio"))
+    video = w.add("CreateVideo", [25.0, 8], images=(pasted, "frames"), audio=(render, "audio"),
+                  fps=(render, "fps"))
     save = w.add("SaveVideo", ["ditto/restored", "auto", "auto"], video=(video, "VIDEO"))
     w.group("Paste back and save", x, 0, [[
         w.note("Paste Back blends the restored faces into the portrait's frames with Ditto's soft edge; the "

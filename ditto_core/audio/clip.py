@@ -59,6 +59,8 @@ class AudioClip:
         """The clip cut to its first ``frames`` video frames at ``fps`` (as long as it is, when shorter): exactly
         ``frames`` frames by :func:`num_video_frames`, the audio as it came cut at the same instant."""
         keep = min(len(self.samples), int(frames / fps * SAMPLE_RATE))
+        while num_video_frames(keep, fps) > frames:  # ⌈⌉ in floating point can round a whole count up
+            keep -= 1
         if keep == len(self.samples):
             return self
         data, rate = self.original()
