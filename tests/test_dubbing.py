@@ -19,7 +19,13 @@ from ditto_core.motion import Motion
 from ditto_core.networks import load_networks
 from ditto_core.portrait import NoFaceError, RegistrationOptions, load_face_models, register_portrait
 from ditto_core.portrait.geometry import CROP_SIZE, warp
-from ditto_core.portrait.registration import SourceTimeline, held_face_frames, mirror_index, source_appearance
+from ditto_core.portrait.registration import (
+    SourceTimeline,
+    face_runs,
+    held_face_frames,
+    mirror_index,
+    source_appearance,
+)
 from ditto_core.render import RenderOptions, render_frames
 from ditto_core.stream import clip_for_source
 from ditto_core.testing.fake_release import copy_release
@@ -50,7 +56,7 @@ def models(small_release):
 def _register(frames, models, fps=None, **options):
     networks, face_models = models
     return register_portrait(frames, networks.appearance_extractor, networks.motion_extractor, face_models,
-                             RegistrationOptions(video_smoothing=1, **options), fps)
+                             RegistrationOptions(**{"video_smoothing": 1, **options}), fps)
 
 
 # --- which source frame shows when ----------------------------------------------------------------------------
@@ -107,6 +113,17 @@ def test_frames_without_a_face_are_marked_and_the_track_resumes(models):
     fresh = _register(frames[5:], models)
     np.testing.assert_array_equal(portrait.crop_to_image[5], fresh.crop_to_image[0])
     torch.testing.assert_close(portrait.keypoints["exp"][5], fresh.keypoints["exp"][0])
+
+
+def test_smoothing_stays_within_each_run_of_face_frames(models):
+    frames = _video_frames(12)
+    portrait = _register(frames, models, video_smoothing=13)  # the release's smoothing, wider than each run
+    before, after = _register(frames[:3], models, video_smoothing=13), _register(frames[5:], models, video_smoothing=13)
+    for name, values in portrait.keypoints.items():
+        torch.testing.assert_close(values[:3], before.keypoints[name])
+        torch.testing.assert_close(values[5:], after.keypoints[name])
+        torch.testing.assert_close(values[3], values[2])  # the cut holds the last face frame's smoothed value
+    assert face_runs(portrait.has_face) == [(0, 3), (5, 12)]
 
 
 def test_a_video_with_no_face_at_all_is_one_clear_error(models):

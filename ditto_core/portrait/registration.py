@@ -232,6 +232,21 @@ def held_face_frames(has_face: np.ndarray) -> np.ndarray:
     return faces[np.maximum(before, 0)]
 
 
+def face_runs(has_face: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of consecutive face frames. has_face: ``[F]`` bool."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], has_face.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+def smooth_face_runs(values: torch.Tensor, has_face: np.ndarray, held: np.ndarray, window: int) -> torch.Tensor:
+    """The moving average within each run of face frames, so a cut or a lost track does not mix two shots; a
+    frame without a face then holds its held face frame's smoothed value. values: ``[F, …]``; held: ``[F]``."""
+    smoothed = values.clone()
+    for start, stop in face_runs(has_face):
+        smoothed[start:stop] = moving_average(values[start:stop], window)
+    return smoothed[torch.from_numpy(held)]
+
+
 def _source_frames(images, options: RegistrationOptions) -> np.ndarray | list[np.ndarray]:
     """The source's RGB uint8 frames, max-size fitted; a ``[F, H, W, 3]`` uint8 array that already fits (e.g. a
     long video decoded into a memmap) is used as it is, not copied."""
@@ -280,11 +295,13 @@ def register_portrait(
             raise no_face_error(frames[0], face_models, options)
         raise NoFaceError(f"no face found in any of the {len(frames)} frames of the source video; give a video in "
                           f"which a face is visible, or lower the detection threshold")
-    to_crop, landmarks, eye_open, eye_ball, outputs = zip(*(rows[i] for i in held_face_frames(has_face)))
+    held = held_face_frames(has_face)
+    to_crop, landmarks, eye_open, eye_ball, outputs = zip(*(rows[i] for i in held))
     keypoints = stack_outputs(list(outputs))
     canonical_kp = keypoints["kp"][0].numpy().copy()
     if len(frames) > 1 and options.video_smoothing > 1:
-        keypoints = {name: moving_average(v, options.video_smoothing) for name, v in keypoints.items()}
+        keypoints = {name: smooth_face_runs(v, has_face, held, options.video_smoothing)
+                     for name, v in keypoints.items()}
     return Portrait(
         images=frames if isinstance(frames, np.ndarray) else np.stack(frames),
         image_to_crop=np.stack(to_crop),
