@@ -15,9 +15,11 @@ code 130, leaving no partial file.
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 INTERRUPTED = 130
@@ -137,7 +139,7 @@ def render(args) -> int:
     from .portrait.images import load_image
     from .release import check_release
     from .stream import check_fps, clip_for_source, default_fps, speech_to_video
-    from .video import VIDEO_SUFFIXES
+    from .video import VIDEO_SUFFIXES, video_rate
 
     if args.fps is not None:
         check_fps(args.fps)
@@ -151,16 +153,21 @@ def render(args) -> int:
               file=sys.stderr)
         return 1
     is_video = Path(args.portrait).suffix.lower() in VIDEO_SUFFIXES
+    source_rate = video_rate(args.portrait) if is_video else None
     if not is_video:
         load_image(args.portrait)  # an unreadable image is told before the models load
+    fps = args.fps or default_fps(source_rate, FPS)  # a video's rate out of range is told now too
     clip = load_audio(args.audio)
     pipeline = DittoPipeline.load(args.models, args.device, args.backend, args.hubert_dir,
                                   code_defaults=args.code_defaults)
     print(f"settings: {pipeline.config.name}", file=sys.stderr)
     registration = pipeline.registration_options(max_size=args.max_size, face_index=args.face_index,
                                                  detection_threshold=args.detection_threshold, loop=args.loop)
+    if source_rate:  # a video's frames after the speech ends are never shown, whatever the loop: they are not read
+        shown = math.ceil(clip.duration_s * source_rate) + 1
+        cfg_limit = registration.max_frames  # the cfg's template_n_frames, when it sets one
+        registration = replace(registration, max_frames=min(shown, cfg_limit) if cfg_limit > 0 else shown)
     portrait = pipeline.register_file(args.portrait, registration)
-    fps = args.fps or default_fps(portrait, FPS)
     if portrait.is_video:
         print(f"{Path(args.portrait).name}: {portrait.video_summary()}", file=sys.stderr)
         clip = clip_for_source(clip, portrait, fps)

@@ -168,15 +168,16 @@ class SpeechMotionStream:
 MIN_FPS, MAX_FPS = 10.0, 60.0
 
 
-def default_fps(portrait: Portrait, otherwise: float) -> float:
-    """The output rate when none is chosen: a source video's own when known, else ``otherwise``."""
-    if not portrait.is_video or portrait.fps is None:
+def default_fps(source_fps: float | None, otherwise: float) -> float:
+    """The output rate when none is chosen: a source video's own (``source_fps``, e.g. ``portrait.fps``) when
+    known, else ``otherwise``."""
+    if source_fps is None:
         return otherwise
-    if not MIN_FPS <= portrait.fps <= MAX_FPS:
-        raise ValueError(f"the source video runs at {portrait.fps:g} fps, outside the {MIN_FPS:g}-{MAX_FPS:g} fps "
+    if not MIN_FPS <= source_fps <= MAX_FPS:
+        raise ValueError(f"the source video runs at {source_fps:g} fps, outside the {MIN_FPS:g}-{MAX_FPS:g} fps "
                          f"this renders; choose the output rate (--fps on the command line, fps on the render node, "
                          f"e.g. 30)")
-    return portrait.fps
+    return source_fps
 
 
 def clip_for_source(clip: AudioClip, portrait: Portrait, fps: float) -> AudioClip:

@@ -28,23 +28,53 @@ class SourceVideo:
     fps: float | None
 
 
-def read_video(path: str | Path, max_size: int = 0, max_frames: int = -1) -> SourceVideo:
-    """Decode a video file's frames, each fitted to ``max_size`` (0: as they are), the first ``max_frames`` when
-    > 0. The frames go to a temporary file that is gone once the array is."""
-    import av
+def upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """A decoded frame ``[H, W, 3]`` as players show it: turned counter-clockwise by its display rotation (in
+    degrees, a multiple of 90; phones record portrait videos sideways with a rotation of ±90)."""
+    turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
+
+def _video_stream(container, path: Path):
+    if not container.streams.video:
+        raise PortraitInputError(f"{path} has no video stream; give an image or a video of a face")
+    return container.streams.video[0]
+
+
+def _checked_path(path: str | Path) -> Path:
     path = Path(path).expanduser()
     if not path.is_file():
         raise PortraitInputError(f"video not found: {path}")
+    return path
+
+
+def video_rate(path: str | Path) -> float | None:
+    """A video file's frame rate as its header gives it (None when it does not say), without decoding."""
+    import av
+
+    path = _checked_path(path)
+    try:
+        with av.open(str(path)) as container:
+            stream = _video_stream(container, path)
+            rate = stream.average_rate or stream.guessed_rate
+    except av.FFmpegError as exc:
+        raise PortraitInputError(f"cannot read {path} as a video: {exc}") from exc
+    return float(rate) if rate else None
+
+
+def read_video(path: str | Path, max_size: int = 0, max_frames: int = -1) -> SourceVideo:
+    """Decode a video file's frames upright (display rotation applied), each fitted to ``max_size`` (0: as they
+    are), the first ``max_frames`` when > 0. The frames go to a temporary file that is gone once the array is."""
+    import av
+
+    path = _checked_path(path)
     store, shape, count = tempfile.TemporaryFile(prefix="ditto-frames-"), None, 0
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise PortraitInputError(f"{path} has no video stream; give an image or a video of a face")
-            stream = container.streams.video[0]
+            stream = _video_stream(container, path)
             rate = stream.average_rate or stream.guessed_rate
             for frame in container.decode(stream):
-                image = fit_max_size(frame.to_ndarray(format="rgb24"), max_size)
+                image = fit_max_size(upright(frame.to_ndarray(format="rgb24"), frame.rotation), max_size)
                 if shape is None:
                     shape = image.shape
                 elif image.shape != shape:

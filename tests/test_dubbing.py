@@ -29,7 +29,7 @@ from ditto_core.portrait.registration import (
 from ditto_core.render import RenderOptions, render_frames
 from ditto_core.stream import clip_for_source
 from ditto_core.testing.fake_release import copy_release
-from ditto_core.video import read_video, write_mp4
+from ditto_core.video import read_video, video_rate, write_mp4
 
 ROOT = Path(__file__).resolve().parents[1]
 CUT = range(3, 5)  # the source frames of the test video that are black: a cut, no face
@@ -193,6 +193,24 @@ def test_a_long_video_decodes_into_a_disk_backed_array(tmp_path):
     video = read_video(tmp_path / "v.mp4", max_frames=6)
     assert isinstance(video.frames, np.memmap) and video.frames.shape == (6, 96, 112, 3) and video.fps == 30.0
     assert np.abs(video.frames.astype(int) - frames[:6]).mean() < 3  # h264 at crf 0 in yuv420
+
+
+@pytest.mark.parametrize("rotation, red_side", [(90, "bottom"), (-90, "top"), (180, "right")])
+def test_a_phone_video_recorded_sideways_is_read_upright(tmp_path, rotation, red_side):
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w") as container:  # 64 wide, 32 tall, red on the left, shown turned by `rotation`
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(rotation)
+        image = np.zeros((32, 64, 3), np.uint8)
+        image[:, :32, 0] = 255
+        for packet in [*stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")), *stream.encode(None)]:
+            container.mux(packet)
+    frame = read_video(path).frames[0].astype(int)
+    assert frame.shape[:2] == ((32, 64) if rotation == 180 else (64, 32))
+    half = {"bottom": frame[32:], "top": frame[:32], "right": frame[:, 32:]}[red_side]
+    assert half[..., 0].mean() > 200 and frame[..., 0].mean() < 150  # the red half is where a player shows it
+    assert video_rate(path) == 25.0
 
 
 # --- the command line and the nodes ---------------------------------------------------------------------------

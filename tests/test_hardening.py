@@ -190,7 +190,7 @@ def _fast_source_video(env):
     frames = np.stack([_photo(64, 64, seed) for seed in range(3)])
     portrait = register_portrait(frames, env.networks.appearance_extractor, env.networks.motion_extractor,
                                  env.face_models, fps=120.0)
-    return default_fps(portrait, 25.0)
+    return default_fps(portrait.fps, 25.0)
 
 
 def _other_fps_motion(env):
