@@ -72,7 +72,7 @@ class Row:
     audio: Path
     emotion: str | None = None
     seed: int = 0
-    fps: float = float(SAMPLED_FPS)
+    fps: float | None = None  # None: a video portrait's own rate, else 25
     steps: int | None = None
 
     def settings(self) -> dict:
@@ -184,12 +184,13 @@ def integer(value: str | None, column: str, default: int | None, minimum: int | 
     return number
 
 
-def check_fps(value: str | None) -> float:
-    """The fps column: empty for Ditto's own 25, else a rate from 10 to 60 (the motion is resampled)."""
+def check_fps(value: str | None) -> float | None:
+    """The fps column: empty (None) for a video portrait's own rate, else Ditto's own 25; or a rate from 10 to 60
+    (the motion is resampled)."""
     from .stream import check_fps as check_rate
 
     if not value:
-        return float(SAMPLED_FPS)
+        return None
     try:
         fps = float(value)
     except ValueError:
@@ -381,15 +382,16 @@ def render_job(pipeline, job: Job, check: Callable[[], None], on_frame: Callable
     number of frames."""
     from .audio import load_audio
     from .motion import SamplerOptions
-    from .stream import speech_to_video
+    from .stream import clip_for_source, default_fps, speech_to_video
 
     row = job.row
     clip = load_audio(row.audio)
     portrait = pipeline.register_file(row.portrait, check=check)
     check()
+    fps = row.fps or default_fps(portrait.fps, SAMPLED_FPS)
     sampler = SamplerOptions(steps=row.steps, seed=row.seed)
-    motion = speech_to_video(job.video, pipeline, portrait, clip, row.emotion, sampler, check=check,
-                             on_frame=on_frame, fps=row.fps)
+    motion = speech_to_video(job.video, pipeline, portrait, clip_for_source(clip, portrait, fps), row.emotion,
+                             sampler, check=check, on_frame=on_frame, fps=fps)
     if job.motion is not None:
         motion.save(job.motion)
     return len(motion)

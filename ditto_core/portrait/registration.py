@@ -325,9 +325,11 @@ def source_appearance(portrait: Portrait, sources: list[int], appearance_extract
     if portrait.appearance is not None:
         volume = portrait.appearance.to(device)
         return volume.expand(len(sources), *volume.shape[1:])
-    crops = [warp(portrait.images[s], portrait.image_to_crop[s], CROP_SIZE) for s in sources]
+    distinct, where = np.unique(sources, return_inverse=True)  # a held or turning frame is made once
+    crops = [warp(portrait.images[s], portrait.image_to_crop[s], CROP_SIZE) for s in distinct]
     with torch.inference_mode():
-        return appearance_extractor(torch.cat([network_input(c) for c in crops]).to(device)).float()
+        volumes = appearance_extractor(torch.cat([network_input(c) for c in crops]).to(device)).float()
+    return volumes[torch.from_numpy(where.reshape(-1)).to(device)]
 
 
 def stack_outputs(outputs: list[list[torch.Tensor]]) -> dict[str, torch.Tensor]:
