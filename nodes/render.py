@@ -59,7 +59,7 @@ def for_portrait(motion, audio, portrait, fps: float):
     where a video source ends when its loop policy is "shortest"."""
     if fps:
         check_fps(fps)  # a linked rate is only known here
-    fps = fps or default_fps(portrait, motion.fps)
+    fps = fps or default_fps(portrait.fps, motion.fps)
     if abs(fps - motion.fps) > 1e-6:
         motion = motion.resample(fps)
     frames = portrait.timeline.output_frames(fps)
@@ -269,7 +269,7 @@ class SpeechToVideo:
         the speech cut where a "shortest" video source ends."""
         if self.fps:
             check_fps(self.fps)  # a linked rate is only known here
-        fps = self.fps or default_fps(portrait, FPS)
+        fps = self.fps or default_fps(portrait.fps, FPS)
         return SpeechJob(portrait, clip_for_source(clip, portrait, fps), fps)
 
     def write(self, filename_prefix: str, job: SpeechJob, progress: Progress):
