@@ -203,13 +203,16 @@ class TrackedFace:
     mesh: np.ndarray
 
 
-def track_faces(frames, face_models: FaceModels, options: RegistrationOptions) -> Iterator[TrackedFace | None]:
+def track_faces(frames, face_models: FaceModels, options: RegistrationOptions,
+                check: Callable[[], None] | None = None) -> Iterator[TrackedFace | None]:
     """Per frame, the face, or None where there is none. The face is detected, then followed from frame to frame
     through its 203 landmarks, as the reference does; where the face landmarker sees no face in the crop (a cut,
     a hand over the face, the head turned away) the track is lost, and the face is detected again in the
-    following frames."""
+    following frames. ``check`` runs before each frame (to stop early, or count progress)."""
     guide = None
     for frame in frames:
+        if check is not None:
+            check()
         if guide is None and (guide := _detect_landmarks(frame, face_models, options)) is None:
             yield None
             continue
@@ -277,9 +280,7 @@ def register_portrait(
     frames = _source_frames(images, options)
     device = next(motion_extractor.parameters()).device
     rows, appearance = [], None
-    for face in track_faces(frames, face_models, options):
-        if check is not None:
-            check()
+    for face in track_faces(frames, face_models, options, check):
         if face is None:
             rows.append(None)
             continue
@@ -347,9 +348,7 @@ def extract_motion_keypoints(
     frames = [fit_max_size(f, options.max_size) for f in to_rgb_frames(images)]
     device = next(motion_extractor.parameters()).device
     outputs = []
-    for face in track_faces(frames, face_models, options):
-        if check is not None:
-            check()
+    for face in track_faces(frames, face_models, options, check):
         if face is None:
             outputs.append(None)
             continue
