@@ -154,8 +154,7 @@ def render(args) -> int:
         return 1
     is_video = Path(args.portrait).suffix.lower() in VIDEO_SUFFIXES
     source_rate = video_rate(args.portrait) if is_video else None
-    if not is_video:
-        load_image(args.portrait)  # an unreadable image is told before the models load
+    image = None if is_video else load_image(args.portrait)  # an unreadable file is told before the models load
     fps = args.fps or default_fps(source_rate, FPS)  # a video's rate out of range is told now too
     clip = load_audio(args.audio)
     pipeline = DittoPipeline.load(args.models, args.device, args.backend, args.hubert_dir,
@@ -167,7 +166,8 @@ def render(args) -> int:
         shown = math.ceil(clip.duration_s * source_rate) + 1
         cfg_limit = registration.max_frames  # the cfg's template_n_frames, when it sets one
         registration = replace(registration, max_frames=min(shown, cfg_limit) if cfg_limit > 0 else shown)
-    portrait = pipeline.register_file(args.portrait, registration)
+    portrait = (pipeline.register_file(args.portrait, registration) if is_video
+                else pipeline.register(image, registration))
     if portrait.is_video:
         print(f"{Path(args.portrait).name}: {portrait.video_summary()}", file=sys.stderr)
         clip = clip_for_source(clip, portrait, fps)
