@@ -250,6 +250,14 @@ def loaders(w: Workflow, image=PORTRAIT, audio=True):
     return models, portrait_image, speech
 
 
+def inputs_group(w: Workflow):
+    """The Inputs group (models, the sample portrait and speech, and a note): its nodes and where the next group
+    starts."""
+    models, image, speech = loaders(w)
+    x = w.group("Inputs", 0, 0, [[w.note(INPUTS_NOTE), models, image, speech]], COLORS["inputs"])
+    return models, image, speech, x
+
+
 def register(w: Workflow, models, image_node, output="IMAGE"):
     return w.add("DittoRegisterPortrait", models=(models, "models"), image=(image_node, output))
 
@@ -267,8 +275,7 @@ def sample(w: Workflow, models, portrait, encoded, widgets=None):
 # Each template is a row of groups, left to right in the order things happen; ``x`` is where the next group starts.
 def portrait_audio_to_video(classes):
     w = Workflow(classes)
-    models, image, speech = loaders(w)
-    x = w.group("Inputs", 0, 0, [[w.note(INPUTS_NOTE), models, image, speech]], COLORS["inputs"])
+    models, image, speech, x = inputs_group(w)
     portrait, encoded = register(w, models, image), encode(w, models, speech)
     x = w.group("Face and speech", x, 0, [[w.note(PREPARE_NOTE), portrait, encoded]], COLORS["prepare"])
     motion = sample(w, models, portrait, encoded)
@@ -285,8 +292,7 @@ def portrait_audio_to_video(classes):
 def inputs_and_face(w: Workflow):
     """The Inputs and Face groups: models, speech and the registered sample portrait, and where the next group
     starts."""
-    models, image, speech = loaders(w)
-    x = w.group("Inputs", 0, 0, [[w.note(INPUTS_NOTE), models, image, speech]], COLORS["inputs"])
+    models, image, speech, x = inputs_group(w)
     portrait = register(w, models, image)
     x = w.group("Face", x, 0, [[w.note("Register Portrait finds and crops the face once."), portrait]],
                 COLORS["prepare"])
@@ -308,8 +314,7 @@ def streamed_talking_head(classes):
 
 def sample_edit_render(classes):
     w = Workflow(classes)
-    models, image, speech = loaders(w)
-    x = w.group("Inputs", 0, 0, [[w.note(INPUTS_NOTE), models, image, speech]], COLORS["inputs"])
+    models, image, speech, x = inputs_group(w)
     portrait, encoded = register(w, models, image), encode(w, models, speech)
     motion = sample(w, models, portrait, encoded, {"emotion_timeline": "0:neutral, 1.5:happy, 3:happy+surprise"})
     x = w.group("Face, speech and motion", x, 0, [[
@@ -400,8 +405,7 @@ def talking_head_30_fps(classes):
 
 def save_motion(classes):
     w = Workflow(classes)
-    models, image, speech = loaders(w)
-    x = w.group("Inputs", 0, 0, [[w.note(INPUTS_NOTE), models, image, speech]], COLORS["inputs"])
+    models, image, speech, x = inputs_group(w)
     portrait, encoded = register(w, models, image), encode(w, models, speech)
     x = w.group("Face and speech", x, 0, [[w.note(PREPARE_NOTE), portrait, encoded]], COLORS["prepare"])
     motion = sample(w, models, portrait, encoded)
@@ -467,8 +471,7 @@ def generated_portrait_talking_head(classes):
 
 def restore_then_paste_back(classes):
     w = Workflow(classes)
-    models, image, speech = loaders(w)
-    x = w.group("Inputs", 0, 0, [[w.note(INPUTS_NOTE), models, image, speech]], COLORS["inputs"])
+    models, image, speech, x = inputs_group(w)
     portrait, encoded = register(w, models, image), encode(w, models, speech)
     motion = sample(w, models, portrait, encoded)
     x = w.group("Face, speech and motion", x, 0, [[w.note(PREPARE_NOTE), portrait, encoded, motion]],
