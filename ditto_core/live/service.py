@@ -1,0 +1,142 @@
+"""The live endpoint for any aiohttp app: sessions and their limit, the access rules, the routes."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from .portraits import PipelineSource, PortraitLibrary
+from .protocol import ENDPOINT, LiveError, StartRequest
+from .session import LiveSession
+from .settings import LiveSettings
+from .websocket import _Connection, _LiveSocket
+
+PAGE_DIR = Path(__file__).resolve().parent / "page"
+CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+
+
+class LiveService:
+    """The live endpoint: the WebSocket handler, the page and the list of portraits, for any aiohttp app.
+
+    ``pipeline``: a loaded DittoPipeline, or a function that loads one (called once, on the first session).
+    """
+
+    def __init__(self, pipeline, portraits: PortraitLibrary, settings: LiveSettings | None = None):
+        self.pipelines = PipelineSource(pipeline)
+        self.portraits = portraits
+        self.settings = settings or LiveSettings()
+        self._sessions: set[LiveSession] = set()  # the places taken (freed when the client goes)
+        self._workers: set[LiveSession] = set()  # the workers still running (a stopped one ends within a batch)
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+
+    # ---- sessions
+    @property
+    def active_sessions(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+    def _open(self, start: StartRequest, loop, outbox, timeline) -> LiveSession:
+        with self._lock:
+            if len(self._sessions) >= self.settings.max_sessions:
+                raise LiveError(f"busy: {len(self._sessions)} live session(s) are running, the most this server "
+                                f"runs side by side (--max-sessions); try again when one has ended")
+            session = LiveSession(self, start, loop, outbox, timeline)
+            self._sessions.add(session)
+            self._workers.add(session)
+        session.thread.start()
+        return session
+
+    def _release(self, session: LiveSession, worker_done: bool) -> None:
+        with self._lock:
+            self._sessions.discard(session)
+            if worker_done:
+                self._workers.discard(session)
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no session holds a place and every worker has ended (tests, shutdown); whether that
+        happened within ``timeout``."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._sessions and not self._workers, timeout)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            sessions = list(self._workers)
+        for session in sessions:
+            session.stop()
+
+    async def on_shutdown(self, app: web.Application) -> None:
+        self.stop_all()
+        await asyncio.to_thread(self.wait_idle, 10.0)
+
+    # ---- access rules
+    def _origin_problem(self, request: web.Request) -> str | None:
+        origin = request.headers.get("Origin")
+        if origin is None:  # not a browser page (browsers always send Origin on WebSocket handshakes)
+            return None
+        if origin in self.settings.allowed_origins:
+            return None
+        if urlsplit(origin).netloc.lower() == request.host.lower():
+            return None
+        return (f"this server does not accept pages from {origin}; open the page it serves itself, or start it "
+                f"with --allow-origin {origin}")
+
+    def _token_problem(self, given: str | None) -> str | None:
+        token = self.settings.token
+        if token is None:
+            return None
+        if not given:
+            return ("this server needs its access token: send it as \"token\" in the start message or as ?token= "
+                    "in the address (the one it was started with, --token or DITTO_LIVE_TOKEN)")
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return "wrong access token; use the one the server was started with (--token or DITTO_LIVE_TOKEN)"
+        return None
+
+    # ---- routes
+    def add_routes(self, routes: web.RouteTableDef, prefix: str = ENDPOINT) -> None:
+        """Add the WebSocket endpoint (``prefix``), the page (``prefix/page/``) and the portrait list
+        (``prefix/portraits``) to an aiohttp route table (a standalone app's, or ComfyUI's
+        ``PromptServer.instance.routes``)."""
+        routes.get(prefix)(self.websocket)
+        routes.get(prefix + "/page")(self._page_redirect)
+        routes.get(prefix + "/page/")(self.page)
+        routes.get(prefix + "/page/{name}")(self.page)
+        routes.get(prefix + "/portraits")(self.portrait_list)
+
+    async def _page_redirect(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(request.rel_url.path + "/" + (f"?{request.query_string}" if request.query_string else ""))
+
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info.get("name") or "index.html"
+        files = {p.name: p for p in PAGE_DIR.iterdir() if p.is_file()}
+        if name not in files:
+            raise web.HTTPNotFound(text=f"no page file {name}")
+        path = files[name]
+        return web.Response(body=path.read_bytes(), content_type=CONTENT_TYPES.get(path.suffix, "text/plain"),
+                            charset="utf-8", headers={"Cache-Control": "no-cache"})
+
+    async def portrait_list(self, request: web.Request) -> web.StreamResponse:
+        problem = self._origin_problem(request) or self._token_problem(request.query.get("token"))
+        if self.settings.refusal or problem:
+            return web.json_response({"error": self.settings.refusal or problem}, status=403)
+        names = await asyncio.to_thread(self.portraits.names)
+        default = self.portraits.default.name if self.portraits.default is not None else None
+        return web.json_response({"portraits": names, "default": default, "max_sessions": self.settings.max_sessions,
+                                  "active_sessions": self.active_sessions})
+
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        ws = _LiveSocket(max_msg_size=self.settings.max_message_bytes)
+        if not ws.can_prepare(request).ok:
+            return web.Response(status=400, text=f"{request.path} is the Ditto live WebSocket endpoint; open "
+                                                 f"{request.path}/page/ in a browser, or connect a WebSocket client")
+        ws.too_big_message = (f"a message is larger than {self.settings.max_message_bytes:,} bytes, this server's "
+                              f"limit; send the audio in smaller pieces (e.g. 20-100 ms each)")
+        await ws.prepare(request)
+        await _Connection(self, ws, request).run()
+        return ws
