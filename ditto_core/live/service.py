@@ -10,8 +10,10 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from .jpeg import JpegEncoder
 from .portraits import PipelineSource, PortraitLibrary
-from .protocol import ENDPOINT, LiveError, StartRequest
+from .protocol import ENDPOINT, LiveError
+from .scheduler import RenderScheduler
 from .session import LiveSession
 from .settings import LiveSettings
 from .websocket import _Connection, _LiveSocket
@@ -34,6 +36,8 @@ class LiveService:
         self._workers: set[LiveSession] = set()  # the workers still running (a stopped one ends within a batch)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
+        self._schedulers: dict[str, RenderScheduler] = {}  # one per device
+        self.jpeg = JpegEncoder(self.settings.jpeg_quality)
 
     # ---- sessions
     @property
@@ -41,12 +45,39 @@ class LiveService:
         with self._lock:
             return len(self._sessions)
 
-    def _open(self, start: StartRequest, loop, outbox, timeline) -> LiveSession:
+    def scheduler(self, device) -> RenderScheduler:
+        """The render scheduler of ``device`` (made on first use)."""
         with self._lock:
-            if len(self._sessions) >= self.settings.max_sessions:
-                raise LiveError(f"busy: {len(self._sessions)} live session(s) are running, the most this server "
+            key = str(device)
+            if key not in self._schedulers:
+                self._schedulers[key] = RenderScheduler(self.settings.batch_frames)
+            return self._schedulers[key]
+
+    def forget(self, session: LiveSession) -> None:
+        with self._lock:
+            schedulers = list(self._schedulers.values())
+        for scheduler in schedulers:
+            scheduler.forget(session)
+
+    def _capacity(self) -> int | None:
+        """How many sessions the devices keep at 25 frames/s, as measured (None: not measured yet)."""
+        if not self.settings.admit_by_capacity:
+            return None
+        counts = [s.cost.realtime_sessions() for s in self._schedulers.values()]
+        counts = [count for count in counts if count is not None]
+        return min(counts) if counts else None
+
+    def _open(self, start, loop, outbox, timeline, deliver) -> LiveSession:
+        with self._lock:
+            running = len(self._sessions)
+            if running >= self.settings.max_sessions:
+                raise LiveError(f"busy: {running} live session(s) are running, the most this server "
                                 f"runs side by side (--max-sessions); try again when one has ended")
-            session = LiveSession(self, start, loop, outbox, timeline)
+            capacity = self._capacity()
+            if capacity is not None and running >= max(capacity, 1):
+                raise LiveError(f"busy: {running} live session(s) are running, as many as this device keeps at "
+                                f"25 frames/s by what it has measured; try again when one has ended")
+            session = LiveSession(self, start, loop, outbox, timeline, deliver)
             self._sessions.add(session)
             self._workers.add(session)
         session.thread.start()
@@ -74,6 +105,12 @@ class LiveService:
     async def on_shutdown(self, app: web.Application) -> None:
         self.stop_all()
         await asyncio.to_thread(self.wait_idle, 10.0)
+        with self._lock:
+            schedulers, self._schedulers = list(self._schedulers.values()), {}
+        for scheduler in schedulers:
+            await asyncio.to_thread(scheduler.close)
+        self.jpeg.close()
+        self.jpeg = JpegEncoder(self.settings.jpeg_quality)  # its threads start only when used again
 
     # ---- access rules
     def _origin_problem(self, request: web.Request) -> str | None:

@@ -8,14 +8,15 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..audio.clip import FPS, SAMPLE_RATE
-from .protocol import FRAME_HEADER, LiveError, StartRequest, _Stopped
+from .protocol import LiveError, StartRequest, _Stopped
 
 if TYPE_CHECKING:
     from .service import LiveService
@@ -45,11 +46,16 @@ class _Timeline:
 
 
 class LiveSession:
-    """One client's session: a worker thread fed 16-kHz samples, its frames handed to the event loop."""
+    """One client's session: a worker thread fed 16-kHz samples, its frames handed to the event loop.
+
+    ``deliver(index, frame, device)`` turns each frame into what goes on the outbox (the WebSocket's JPEG
+    message, WebRTC's raw frame). Fed until ``end``, it is a clip; fed forever (silence included), a conversation.
+    """
 
     def __init__(self, service: "LiveService", start: StartRequest, loop: asyncio.AbstractEventLoop,
-                 outbox: asyncio.Queue, timeline: _Timeline):
+                 outbox: asyncio.Queue, timeline: _Timeline, deliver: Callable[[int, np.ndarray, object], tuple]):
         self.service, self.start, self.loop, self.outbox, self.timeline = service, start, loop, outbox, timeline
+        self.deliver = deliver
         self.inbox: queue.Queue = queue.Queue()
         self.stopped = threading.Event()
         self.credits = threading.Semaphore(service.settings.max_unsent_frames)
@@ -92,17 +98,11 @@ class LiveSession:
         if self.stopped.is_set():
             raise _Stopped()
 
-    def _send_frame(self, frame: np.ndarray) -> None:
-        import cv2
-
+    def _send_frame(self, frame: np.ndarray, device) -> None:
         while not self.credits.acquire(timeout=0.1):
             self._check()
         self._check()
-        ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(frame[..., ::-1]),
-                                [cv2.IMWRITE_JPEG_QUALITY, self.service.settings.jpeg_quality])
-        if not ok:
-            raise RuntimeError("JPEG encoding failed")
-        self._emit(("frame", self.frames_made, FRAME_HEADER.pack(self.frames_made) + jpeg.tobytes()))
+        self._emit(self.deliver(self.frames_made, frame, device))
         self.frames_made += 1
 
     def _take(self) -> tuple[np.ndarray, float | None, bool]:
@@ -141,7 +141,9 @@ class LiveSession:
                 self._check()
                 sampler = replace(settings.sampler or SamplerOptions(), seed=self.start.seed)
                 emotion = self.start.emotion if self.start.emotion is not None else settings.default_emotion
-                session = OnlineSession(pipeline, portrait, emotion, sampler, settings.render, check=self._check)
+                scheduler = self.service.scheduler(pipeline.networks.device)
+                session = OnlineSession(pipeline, portrait, emotion, sampler, settings.render, check=self._check,
+                                        renderer=partial(scheduler.render_frames, self))
                 height, width = portrait.images[0].shape[:2]
                 if session.render_options.paste_back is False:
                     height = width = 512
@@ -151,12 +153,14 @@ class LiveSession:
                 while True:
                     samples, arrived, ended = self._take()
                     taken = time.perf_counter()
-                    sampling_before = session.stats.sampling_s
+                    sampling_before, frames_before = session.stats.sampling_s, self.frames_made
                     for frame in self._frames(session, samples, ended):
                         if self.frames_made == 0:
                             self.timeline.split = {"audio_ready": arrived, "taken": taken,
                                                    "sampling": session.stats.sampling_s - sampling_before}
-                        self._send_frame(frame)
+                        self._send_frame(frame, pipeline.networks.device)
+                    scheduler.cost.add_sampling(session.stats.sampling_s - sampling_before,
+                                                self.frames_made - frames_before)
                     self.samples_done += len(samples)
                     if ended:
                         stats = session.stats
@@ -173,6 +177,7 @@ class LiveSession:
                         f"the server failed while making frames ({type(exc).__name__}: {exc}); see the server's log"))
         finally:
             self.service._release(self, worker_done=True)
+            self.service.forget(self)
 
 
 def _is_user_error(exc: Exception) -> bool:

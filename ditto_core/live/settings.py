@@ -32,3 +32,6 @@ class LiveSettings:
     sampler: object = None  # SamplerOptions: None keeps the release's online cfg (the seed comes from the client)
     render: object = None  # RenderOptions: None keeps the release's online cfg
     default_emotion: str | None = None
+    admit_by_capacity: bool = True  # refuse a session the device could not keep at 25 frames/s (as measured)
+    batch_frames: int = 32  # the most frames the render scheduler puts in one warp/decoder call
+    ice_servers: tuple[str, ...] = ()  # WebRTC STUN/TURN URLs (none: host candidates only, a LAN or this machine)

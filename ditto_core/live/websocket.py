@@ -76,7 +76,10 @@ class _Connection:
                 raise LiveError(problem)
             self.pcm = PcmStream(start.format, start.sample_rate)
             self.service.portraits.path(start.portrait)  # a wrong name is told at once
-            self.session = self.service._open(start, asyncio.get_running_loop(), self.outbox, self.timeline)
+            jpeg = self.service.jpeg
+            self.session = self.service._open(start, asyncio.get_running_loop(), self.outbox, self.timeline,
+                                              lambda index, frame, device: ("frame", index,
+                                                                            jpeg.submit(index, frame, device)))
             sender = asyncio.ensure_future(self._send())
             receiver = asyncio.ensure_future(self._read())
             done, pending = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
@@ -151,8 +154,8 @@ class _Connection:
         while True:
             kind, *rest = await self.outbox.get()
             if kind == "frame":
-                index, payload = rest
-                await self.ws.send_bytes(payload)
+                index, message = rest
+                await self.ws.send_bytes(await asyncio.wrap_future(message))
                 self.session.credits.release()
                 now = time.perf_counter()
                 if timeline.first_frame_sent is None:
