@@ -13,6 +13,7 @@ FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 MIN_RATE, MAX_RATE = 8000, 96000
 FRAME_HEADER = struct.Struct("<I")
 START_EXAMPLE = '{"type": "start", "sample_rate": 16000, "format": "s16le"}'
+OFFER_EXAMPLE = '{"type": "offer", "sdp": "v=0…"}'
 
 
 class LiveError(Exception):
@@ -50,12 +51,43 @@ class StartRequest:
         if fmt not in FORMATS:
             raise LiveError(f"\"format\" must be \"s16le\" (16-bit signed little-endian) or \"f32le\" (32-bit float "
                             f"little-endian), mono; got {fmt!r}")
-        for key in ("portrait", "emotion", "token"):
-            if message.get(key) is not None and not isinstance(message[key], str):
-                raise LiveError(f"\"{key}\" must be a string")
-        seed = message.get("seed", 0)
-        if seed is None:
-            seed = 0
-        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
-            raise LiveError(f"\"seed\" must be a whole number ≥ 0; got {seed!r}")
-        return cls(rate, fmt, message.get("portrait"), message.get("emotion"), seed, message.get("token"))
+        return cls(rate, fmt, **session_options(message))
+
+
+@dataclass
+class OfferRequest:
+    """A WebRTC offer (``POST <prefix>/offer``): the browser's SDP and the start message's optional fields."""
+
+    sdp: str
+    portrait: str | None = None
+    emotion: str | None = None
+    seed: int = 0
+    token: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "OfferRequest":
+        try:
+            message = json.loads(text)
+        except ValueError:
+            raise LiveError(f"the offer must be JSON like {OFFER_EXAMPLE}; got a body that is not JSON") from None
+        if not isinstance(message, dict) or message.get("type") != "offer":
+            raise LiveError(f"the offer must be JSON like {OFFER_EXAMPLE}")
+        sdp = message.get("sdp")
+        if not isinstance(sdp, str) or not sdp.startswith("v=0"):
+            raise LiveError("\"sdp\" must be the session description of the browser's offer "
+                            "(RTCPeerConnection.createOffer(), then localDescription.sdp)")
+        return cls(sdp, **session_options(message))
+
+
+def session_options(message: dict) -> dict:
+    """The optional fields a session starts with (``portrait``, ``emotion``, ``seed``, ``token``), checked."""
+    for key in ("portrait", "emotion", "token"):
+        if message.get(key) is not None and not isinstance(message[key], str):
+            raise LiveError(f"\"{key}\" must be a string")
+    seed = message.get("seed", 0)
+    if seed is None:
+        seed = 0
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise LiveError(f"\"seed\" must be a whole number ≥ 0; got {seed!r}")
+    return {"portrait": message.get("portrait"), "emotion": message.get("emotion"), "seed": seed,
+            "token": message.get("token")}

@@ -16,6 +16,7 @@ from .protocol import ENDPOINT, LiveError
 from .scheduler import RenderScheduler
 from .session import LiveSession
 from .settings import LiveSettings
+from .webrtc import answer_offer, close_all
 from .websocket import _Connection, _LiveSocket
 
 PAGE_DIR = Path(__file__).resolve().parent / "page"
@@ -38,6 +39,7 @@ class LiveService:
         self._idle = threading.Condition(self._lock)
         self._schedulers: dict[str, RenderScheduler] = {}  # one per device
         self.jpeg = JpegEncoder(self.settings.jpeg_quality)
+        self._conversations: set = set()  # the WebRTC peers (webrtc.Conversation)
 
     # ---- sessions
     @property
@@ -103,6 +105,7 @@ class LiveService:
             session.stop()
 
     async def on_shutdown(self, app: web.Application) -> None:
+        await close_all(self)
         self.stop_all()
         await asyncio.to_thread(self.wait_idle, 10.0)
         with self._lock:
@@ -141,6 +144,7 @@ class LiveService:
         (``prefix/portraits``) to an aiohttp route table (a standalone app's, or ComfyUI's
         ``PromptServer.instance.routes``)."""
         routes.get(prefix)(self.websocket)
+        routes.post(prefix + "/offer")(self.offer)
         routes.get(prefix + "/page")(self._page_redirect)
         routes.get(prefix + "/page/")(self.page)
         routes.get(prefix + "/page/{name}")(self.page)
@@ -166,6 +170,9 @@ class LiveService:
         default = self.portraits.default.name if self.portraits.default is not None else None
         return web.json_response({"portraits": names, "default": default, "max_sessions": self.settings.max_sessions,
                                   "active_sessions": self.active_sessions})
+
+    async def offer(self, request: web.Request) -> web.StreamResponse:
+        return await answer_offer(self, request)
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         ws = _LiveSocket(max_msg_size=self.settings.max_message_bytes)
