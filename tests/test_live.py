@@ -344,7 +344,7 @@ def test_the_pack_adds_the_endpoint_and_page_to_comfyuis_server(small_release, p
 
     import comfy_stubs
 
-    comfy_stubs.install(tmp_path)
+    state = comfy_stubs.install(tmp_path)
     (tmp_path / "models").mkdir(exist_ok=True)
     (tmp_path / "models" / "ditto").symlink_to(small_release, target_is_directory=True)
     (tmp_path / "input" / "me.png").write_bytes(portrait_file.read_bytes())
@@ -352,9 +352,10 @@ def test_the_pack_adds_the_endpoint_and_page_to_comfyuis_server(small_release, p
     server = types.ModuleType("server")
     server.PromptServer = types.SimpleNamespace(instance=types.SimpleNamespace(routes=routes, app=web.Application()))
     monkeypatch.setitem(sys.modules, "server", server)
-    comfy_stubs.load_pack()
+    pack = comfy_stubs.load_pack()
     paths = {route.path for route in routes}
-    assert {"/ditto/live", "/ditto/live/page/", "/ditto/live/portraits"} <= paths
+    assert {"/ditto/live", "/ditto/live/offer", "/ditto/live/page/", "/ditto/live/portraits"} <= paths
+    service = next(route.handler.__self__ for route in routes if route.path == "/ditto/live")
     assert (ROOT / "web" / "js" / "ditto_live.js").read_text().count("/ditto/live/page/") >= 1
 
     async def body():
@@ -368,10 +369,18 @@ def test_the_pack_adds_the_endpoint_and_page_to_comfyuis_server(small_release, p
                                          start_message(22050, "f32le", portrait="me.png"))
             return listed, page.status, missing, frames, texts
 
+    (graph_models,), _ = comfy_stubs.run_node(pack.NODE_CLASS_MAPPINGS["DittoLoadModels"](), comfy_stubs.constants(
+        release="ditto_pytorch", device="auto"))
+    graph_models = graph_models[0]
+    state.loaded_models.clear()  # as after ComfyUI offloaded everything for a graph
+    loads = state.load_calls
     listed, page_status, missing, frames, texts = asyncio.run(body())
     assert "me.png" in listed["portraits"] and page_status == 200
     assert "say which portrait" in missing and "input folder" in missing
     assert [i for i, _ in frames] == [0, 1, 2] and texts[-1]["type"] == "done"
+    # the live endpoint used the graph's models, put on the device through ComfyUI as each session started
+    assert state.load_calls == loads + 1 and state.loaded_models == [graph_models.patcher]
+    assert service.pipelines.get() is graph_models
 
 
 def test_the_pack_loads_without_a_comfyui_server(tmp_path):

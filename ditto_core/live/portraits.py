@@ -12,18 +12,21 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 class PipelineSource:
-    """The pipeline, loaded once on first use (in a session's worker thread) and shared by every session."""
+    """The pipeline, loaded once on first use (in a session's worker thread) and shared by every session.
+    ``prepare``, when given, runs on it as each session starts and returns it ready to compute (inside ComfyUI:
+    its model management puts the networks on the device, offloading other models if memory is short)."""
 
-    def __init__(self, pipeline):
+    def __init__(self, pipeline, prepare=None):
         self._value = None if callable(pipeline) else pipeline
         self._load = pipeline if callable(pipeline) else None
+        self._prepare = prepare
         self._lock = threading.Lock()
 
     def get(self):
         with self._lock:
             if self._value is None:
                 self._value = self._load()
-            return self._value
+            return self._value if self._prepare is None else self._prepare(self._value)
 
 
 class PortraitLibrary:
