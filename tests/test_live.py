@@ -240,6 +240,9 @@ def test_token_and_origin_rules(pipeline, portrait_file):
         foreign = await expect_error(client, headers={"Origin": "http://evil.example"})
         listing = await client.get("/ditto/live/portraits")
         listed = await client.get("/ditto/live/portraits?token=s3cret")
+        images = [await client.get(path) for path in ("/ditto/live/portrait", "/ditto/live/portrait?token=s3cret",
+                                                       "/ditto/live/portrait?token=s3cret&name=other.png")]
+        images = [(reply.status, await reply.read()) for reply in images]
         accepted = []
         for path, start in (("/ditto/live", start_message(token="s3cret")),
                             ("/ditto/live?token=s3cret", start_message())):
@@ -248,13 +251,15 @@ def test_token_and_origin_rules(pipeline, portrait_file):
             await ws.send_json(start)
             accepted.append((await ws.receive_json())["type"])
             await ws.close()
-        return missing, wrong, foreign, listing.status, await listed.json(), accepted
+        return missing, wrong, foreign, listing.status, await listed.json(), accepted, images
 
-    missing, wrong, foreign, listing_status, listed, accepted = serve_and(service, body)
+    missing, wrong, foreign, listing_status, listed, accepted, images = serve_and(service, body)
     assert "access token" in missing and "?token=" in missing
     assert "wrong access token" in wrong
     assert "http://evil.example" in foreign and "--allow-origin" in foreign
     assert listing_status == 403 and listed["portraits"] == ["face.png"]
+    assert [status for status, _ in images] == [403, 200, 404]  # the portrait's image, shown before talking
+    assert images[1][1] == portrait_file.read_bytes() and b"other.png" in images[2][1]
     assert accepted == ["ready", "ready"]
     assert service.wait_idle(10)
 

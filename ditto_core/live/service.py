@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import hmac
 import threading
-from pathlib import Path
+from functools import partial
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from . import page
 from .jpeg import JpegEncoder
 from .portraits import PipelineSource, PortraitLibrary
 from .protocol import ENDPOINT, LiveError
@@ -18,9 +19,6 @@ from .session import LiveSession
 from .settings import LiveSettings
 from .webrtc import answer_offer, close_all
 from .websocket import _Connection, _LiveSocket
-
-PAGE_DIR = Path(__file__).resolve().parent / "page"
-CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
 class LiveService:
@@ -141,36 +139,21 @@ class LiveService:
 
     # ---- routes
     def add_routes(self, routes: web.RouteTableDef, prefix: str = ENDPOINT) -> None:
-        """Add the WebSocket endpoint (``prefix``), the page (``prefix/page/``) and the portrait list
-        (``prefix/portraits``) to an aiohttp route table (a standalone app's, or ComfyUI's
+        """Add the WebSocket endpoint (``prefix``), the WebRTC offer (``prefix/offer``), the page
+        (``prefix/page/``), the portrait list (``prefix/portraits``) and a portrait's image
+        (``prefix/portrait?name=``) to an aiohttp route table (a standalone app's, or ComfyUI's
         ``PromptServer.instance.routes``)."""
         routes.get(prefix)(self.websocket)
         routes.post(prefix + "/offer")(self.offer)
-        routes.get(prefix + "/page")(self._page_redirect)
-        routes.get(prefix + "/page/")(self.page)
-        routes.get(prefix + "/page/{name}")(self.page)
-        routes.get(prefix + "/portraits")(self.portrait_list)
+        routes.get(prefix + "/page")(page.redirect)
+        routes.get(prefix + "/page/")(page.page_file)
+        routes.get(prefix + "/page/{name}")(page.page_file)
+        routes.get(prefix + "/portraits")(partial(page.portrait_list, self))
+        routes.get(prefix + "/portrait")(partial(page.portrait_image, self))
 
-    async def _page_redirect(self, request: web.Request) -> web.StreamResponse:
-        raise web.HTTPFound(request.rel_url.path + "/" + (f"?{request.query_string}" if request.query_string else ""))
-
-    async def page(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info.get("name") or "index.html"
-        files = {p.name: p for p in PAGE_DIR.iterdir() if p.is_file()}
-        if name not in files:
-            raise web.HTTPNotFound(text=f"no page file {name}")
-        path = files[name]
-        return web.Response(body=path.read_bytes(), content_type=CONTENT_TYPES.get(path.suffix, "text/plain"),
-                            charset="utf-8", headers={"Cache-Control": "no-cache"})
-
-    async def portrait_list(self, request: web.Request) -> web.StreamResponse:
-        problem = self._origin_problem(request) or self._token_problem(request.query.get("token"))
-        if self.settings.refusal or problem:
-            return web.json_response({"error": self.settings.refusal or problem}, status=403)
-        names = await asyncio.to_thread(self.portraits.names)
-        default = self.portraits.default.name if self.portraits.default is not None else None
-        return web.json_response({"portraits": names, "default": default, "max_sessions": self.settings.max_sessions,
-                                  "active_sessions": self.active_sessions})
+    def access_problem(self, request: web.Request, token: str | None) -> str | None:
+        """Why this request may not use the endpoint (refusal, Origin, token), or None."""
+        return self.settings.refusal or self._origin_problem(request) or self._token_problem(token)
 
     async def offer(self, request: web.Request) -> web.StreamResponse:
         return await answer_offer(self, request)
