@@ -115,6 +115,7 @@ class Conversation:
         self.session: LiveSession | None = None
         self.pc = None
         self.channel = None  # the peer's data channel, if it opened one: "ready" and "error" go there
+        self._untold: list[str] = []  # messages for it, waiting for it to open
         self.tasks: list[asyncio.Task] = []
         self.closed = asyncio.Event()
         self._speech = np.zeros(0, np.float32)  # the 16-kHz input not yet paired with a frame
@@ -140,6 +141,9 @@ class Conversation:
         @self.pc.on("datachannel")
         def on_channel(channel):
             self.channel = channel
+            channel.on("open", self._flush)
+            if channel.readyState == "open":
+                self._flush()
 
         @self.pc.on("connectionstatechange")
         async def on_state():
@@ -237,8 +241,13 @@ class Conversation:
                 return
 
     def _tell(self, message: dict) -> None:
-        if self.channel is not None and self.channel.readyState == "open":
-            self.channel.send(json.dumps(message))
+        self._untold.append(json.dumps(message))
+        self._flush()
+
+    def _flush(self) -> None:
+        """Send what is waiting once the peer's data channel is open (the session may be ready before it)."""
+        while self._untold and self.channel is not None and self.channel.readyState == "open":
+            self.channel.send(self._untold.pop(0))
 
     async def close(self) -> None:
         if self.closed.is_set():
