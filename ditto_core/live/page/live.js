@@ -481,7 +481,8 @@ async function loadPortraits() {
     const data = await reply.json();
     if (data.error) { setStatus(data.error, true); return; }
     const select = $("portrait");
-    select.replaceChildren(...data.portraits.map((name) => new Option(name, name, false, name === data.default)));
+    const chosen = query.get("portrait") || data.default; // ?portrait=NAME chooses one in a link
+    select.replaceChildren(...data.portraits.map((name) => new Option(name, name, false, name === chosen)));
     if (!data.portraits.length) setStatus("no portraits: put an image with a face in the input folder", true);
     showPortrait();
   } catch (err) {
@@ -506,5 +507,6 @@ $("playback-row").hidden = hasRtc;
 $("transport").value = hasRtc && query.get("transport") !== "websocket" ? "webrtc" : "websocket";
 $("transport").querySelector("option[value=webrtc]").disabled = !hasRtc;
 $("transport").onchange = () => { $("playback-row").hidden = $("transport").value === "webrtc"; };
+window.addEventListener("pagehide", () => current && !current.closed && current.end());
 loadPortraits();
 if (query.get("autostart") === "mic") begin("mic");
