@@ -1,7 +1,10 @@
-"""Live: talk to the avatar. Speech streams in over a WebSocket, frames stream out as JPEGs as soon as they are made.
+"""Live: talk to the avatar. Speech streams in, frames stream out as soon as they are made: over WebRTC as a
+conversation (``webrtc.py``: the avatar listens between utterances, until the peer leaves), or over a WebSocket as
+one clip of JPEG frames.
 
 One aiohttp handler serves both the standalone server (``python -m ditto_core live``) and ComfyUI's own server
-(``nodes/live.py`` adds the same routes to ``PromptServer.instance.routes``). The protocol (README, "Live"):
+(``nodes/live.py`` adds the same routes to ``PromptServer.instance.routes``). The WebSocket protocol (README,
+"Live"):
 
 * client → server, first message, text: ``{"type": "start", "sample_rate": 16000, "format": "s16le"}``
   (``format`` ``s16le`` or ``f32le``, mono, any ``sample_rate`` from 8,000 to 96,000; optional ``portrait``,
@@ -11,13 +14,16 @@ One aiohttp handler serves both the standalone server (``python -m ditto_core li
   frame, in order, ⌈seconds × 25⌉ in all, then text ``{"type": "done", "frames": N, "first_frame_ms": …, …}``;
 * any problem: text ``{"type": "error", "message": …}``, then the server closes the connection.
 
-Each session's heavy work (feature encoding, motion sampling, rendering, JPEG encoding) runs in a worker thread of
-its own, so the event loop only moves bytes; a session whose client goes away stops at its next motion window or
-render batch and frees its place at once.
+Each session's audio encoding and motion sampling run in a worker thread of its own; one render scheduler per
+device batches every session's frames into one warp/decoder call; JPEGs are encoded off that thread. The event
+loop only moves bytes; a session whose client goes away stops at its next motion window or render batch and frees
+its place at once.
 
-Modules, one job each: ``protocol`` (the start message, frame header, errors), ``pcm`` (client PCM → 16 kHz),
-``portraits`` (shared pipeline and portraits), ``settings``, ``session`` (a session's worker), ``websocket`` (the
-WebSocket transport), ``service`` (sessions, access rules, routes, page), ``app`` (the standalone server).
+Modules, one job each: ``protocol`` (start message, offer, frame header, errors), ``pcm`` (client PCM → 16 kHz),
+``portraits`` (shared pipeline and portraits), ``settings``, ``session`` (a session's worker), ``scheduler`` (the
+per-device render batching and the measured cost per frame), ``jpeg`` (the WebSocket's JPEG encoding),
+``websocket`` and ``webrtc`` (the transports), ``page`` (the page and portrait routes), ``service`` (sessions,
+admission, access rules, routes), ``app`` (the standalone server).
 """
 
 from .app import make_app, serve

@@ -1,4 +1,5 @@
-"""The live endpoint for any aiohttp app: sessions and their limit, the access rules, the routes."""
+"""The live endpoint for any aiohttp app: sessions, their limit and admission by measured capacity, the access
+rules, the routes."""
 
 from __future__ import annotations
 
