@@ -55,7 +55,8 @@ def render_batches(
     first_index: int = 0,
 ) -> Iterator[RenderBatch]:
     """The batches of motion frames ``start:stop`` ready for :func:`decode_batches` (driving keypoints made and
-    stitched); arguments as for :func:`render_faces`."""
+    stitched). ``check`` runs before every batch; ``first_index``: the position of motion frame 0 in a longer
+    stream (chooses the frame of a source video, at the motion's fps)."""
     if options.batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {options.batch_size}")
     device = networks.device
@@ -112,21 +113,15 @@ def finish_faces(portrait: Portrait, batch: RenderBatch, faces: np.ndarray) -> n
 
 
 def render_faces(
-    networks: DittoNetworks,
-    portrait: Portrait,
-    motion: Motion,
-    options: RenderOptions = RenderOptions(),
-    start: int = 0,
-    stop: int | None = None,
-    check: Callable[[], None] | None = None,
-    first_index: int = 0,
+    networks: DittoNetworks, portrait: Portrait, motion: Motion, options: RenderOptions = RenderOptions(), **batches
 ) -> Iterator[tuple[np.ndarray, FacePlacement]]:
     """Yield, per batch of motion frames ``start:stop``, the rendered faces ``[B, 512, 512, 3]`` float32 in [0, 1]
-    (the decoder's output, not quantised) and where they go (a FacePlacement of B frames). ``check`` runs before
-    every batch (e.g. to raise on user interrupt). ``first_index``: the position of motion frame 0 in a longer
-    stream (chooses the frame of a source video, at the motion's fps). A source frame without a face gets its own
-    crop, not a rendered face. ``options.paste_back`` is not used here."""
-    for batch in render_batches(networks, portrait, motion, options, start, stop, check, first_index):
+    (the decoder's output, not quantised) and where they go (a FacePlacement of B frames). ``batches``: ``start``,
+    ``stop``, ``check`` (runs before every batch, e.g. to raise on user interrupt) and ``first_index`` (the
+    position of motion frame 0 in a longer stream: chooses the frame of a source video, at the motion's fps), as
+    for :func:`render_batches`. A source frame without a face gets its own crop, not a rendered face.
+    ``options.paste_back`` is not used here."""
+    for batch in render_batches(networks, portrait, motion, options, **batches):
         (faces,) = decode_batches(networks, options.precision, [batch])
         yield finish_faces(portrait, batch, faces), batch.placement
 

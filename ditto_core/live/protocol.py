@@ -24,24 +24,26 @@ class _Stopped(BaseException):
     """Raised inside a session's worker once it has been told to stop (client gone, server closing)."""
 
 
-@dataclass
-class StartRequest:
-    sample_rate: int
-    format: str
+@dataclass(kw_only=True)
+class SessionOptions:
+    """What a session starts with besides its transport's own fields (see :func:`session_options`)."""
+
     portrait: str | None = None
     emotion: str | None = None
     seed: int = 0
     token: str | None = None
 
+
+@dataclass
+class StartRequest(SessionOptions):
+    sample_rate: int
+    format: str
+
     @classmethod
     def parse(cls, text: str) -> "StartRequest":
-        try:
-            message = json.loads(text)
-        except ValueError:
-            raise LiveError(f"the first message must be a JSON start message like {START_EXAMPLE}; got text that is "
-                            f"not JSON") from None
-        if not isinstance(message, dict) or message.get("type") != "start":
-            raise LiveError(f"the first message must be a start message like {START_EXAMPLE}")
+        message = _message(text, "start", f"the first message must be a JSON start message like {START_EXAMPLE}; got "
+                                          f"text that is not JSON",
+                           f"the first message must be a start message like {START_EXAMPLE}")
         rate, fmt = message.get("sample_rate"), message.get("format")
         if isinstance(rate, float) and rate.is_integer():
             rate = int(rate)
@@ -55,28 +57,31 @@ class StartRequest:
 
 
 @dataclass
-class OfferRequest:
+class OfferRequest(SessionOptions):
     """A WebRTC offer (``POST <prefix>/offer``): the browser's SDP and the start message's optional fields."""
 
     sdp: str
-    portrait: str | None = None
-    emotion: str | None = None
-    seed: int = 0
-    token: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> "OfferRequest":
-        try:
-            message = json.loads(text)
-        except ValueError:
-            raise LiveError(f"the offer must be JSON like {OFFER_EXAMPLE}; got a body that is not JSON") from None
-        if not isinstance(message, dict) or message.get("type") != "offer":
-            raise LiveError(f"the offer must be JSON like {OFFER_EXAMPLE}")
+        message = _message(text, "offer", f"the offer must be JSON like {OFFER_EXAMPLE}; got a body that is not JSON",
+                           f"the offer must be JSON like {OFFER_EXAMPLE}")
         sdp = message.get("sdp")
         if not isinstance(sdp, str) or not sdp.startswith("v=0"):
             raise LiveError("\"sdp\" must be the session description of the browser's offer "
                             "(RTCPeerConnection.createOffer(), then localDescription.sdp)")
         return cls(sdp, **session_options(message))
+
+
+def _message(text: str, kind: str, not_json: str, not_kind: str) -> dict:
+    """``text`` as a JSON object of type ``kind``; LiveError(``not_json``) or LiveError(``not_kind``) otherwise."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise LiveError(not_json) from None
+    if not isinstance(message, dict) or message.get("type") != kind:
+        raise LiveError(not_kind)
+    return message
 
 
 def session_options(message: dict) -> dict:
