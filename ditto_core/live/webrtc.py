@@ -214,6 +214,9 @@ class Conversation:
         except LiveError as exc:
             log.info("live %s: %s", self.name, exc)
             await self.close()
+        except Exception:  # the traceback goes to the server's log; the peer is hung up on
+            log.exception("live %s: the microphone track failed", self.name)
+            await self.close()
 
     def _speech_for(self, index: int) -> np.ndarray:
         """The input samples frame ``index`` shows (the speech played with it)."""
@@ -294,6 +297,10 @@ async def answer_offer(service: "LiveService", request: web.Request) -> web.Stre
             await conversation.close()
         message = str(exc)
         return _error(message, 503 if message.startswith("busy") else 400)
+    except BaseException:  # anything else: nothing of this peer is left running, and aiohttp answers 500
+        if conversation is not None:
+            await conversation.close()
+        raise
     return web.json_response({"type": "answer", "sdp": sdp})
 
 
