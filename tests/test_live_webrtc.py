@@ -3,11 +3,9 @@ video frames at the portrait's size and the speech back on an audio track, frame
 speech ends (the avatar listens), a second utterance spoken without reconnecting; the offer's errors and limits."""
 
 import asyncio
-import fractions
-import time
 
+import aiortc
 import numpy as np
-import pytest
 import soundfile
 from live_client import (  # noqa: F401  (pipeline, portrait_file: fixtures, used by name)
     ROOT,
@@ -18,42 +16,8 @@ from live_client import (  # noqa: F401  (pipeline, portrait_file: fixtures, use
     serve_and,
 )
 
+from ditto_core.live.rtc_client import RATE, SpeechTrack, offer, peer
 from ditto_core.live.webrtc import GAP_S
-
-aiortc = pytest.importorskip("aiortc")
-av = pytest.importorskip("av")
-
-RATE = 48000
-CHUNK = RATE // 50
-
-
-class Microphone(aiortc.MediaStreamTrack):
-    """Plays ``script``, a list of sample arrays (speech) and seconds (the microphone sends nothing: muted),
-    in 20-ms frames at speaking pace; after the script it sends nothing."""
-
-    kind = "audio"
-
-    def __init__(self, script):
-        super().__init__()
-        self.script, self.sent, self.began = list(script), 0, None
-
-    async def recv(self):
-        if self.began is None:
-            self.began = time.perf_counter()
-        while self.script and not isinstance(self.script[0], np.ndarray):
-            await asyncio.sleep(self.script.pop(0))
-            self.began = time.perf_counter() - self.sent / RATE  # the pause is not made up for afterwards
-        if not self.script:
-            await asyncio.Event().wait()  # muted for good
-        samples, self.script[0] = self.script[0][:CHUNK], self.script[0][CHUNK:]
-        if not len(self.script[0]):
-            self.script.pop(0)
-        await asyncio.sleep(max(0.0, self.began + self.sent / RATE - time.perf_counter()))
-        frame = av.AudioFrame.from_ndarray((samples * 32767).astype(np.int16).reshape(1, -1), format="s16",
-                                           layout="mono")
-        frame.sample_rate, frame.pts, frame.time_base = RATE, self.sent, fractions.Fraction(1, RATE)
-        self.sent += len(samples)
-        return frame
 
 
 def utterance(start_s: float, seconds: float) -> np.ndarray:
@@ -65,18 +29,10 @@ def utterance(start_s: float, seconds: float) -> np.ndarray:
     return soxr.resample(piece, rate, RATE).astype(np.float32)
 
 
-async def offer(client, pc, **extra):
-    await pc.setLocalDescription(await pc.createOffer())
-    reply = await client.post("/ditto/live/offer", json={"type": "offer", "sdp": pc.localDescription.sdp, **extra})
-    return reply.status, await reply.json()
-
-
 async def converse(client, script, frames_wanted: int, timeout: float = 120):
     """Talk with ``script`` as the microphone until ``frames_wanted`` video frames came; the frames' sizes and the
     speech received (48 kHz mono), and what the data channel said."""
-    pc = aiortc.RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
-    pc.addTrack(Microphone(script))
-    pc.addTransceiver("video", direction="recvonly")
+    pc = peer(SpeechTrack(script))
     channel = pc.createDataChannel("ditto")
     said = []
     channel.on("message", lambda message: said.append(message))
@@ -94,9 +50,8 @@ async def converse(client, script, frames_wanted: int, timeout: float = 120):
 
     readers = []
     pc.on("track", lambda track: readers.append(asyncio.ensure_future(read(track))))
-    status, answer = await offer(client, pc, seed=1)
+    status, answer = await offer(client, "/ditto/live/offer", pc, seed=1)
     assert status == 200 and answer["type"] == "answer", answer
-    await pc.setRemoteDescription(aiortc.RTCSessionDescription(sdp=answer["sdp"], type="answer"))
     try:
         await asyncio.wait_for(enough.wait(), timeout)
     finally:
@@ -157,16 +112,14 @@ def test_offer_errors_and_limits(pipeline, portrait_file):
         }
         pc = aiortc.RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
         pc.addTransceiver("audio", direction="sendonly")  # no video asked for
-        said["no video"] = await offer(client, pc, token="s3cret")
+        said["no video"] = await offer(client, "/ditto/live/offer", pc, token="s3cret")
         await pc.close()
         # one session runs (a WebSocket's); the offer is told the server is busy
         ws = await client.ws_connect("/ditto/live")
         await ws.send_json({"type": "start", "sample_rate": 16000, "format": "s16le", "token": "s3cret"})
         await ws.receive_json()
-        pc = aiortc.RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
-        pc.addTrack(Microphone([]))
-        pc.addTransceiver("video", direction="recvonly")
-        said["busy"] = await offer(client, pc, token="s3cret")
+        pc = peer(SpeechTrack([]))
+        said["busy"] = await offer(client, "/ditto/live/offer", pc, token="s3cret")
         await pc.close()
         await ws.close()
         return said
