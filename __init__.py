@@ -1,7 +1,8 @@
-"""ComfyUI-Ditto: audio-driven talking heads. ComfyUI loads this package and registers its nodes."""
+"""ComfyUI-Ditto: audio-driven talking heads. ComfyUI loads this package and registers its nodes through
+``comfy_entrypoint`` (ComfyUI's V3 node API)."""
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from .nodes import comfy_entrypoint
 
 WEB_DIRECTORY = "./web"
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
+__all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]

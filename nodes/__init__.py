@@ -1,4 +1,9 @@
-"""ComfyUI node classes (thin: every computation lives in ditto_core)."""
+"""ComfyUI node classes (thin: every computation lives in ditto_core), registered through ComfyUI's V3 API: the
+extension's on_load stages the example workflows' sample inputs and adds the live routes."""
+
+import logging
+
+from comfy_api.latest import ComfyExtension, io
 
 from .audio import DittoEncodeAudio
 from .batch import DittoLoadPortraits, DittoLoadSpeechClips, DittoTalkingHeadBatch
@@ -21,30 +26,7 @@ from .paste import DittoPasteBack
 from .portrait import DittoRegisterPortrait
 from .render import DittoRender, DittoRenderVideo, DittoTalkingHeadVideo
 
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "DittoLoadModels": "Load Ditto Models",
-    "DittoRegisterPortrait": "Register Portrait (Ditto)",
-    "DittoEncodeAudio": "Encode Audio (Ditto)",
-    "DittoSampleMotion": "Sample Motion (Ditto)",
-    "DittoEditPose": "Edit Pose (Ditto)",
-    "DittoEditExpression": "Edit Expression (Ditto)",
-    "DittoSmoothMotion": "Smooth Motion (Ditto)",
-    "DittoRelaxOnSilence": "Relax on Silence (Ditto)",
-    "DittoFadeMotion": "Fade Motion (Ditto)",
-    "DittoMotionFromVideo": "Motion from Video (Ditto)",
-    "DittoBlendMotion": "Blend Motion (Ditto)",
-    "DittoConcatMotion": "Concat Motion (Ditto)",
-    "DittoSliceMotion": "Slice Motion (Ditto)",
-    "DittoSaveMotion": "Save Motion (Ditto)",
-    "DittoLoadMotion": "Load Motion (Ditto)",
-    "DittoRender": "Render (Ditto)",
-    "DittoRenderVideo": "Render Video (Ditto)",
-    "DittoTalkingHeadVideo": "Talking Head Video, streamed (Ditto)",
-    "DittoPasteBack": "Paste Back (Ditto)",
-    "DittoLoadPortraits": "Load Portraits from Folder (Ditto)",
-    "DittoLoadSpeechClips": "Load Speech Clips from Folder (Ditto)",
-    "DittoTalkingHeadBatch": "Talking Head Batch (Ditto)",
-}
+log = logging.getLogger("ComfyUI-Ditto")
 
 NODE_CLASSES = (
     DittoLoadModels,
@@ -70,22 +52,36 @@ NODE_CLASSES = (
     DittoLoadSpeechClips,
     DittoTalkingHeadBatch,
 )
-NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in NODE_CLASSES}
 
-try:  # the example workflows' sample inputs, into ComfyUI's input folder (never replacing a file)
+
+def stage_samples() -> None:
+    """The example workflows' sample inputs, into ComfyUI's input folder (never replacing a file)."""
     from .samples import stage_sample_inputs
 
-    stage_sample_inputs()
-except Exception as _error:  # a read-only input folder: the nodes still load, the templates need their inputs
-    import logging
+    try:
+        stage_sample_inputs()
+    except OSError as error:  # a read-only input folder: the nodes still load, the templates need their inputs
+        log.warning("ComfyUI-Ditto: sample inputs not staged: %s", error)
 
-    logging.getLogger("ComfyUI-Ditto").warning("ComfyUI-Ditto: sample inputs not staged: %s", _error)
 
-try:  # the live endpoint and page on ComfyUI's own server (nothing is done without one)
+def add_live_routes() -> None:
+    """The live endpoint and page on ComfyUI's own server (nothing is done without one)."""
     from .live import register_live_routes
 
-    register_live_routes()
-except Exception as _error:  # the nodes still load; only the live page is missing
-    import logging
+    try:
+        register_live_routes()
+    except Exception as error:  # the nodes still load; only the live page is missing
+        logging.getLogger("ditto.live").warning("Ditto live is not available: %s", error)
 
-    logging.getLogger("ditto.live").warning("Ditto live is not available: %s", _error)
+
+class DittoExtension(ComfyExtension):
+    async def on_load(self) -> None:
+        stage_samples()
+        add_live_routes()
+
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODE_CLASSES)
+
+
+async def comfy_entrypoint() -> DittoExtension:
+    return DittoExtension()

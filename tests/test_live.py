@@ -439,7 +439,7 @@ def test_the_pack_adds_the_endpoint_and_page_to_comfyuis_server(small_release, p
     server = types.ModuleType("server")
     server.PromptServer = types.SimpleNamespace(instance=types.SimpleNamespace(routes=routes, app=web.Application()))
     monkeypatch.setitem(sys.modules, "server", server)
-    comfy_stubs.load_pack()
+    comfy_stubs.register(comfy_stubs.load_pack())  # the extension's on_load adds the routes
     paths = {route.path for route in routes}
     assert {"/ditto/live", "/ditto/live/page/", "/ditto/live/portraits"} <= paths
     assert (ROOT / "web" / "js" / "ditto_live.js").read_text().count("/ditto/live/page/") >= 1
@@ -467,4 +467,4 @@ def test_the_pack_loads_without_a_comfyui_server(tmp_path):
     comfy_stubs.install(tmp_path)
     sys.modules.pop("server", None)
     pack = comfy_stubs.load_pack()
-    assert "DittoLoadModels" in pack.NODE_CLASS_MAPPINGS
+    assert "DittoLoadModels" in comfy_stubs.register(pack)

@@ -87,10 +87,10 @@ def ditto_classes():
     sys.path.insert(0, str(ROOT / "tests"))
     import tempfile
 
-    from comfy_stubs import install, load_pack
+    from comfy_stubs import install, load_pack, register
 
     install(Path(tempfile.mkdtemp()))
-    return load_pack("comfyui_ditto_workflows").NODE_CLASS_MAPPINGS
+    return register(load_pack("comfyui_ditto_workflows"))
 
 
 def node_io(cls):
@@ -98,9 +98,11 @@ def node_io(cls):
     spec = cls.INPUT_TYPES()
     links, widgets = [], []
     for section in ("required", "optional"):
-        for name, (kind, *options) in spec.get(section, {}).items():
-            if isinstance(kind, list) or kind in WIDGET_TYPES:
-                widgets.append((name, kind, options[0] if options else {}))
+        for name, (kind, options) in spec.get(section, {}).items():
+            if kind == "COMBO":
+                widgets.append((name, options["options"], options))
+            elif kind in WIDGET_TYPES:
+                widgets.append((name, kind, options))
             else:
                 links.append((name, kind))
     names = getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES
