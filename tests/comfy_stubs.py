@@ -20,8 +20,8 @@ class InterruptProcessingException(BaseException):
 
 
 def install(base: Path) -> types.SimpleNamespace:
-    """Register fake ``folder_paths``, ``comfy.model_management``, ``comfy.utils`` and ``comfy_api.latest``
-    modules with models/, input/ and output/ under ``base``."""
+    """Register fake ``folder_paths``, ``comfy.model_management``, ``comfy.utils``, ``comfy_api.latest`` and
+    ``comfyui_version`` modules with models/, input/ and output/ under ``base``."""
     import torch
 
     folders: dict[str, list[str]] = {}
@@ -139,7 +139,10 @@ def install(base: Path) -> types.SimpleNamespace:
     comfy_api = types.ModuleType("comfy_api")
     comfy_api.latest = latest
 
-    sys.modules.update({"folder_paths": folder_paths, "comfy": comfy, "comfy.model_management": model_management,
+    comfyui_version = types.ModuleType("comfyui_version")
+    comfyui_version.__version__ = "0.33.0"  # the release comfy_api_stub follows
+
+    sys.modules.update({"folder_paths": folder_paths, "comfy": comfy, "comfyui_version": comfyui_version, "comfy.model_management": model_management,
                         "comfy.utils": utils, "comfy.model_patcher": model_patcher, "comfy_api": comfy_api, "comfy_api.latest": latest})
     return state
 

@@ -51,6 +51,23 @@ def test_pack_registers_its_nodes_through_the_v3_entrypoint(comfy):
     assert essentials == {"DittoLoadModels", "DittoRegisterPortrait", "DittoTalkingHeadVideo"}
 
 
+@pytest.mark.parametrize("version", ["0.18.1", None])  # None: a ComfyUI from before comfyui_version.py
+def test_an_older_comfyui_gets_one_line_and_no_nodes(tmp_path, monkeypatch, caplog, version):
+    install(tmp_path)
+    if version is None:
+        monkeypatch.delitem(sys.modules, "comfyui_version")
+        monkeypatch.setitem(sys.modules, "comfy_api.latest", None)  # and no V3 API: importing it would raise
+    else:
+        monkeypatch.setattr(sys.modules["comfyui_version"], "__version__", version)
+    with caplog.at_level("WARNING"):
+        pack = load_pack()
+    assert not hasattr(pack, "comfy_entrypoint") and not hasattr(pack, "WEB_DIRECTORY")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"ComfyUI-Ditto needs ComfyUI 0.19.0 or newer (this is {version or 'older'}): update ComfyUI to use the "
+        f"Ditto nodes; none are registered."]
+    assert not list((tmp_path / "input").iterdir())  # nothing staged either
+
+
 def test_end_to_end_graph(graph):
     pack, state, base, nodes, models, image, audio = graph
     (portrait,) = nodes["DittoRegisterPortrait"].execute(models, image, "first image", 0, "custom", 2.3, -0.125, 1920, 0.5)
