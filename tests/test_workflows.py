@@ -191,3 +191,35 @@ def test_the_templates_do_what_their_names_say():
     assert sources[("DittoRegisterPortrait", "image")] == ("DittoLoadPortraits", "images")
     staged = sorted(name for name in _staged_names() if name.startswith(build.BATCH_FOLDER + "/"))
     assert staged == [f"{build.BATCH_FOLDER}/{name}" for name in ("portrait.jpg", "portrait_2.jpg", "speech.wav")]
+
+
+# ComfyUI 0.33's widget names of the built-in loaders an App form offers (nodes.py LoadImage, comfy_extras
+# nodes_audio.py LoadAudio, nodes_video.py LoadVideo)
+BUILTIN_FORM_WIDGETS = {"LoadImage": {"image"}, "LoadAudio": {"audio"}, "LoadVideo": {"file"}}
+APPS = {  # the simple templates: what their App form asks for, and the video it shows
+    "Ditto portrait and speech to video": (["image", "audio", "emotion", "seed"], "DittoRenderVideo"),
+    "Ditto speech to video in one pass": (["image", "audio", "emotion", "seed"], "DittoTalkingHeadVideo"),
+    "Ditto speech to video at 30 fps": (["image", "audio", "emotion", "seed"], "DittoTalkingHeadVideo"),
+    "Ditto dub a video with new speech": (["file", "audio", "emotion", "seed"], "DittoRenderVideo"),
+}
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_app_forms_name_widgets_the_workflow_has(path):
+    """extra.linearData (the front end's App mode): each [node_id, widget_name] is a widget of that node, each
+    output a node that shows the video; exactly the simple templates carry one."""
+    workflow = _load(path)
+    form = workflow["extra"].get("linearData")
+    assert (form is not None) == (path.stem in APPS)
+    if form is None:
+        return
+    classes = build.ditto_classes()
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    for node_id, widget in form["inputs"]:
+        kind = nodes[node_id]["type"]
+        names = ({name for name, _, _ in build.node_io(classes[kind])[1]} if kind in classes
+                 else BUILTIN_FORM_WIDGETS[kind])
+        assert widget in names, (path.stem, kind, widget)
+    asked, shown = APPS[path.stem]
+    assert [widget for _, widget in form["inputs"]] == asked
+    assert [nodes[node_id]["type"] for node_id in form["outputs"]] == [shown]
