@@ -2,6 +2,7 @@
 how live sessions fare, how much device memory long speech takes, and what the host costs around the networks.
 
     python bench/gpu.py --out DIR [--device cuda|cpu] [--small] [--quick] [--models DIR] [--budget SECONDS]
+                        [--only SECTION/PART,...]
 
 Writes ``DIR/gpu-report.json`` (top-level objects ``device``, ``correctness``, ``speed``, ``live``, ``memory``,
 ``host``, and ``not_measured``: what could not be measured and why) and the same as Markdown tables in
@@ -40,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from ditto_core.audio import load_audio  # noqa: E402
 from ditto_core.motion import Motion, SamplerOptions  # noqa: E402
-from ditto_core.motion.sampler import WindowSampler, first_frame_vector  # noqa: E402
+from ditto_core.motion.sampler import WindowSampler, denoise_window, first_frame_vector, window_graph  # noqa: E402
 from ditto_core.networks import DittoNetworks, load_networks  # noqa: E402
 from ditto_core.pipeline import DittoPipeline  # noqa: E402
 from ditto_core.portrait.paste import FacePlacement, paste_faces  # noqa: E402
@@ -90,8 +91,8 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
 class Report:
     """The report's sections, written to JSON and Markdown after each one."""
 
-    def __init__(self, out: Path, budget_s: float):
-        self.out, self.budget_s, self.started = out, budget_s, time.perf_counter()
+    def __init__(self, out: Path, budget_s: float, only: tuple[str, ...] = ()):
+        self.out, self.budget_s, self.only, self.started = out, budget_s, only, time.perf_counter()
         self.data: dict = {name: {} for name in SECTIONS}
         self.data["not_measured"] = {}
 
@@ -104,7 +105,11 @@ class Report:
 
     def run(self, section: str, part: str, measure: Callable[[], dict]) -> None:
         """``measure()``'s figures under ``report[section][part]``; a failure is recorded as not measured, with
-        its error, and the run goes on."""
+        its error, and the run goes on. With ``only``, parts whose ``section/part`` starts with none of its
+        entries are left out (and listed)."""
+        if self.only and not any(f"{section}/{part}".startswith(prefix) for prefix in self.only):
+            self.skip(f"{section}/{part}", "not among --only")
+            return
         if self.elapsed() > self.budget_s:
             self.skip(f"{section}/{part}", f"time budget of {self.budget_s:.0f} s spent before it started")
             return
@@ -382,24 +387,34 @@ def stage_speed(bench: Bench, compiled: bool) -> dict:
 
 
 def lmdm_window_speed(bench: Bench, inputs: dict) -> dict:
-    """One LMDM window at the release's steps, eager and (CUDA) replayed as a CUDA graph, and how far the graph's
-    windows are from the eager ones (the same seed: the same noise)."""
+    """One LMDM window at the release's steps: eager, and (CUDA) replayed from the graph the pipeline captured at
+    load, and how far the graph's windows are from the eager ones (the same seed: the same noise)."""
     networks, device = bench.pipeline.networks, bench.device
     steps = 5 if bench.args.small else bench.pipeline.config.chain.steps
     first, cond = inputs["first"].to(device), inputs["cond"].to(device)
     out = {"steps": steps}
-    samplers = {"eager": WindowSampler(networks.lmdm, steps, seed=0, cuda_graphs=False)}
-    if device.type == "cuda":
-        samplers["CUDA graph"] = WindowSampler(networks.lmdm, steps, seed=0)
+    runs = {"eager": lambda sampler: denoise_window(networks.lmdm, sampler.schedule, *window_inputs(sampler),
+                                                    sampler.noises)}
+    graph = window_graph(networks.lmdm, steps)
+    if graph is not None:
+        runs["CUDA graph"] = lambda sampler: graph(*window_inputs(sampler), sampler.noises)
+    else:
+        bench.report.skip("speed/LMDM window CUDA graph", f"no graph captured on {device.type}")
+
+    def window_inputs(sampler):
+        return (torch.randn(sampler.shape, generator=sampler.generator).to(device), first[None], cond[None])
+
     windows = {}
-    for label, sampler in samplers.items():
-        windows[label] = [sampler(first, cond) for _ in range(3)]  # the graph is captured at the second
-        seconds = timed(lambda: sampler(first, cond), device, 2)
-        out[f"{label} ms"] = seconds * 1000
-        out[f"{label} ms/frame"] = seconds * 1000 / 80
-    if "CUDA graph" in windows:
-        out["CUDA graph against eager, max abs difference"] = max(
-            float((g - e).abs().max()) for g, e in zip(windows["CUDA graph"], windows["eager"]))
+    with torch.inference_mode():
+        for label, run in runs.items():
+            sampler = WindowSampler(networks.lmdm, steps, seed=0)
+            windows[label] = run(sampler)
+            seconds = timed(lambda: run(sampler), device, 3)
+            out[f"{label} ms"] = seconds * 1000
+            out[f"{label} ms/frame"] = seconds * 1000 / 80
+    if len(windows) == 2:
+        out["CUDA graph against eager, max abs difference"] = float((windows["CUDA graph"] - windows["eager"]).abs()
+                                                                    .max())
     return out
 
 
@@ -445,7 +460,7 @@ def encode_figures(bench: Bench, frames: list[np.ndarray], codec: str, preset: s
 def end_to_end(bench: Bench, portrait, paste: bool, label: str) -> dict:
     """Speech → mp4 in one pass (audio features, motion, render, paste-back, encoding), frames/s after a warm-up,
     and the share of each frame's time the host spends pasting and handing frames to the encoder."""
-    seconds = 0.6 if bench.quick else 8.0
+    seconds = 0.6 if bench.quick else 20.0
     options = bench.pipeline.render_options(paste_back=paste, batch_size=4)
     speech_to_video(bench.tmp / "warm.mp4", bench.pipeline, portrait, bench.clip(0.3), sampler=bench.sampler(),
                     render=options)
@@ -579,8 +594,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter clips, fewer batch sizes and sessions")
     parser.add_argument("--models", help="a real release folder instead of the fake one")
     parser.add_argument("--budget", type=float, default=420.0, help="seconds after which no section starts")
+    parser.add_argument("--only", default="", help="comma-separated section/part prefixes to measure (e.g. "
+                                                   "speed/stages,live): the others are listed as not measured")
     args = parser.parse_args()
-    report = Report(Path(args.out), args.budget)
+    report = Report(Path(args.out), args.budget, tuple(p for p in args.only.split(",") if p))
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(args, Path(tmp), report)
         report.data["device"] = describe_device(bench)
