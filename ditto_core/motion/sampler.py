@@ -66,10 +66,50 @@ class SamplerOptions:
         return replace(chain, **chosen)
 
 
+@dataclass
+class Window:
+    """One window's DDIM inputs: its start noise ``x [1, T, 265]``, condition frame ``[1, 265]`` and condition
+    rows ``[1, T, C]`` on the LMDM's device, and its sampler's steps (the same for every window of a seed)."""
+
+    x: torch.Tensor
+    cond_frame: torch.Tensor
+    cond: torch.Tensor
+    steps: list
+
+    @property
+    def times(self) -> tuple[int, ...]:
+        """The DDIM time steps (windows with the same ones can be denoised in one batch)."""
+        return tuple(t for t, _ in self.steps)
+
+
+@torch.inference_mode()
+def denoise_windows(lmdm: torch.nn.Module, windows: list[Window]) -> list[torch.Tensor]:
+    """DDIM (η = 1) for several windows with the same time steps in one batch (several sessions' windows at
+    once); each window keeps its own noise. Returns each clean motion window ``[T, 265]`` (CPU float32)."""
+    times = windows[0].times
+    if any(w.times != times for w in windows):
+        raise ValueError("windows denoised together must have the same time steps")
+    x = torch.cat([w.x for w in windows])
+    cond_frame = torch.cat([w.cond_frame for w in windows])
+    cond = torch.cat([w.cond for w in windows])
+    for k, t in enumerate(times):
+        time_cond = torch.full((len(windows),), t, dtype=torch.long, device=x.device)
+        pred_noise, x_start = lmdm(x, cond_frame, cond, time_cond)
+        if windows[0].steps[k][1] is None:
+            x = x_start
+            break
+        updates = [w.steps[k][1] for w in windows]
+        scale = torch.tensor([[u[0], u[1], u[2]] for u in updates], device=x.device)[:, :, None, None]
+        noise = torch.cat([u[3] for u in updates])
+        x = x_start * scale[:, 0] + scale[:, 1] * pred_noise + scale[:, 2] * noise
+    return list(x.float().cpu())
+
+
 class WindowSampler:
     """DDIM (η = 1) for one window with the reference's schedule: the per-step noise is drawn once and reused for
     every window; each window starts from fresh noise. All noise comes from one CPU generator seeded with
-    ``seed``, so a seed gives the same motion on any device."""
+    ``seed``, so a seed gives the same motion on any device. ``runner``: what denoises a :class:`Window`
+    (default :func:`denoise_windows` alone; the live server's scheduler batches several sessions' windows)."""
 
     def __init__(self, lmdm: torch.nn.Module, steps: int, seed: int):
         self.lmdm = lmdm
@@ -77,6 +117,7 @@ class WindowSampler:
         config = lmdm.config
         self.shape = (1, config.seq_len, config.motion_dim)
         self.generator = torch.Generator().manual_seed(seed)
+        self.runner = lambda window: denoise_windows(self.lmdm, [window])[0]
         acp = lmdm.alphas_cumprod.cpu()
         self.steps = []
         for t, t_next in ddim_time_pairs(steps):
@@ -95,17 +136,8 @@ class WindowSampler:
     def __call__(self, cond_frame: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """cond_frame ``[265]``, cond ``[T, C]`` → clean motion window ``[T, 265]`` (CPU float32)."""
         x = torch.randn(self.shape, generator=self.generator).to(self.device)
-        cond_frame = cond_frame.to(self.device, torch.float32)[None]
-        cond = cond.to(self.device, torch.float32)[None]
-        for t, update in self.steps:
-            time_cond = torch.full((1,), t, dtype=torch.long, device=self.device)
-            pred_noise, x_start = self.lmdm(x, cond_frame, cond, time_cond)
-            if update is None:
-                x = x_start
-                break
-            alpha_next_sqrt, c, sigma, noise = update
-            x = x_start * alpha_next_sqrt + c * pred_noise + sigma * noise
-        return x[0].float().cpu()
+        return self.runner(Window(x, cond_frame.to(self.device, torch.float32)[None],
+                                  cond.to(self.device, torch.float32)[None], self.steps))
 
 
 def smooth_rows(seq: torch.Tensor, start: int, stop: int, window: int) -> torch.Tensor:
