@@ -86,9 +86,9 @@ def render_batches(
         yield RenderBatch(appearance, x_s, x_d, sources, placement)
 
 
-def decode_batches(networks: DittoNetworks, precision: str, batches: list[RenderBatch]) -> list[np.ndarray]:
-    """The faces ``[B, 512, 512, 3]`` float32 in [0, 1] of each batch, from one warp-network and decoder call for
-    all of them (several sessions' batches at once); a frame without a face is left as rendered (see
+def decode_batches(networks: DittoNetworks, precision: str, batches: list[RenderBatch]) -> list[torch.Tensor]:
+    """The faces ``[B, 512, 512, 3]`` float32 in [0, 1] of each batch (tensors on the networks' device), from one
+    warp-network and decoder call for all of them (several sessions' batches at once); a frame without a face is left as rendered (see
     :func:`finish_faces`)."""
     device = networks.device
     plan = precision_plan(DeviceDescription.of(device), precision)
@@ -100,23 +100,24 @@ def decode_batches(networks: DittoNetworks, precision: str, batches: list[Render
             warped = networks.warp_network(appearance, x_s, x_d)
         with plan.autocast("decoder", device.type):
             faces = networks.decoder(warped)
-        faces = faces.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
-    return np.split(faces, np.cumsum([len(b) for b in batches])[:-1])
+        faces = faces.float().clamp_(0, 1).permute(0, 2, 3, 1)
+    return list(faces.split([len(b) for b in batches]))
 
 
-def finish_faces(portrait: Portrait, batch: RenderBatch, faces: np.ndarray) -> np.ndarray:
+def finish_faces(portrait: Portrait, batch: RenderBatch, faces: torch.Tensor) -> torch.Tensor:
     """``faces`` with each frame whose source has no face replaced by that source frame's own crop."""
     for index in np.flatnonzero(~batch.placement.has_face):
         source = batch.sources[index]
-        faces[index] = warp(portrait.images[source], portrait.image_to_crop[source], CROP_SIZE) / np.float32(255)
+        crop = warp(portrait.images[source], portrait.image_to_crop[source], CROP_SIZE)
+        faces[index] = torch.from_numpy(crop).to(faces.device) / 255
     return faces
 
 
 def render_faces(
     networks: DittoNetworks, portrait: Portrait, motion: Motion, options: RenderOptions = RenderOptions(), **batches
-) -> Iterator[tuple[np.ndarray, FacePlacement]]:
+) -> Iterator[tuple[torch.Tensor, FacePlacement]]:
     """Yield, per batch of motion frames ``start:stop``, the rendered faces ``[B, 512, 512, 3]`` float32 in [0, 1]
-    (the decoder's output, not quantised) and where they go (a FacePlacement of B frames). ``batches``: ``start``,
+    (the decoder's output, not quantised, a tensor on the networks' device) and where they go (a FacePlacement of B frames). ``batches``: ``start``,
     ``stop``, ``check`` (runs before every batch, e.g. to raise on user interrupt) and ``first_index`` (the
     position of motion frame 0 in a longer stream: chooses the frame of a source video, at the motion's fps), as
     for :func:`render_batches`. A source frame without a face gets its own crop, not a rendered face.
@@ -126,15 +127,15 @@ def render_faces(
         yield finish_faces(portrait, batch, faces), batch.placement
 
 
-def faces_to_frames(faces: np.ndarray, placement: FacePlacement, paste: bool = True) -> Iterator[np.ndarray]:
-    """Frames ``[H, W, 3]`` uint8 with ``faces`` (``[B, h, w, 3]`` float in [0, 1]) pasted back by the placement
-    (the reference's blend), or with ``paste`` False the faces themselves as ``[h, w, 3]`` uint8 (truncated)."""
+def faces_to_frames(faces: torch.Tensor, placement: FacePlacement, paste: bool = True) -> Iterator[np.ndarray]:
+    """Frames ``[H, W, 3]`` uint8 with ``faces`` (``[B, h, w, 3]`` float in [0, 1], on any device) pasted back by
+    the placement on the faces' device (the reference's blend), or with ``paste`` False the faces themselves as
+    ``[h, w, 3]`` uint8 (truncated)."""
     if paste:
-        for frame, _ in paste_faces(faces, placement):
+        for frame, _ in paste_faces(faces, placement, with_masks=False):
             yield frame
     else:
-        for face in faces:
-            yield (face * np.float32(255)).astype(np.uint8)
+        yield from (faces * 255).to(torch.uint8).cpu().numpy()
 
 
 def render_frames(

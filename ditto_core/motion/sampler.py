@@ -69,60 +69,69 @@ class SamplerOptions:
 @dataclass
 class Window:
     """One window's DDIM inputs: its start noise ``x [1, T, 265]``, condition frame ``[1, 265]`` and condition
-    rows ``[1, T, C]`` on the LMDM's device, and its sampler's steps (the same for every window of a seed)."""
+    rows ``[1, T, C]`` on the LMDM's device, and its sampler's steps (``(time_cond [1], update)`` each, the same for
+    every window of a seed) with their time values ``times``."""
 
     x: torch.Tensor
     cond_frame: torch.Tensor
     cond: torch.Tensor
     steps: list
+    times: tuple[int, ...]
 
-    @property
-    def times(self) -> tuple[int, ...]:
-        """The DDIM time steps (windows with the same ones can be denoised in one batch)."""
-        return tuple(t for t, _ in self.steps)
+
+def denoise_steps(lmdm: torch.nn.Module, windows: list[Window]) -> torch.Tensor:
+    """DDIM (η = 1) for several windows with the same time steps in one batch, each with its own noise: the
+    clean windows ``[n, T, 265]`` on the LMDM's device. No host transfer, so a CUDA graph can capture it."""
+    times = windows[0].times
+    if any(w.times != times for w in windows):
+        raise ValueError("windows denoised together must have the same time steps")
+    x = torch.cat([w.x for w in windows]) if len(windows) > 1 else windows[0].x
+    cond_frame = torch.cat([w.cond_frame for w in windows]) if len(windows) > 1 else windows[0].cond_frame
+    cond = torch.cat([w.cond for w in windows]) if len(windows) > 1 else windows[0].cond
+    for k, (time_cond, update) in enumerate(windows[0].steps):
+        pred_noise, x_start = lmdm(x, cond_frame, cond, time_cond.expand(len(windows)))
+        if update is None:
+            return x_start
+        rows = []
+        for i, window in enumerate(windows):
+            alpha_next_sqrt, c, sigma, noise = window.steps[k][1]
+            rows.append(x_start[i : i + 1] * alpha_next_sqrt + c * pred_noise[i : i + 1] + sigma * noise)
+        x = torch.cat(rows) if len(rows) > 1 else rows[0]
+    return x
 
 
 @torch.inference_mode()
 def denoise_windows(lmdm: torch.nn.Module, windows: list[Window]) -> list[torch.Tensor]:
-    """DDIM (η = 1) for several windows with the same time steps in one batch (several sessions' windows at
-    once); each window keeps its own noise. Returns each clean motion window ``[T, 265]`` (CPU float32)."""
-    times = windows[0].times
-    if any(w.times != times for w in windows):
-        raise ValueError("windows denoised together must have the same time steps")
-    x = torch.cat([w.x for w in windows])
-    cond_frame = torch.cat([w.cond_frame for w in windows])
-    cond = torch.cat([w.cond for w in windows])
-    for k, t in enumerate(times):
-        time_cond = torch.full((len(windows),), t, dtype=torch.long, device=x.device)
-        pred_noise, x_start = lmdm(x, cond_frame, cond, time_cond)
-        if windows[0].steps[k][1] is None:
-            x = x_start
-            break
-        updates = [w.steps[k][1] for w in windows]
-        scale = torch.tensor([[u[0], u[1], u[2]] for u in updates], device=x.device)[:, :, None, None]
-        noise = torch.cat([u[3] for u in updates])
-        x = x_start * scale[:, 0] + scale[:, 1] * pred_noise + scale[:, 2] * noise
-    return list(x.float().cpu())
+    """:func:`denoise_steps` for several sessions' windows at once: each clean window ``[T, 265]`` (CPU float32)."""
+    return list(denoise_steps(lmdm, windows).float().cpu())
 
 
 class WindowSampler:
     """DDIM (η = 1) for one window with the reference's schedule: the per-step noise is drawn once and reused for
     every window; each window starts from fresh noise. All noise comes from one CPU generator seeded with
-    ``seed``, so a seed gives the same motion on any device. ``runner``: what denoises a :class:`Window`
-    (default :func:`denoise_windows` alone; the live server's scheduler batches several sessions' windows)."""
+    ``seed``, so a seed gives the same motion on any device. ``runner``: what denoises a :class:`Window` (by
+    default this sampler alone; the live server's scheduler batches several sessions' windows).
 
-    def __init__(self, lmdm: torch.nn.Module, steps: int, seed: int):
+    On CUDA, from the second window on, a window denoised alone (every step, both guidance branches) replays as
+    one CUDA graph captured then: the same kernels on the same inputs, without Python launching each of the
+    thousands of small kernels a batch-1 transformer step makes (which is what a window's time is, there).
+    ``cuda_graphs`` False keeps every window eager.
+    """
+
+    def __init__(self, lmdm: torch.nn.Module, steps: int, seed: int, cuda_graphs: bool = True):
         self.lmdm = lmdm
         self.device = lmdm.alphas_cumprod.device
         config = lmdm.config
         self.shape = (1, config.seq_len, config.motion_dim)
         self.generator = torch.Generator().manual_seed(seed)
-        self.runner = lambda window: denoise_windows(self.lmdm, [window])[0]
+        self.runner = self._alone
         acp = lmdm.alphas_cumprod.cpu()
         self.steps = []
+        self.times = tuple(t for t, _ in ddim_time_pairs(steps))
         for t, t_next in ddim_time_pairs(steps):
+            time_cond = torch.full((1,), t, dtype=torch.long, device=self.device)
             if t_next < 0:
-                self.steps.append((t, None))
+                self.steps.append((time_cond, None))
                 continue
             alpha, alpha_next = acp[t], acp[t_next]
             sigma = ((1 - alpha / alpha_next) * (1 - alpha_next) / (1 - alpha)).sqrt()
@@ -130,14 +139,41 @@ class WindowSampler:
             # for some step counts, e.g. 5), so it is clamped at 0.
             c = (1 - alpha_next - sigma**2).clamp(min=0).sqrt()
             noise = torch.randn(self.shape, generator=self.generator).to(self.device)
-            self.steps.append((t, (alpha_next.sqrt().item(), c.item(), sigma.item(), noise)))
+            self.steps.append((time_cond, (alpha_next.sqrt().item(), c.item(), sigma.item(), noise)))
+        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        self.windows = 0
+        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, tuple[torch.Tensor, ...], torch.Tensor]] = {}
 
     @torch.inference_mode()
     def __call__(self, cond_frame: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """cond_frame ``[265]``, cond ``[T, C]`` → clean motion window ``[T, 265]`` (CPU float32)."""
         x = torch.randn(self.shape, generator=self.generator).to(self.device)
-        return self.runner(Window(x, cond_frame.to(self.device, torch.float32)[None],
-                                  cond.to(self.device, torch.float32)[None], self.steps))
+        cond_frame = cond_frame.to(self.device, torch.float32)[None]
+        cond = cond.to(self.device, torch.float32)[None]
+        self.windows += 1
+        return self.runner(Window(x, cond_frame, cond, self.steps, self.times))
+
+    def _alone(self, window: Window) -> torch.Tensor:
+        if self.cuda_graphs and self.windows > 1:  # the first window is not held up by a capture
+            return self._replayed(window)[0].float().cpu()
+        return denoise_steps(self.lmdm, [window])[0].float().cpu()
+
+    def _replayed(self, window: Window) -> torch.Tensor:
+        """:func:`denoise_steps` of one window through a CUDA graph per input shape, captured on its first use."""
+        values = (window.x, window.cond_frame, window.cond)
+        key = tuple(value.shape for value in values)
+        if key not in self.graphs:
+            inputs = tuple(value.clone() for value in values)
+            graph = torch.cuda.CUDAGraph()
+            # other threads (live sessions, the renderer) go on using the GPU while this one captures
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                output = denoise_steps(self.lmdm, [Window(*inputs, self.steps, self.times)])
+            self.graphs[key] = (graph, inputs, output)
+        graph, inputs, output = self.graphs[key]
+        for buffer, value in zip(inputs, values):
+            buffer.copy_(value)
+        graph.replay()
+        return output.clone()
 
 
 def smooth_rows(seq: torch.Tensor, start: int, stop: int, window: int) -> torch.Tensor:
