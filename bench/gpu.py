@@ -41,7 +41,13 @@ sys.path.insert(0, str(ROOT))
 
 from ditto_core.audio import load_audio  # noqa: E402
 from ditto_core.motion import Motion, SamplerOptions  # noqa: E402
-from ditto_core.motion.sampler import WindowSampler, denoise_window, first_frame_vector, window_graph  # noqa: E402
+from ditto_core.motion.sampler import (  # noqa: E402
+    Window,
+    WindowSampler,
+    denoise_steps,
+    first_frame_vector,
+    window_graph,
+)
 from ditto_core.networks import DittoNetworks, load_networks  # noqa: E402
 from ditto_core.pipeline import DittoPipeline  # noqa: E402
 from ditto_core.portrait.paste import FacePlacement, paste_faces  # noqa: E402
@@ -393,16 +399,16 @@ def lmdm_window_speed(bench: Bench, inputs: dict) -> dict:
     steps = 5 if bench.args.small else bench.pipeline.config.chain.steps
     first, cond = inputs["first"].to(device), inputs["cond"].to(device)
     out = {"steps": steps}
-    runs = {"eager": lambda sampler: denoise_window(networks.lmdm, sampler.schedule, *window_inputs(sampler),
-                                                    sampler.noises)}
+    runs = {"eager": lambda sampler: denoise_steps(networks.lmdm, [window(sampler)])}
     graph = window_graph(networks.lmdm, steps)
     if graph is not None:
-        runs["CUDA graph"] = lambda sampler: graph(*window_inputs(sampler), sampler.noises)
+        runs["CUDA graph"] = lambda sampler: graph(window(sampler))
     else:
         bench.report.skip("speed/LMDM window CUDA graph", f"no graph captured on {device.type}")
 
-    def window_inputs(sampler):
-        return (torch.randn(sampler.shape, generator=sampler.generator).to(device), first[None], cond[None])
+    def window(sampler: WindowSampler) -> Window:
+        x = torch.randn(sampler.shape, generator=sampler.generator).to(device)
+        return Window(x, first[None], cond[None], sampler.schedule, sampler.noises)
 
     windows = {}
     with torch.inference_mode():

@@ -47,16 +47,19 @@ class OnlineSession:
 
     ``check`` runs after every motion window and before every render batch (raise there to stop a session early,
     e.g. when its client has gone). ``renderer``: a stand-in for :func:`~ditto_core.render.render_frames` with
-    its arguments (the live server's scheduler, which batches several sessions' frames on one device)."""
+    its arguments, and ``window_runner`` what denoises each motion window (the live server's scheduler, which
+    batches several sessions' frames and windows on one device)."""
 
     def __init__(self, pipeline: DittoPipeline, portrait: Portrait, emotion=None,
                  sampler: SamplerOptions | None = None, render: RenderOptions | None = None,
-                 check: Callable[[], None] | None = None, renderer: Callable[..., Iterator[np.ndarray]] = render_frames):
+                 check: Callable[[], None] | None = None, renderer: Callable[..., Iterator[np.ndarray]] = render_frames,
+                 window_runner: Callable | None = None):
         self.pipeline, self.portrait = pipeline, portrait
         self.render_options = render or pipeline.render_options(online=True)
         self.check = check
         self.renderer = renderer
-        self.stream = SpeechMotionStream(pipeline, portrait, emotion, sampler, online=True, on_window=check)
+        self.stream = SpeechMotionStream(pipeline, portrait, emotion, sampler, online=True, on_window=check,
+                                         window_runner=window_runner)
         self.stats = OnlineStats()
 
     def _sample(self, step: Callable[[], torch.Tensor]) -> torch.Tensor:

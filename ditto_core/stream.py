@@ -95,15 +95,18 @@ class SpeechMotionStream:
     ``overlap`` frames, short blends), for live speech; otherwise the offline chaining with the offline
     configuration, the same frames as :func:`~ditto_core.pipeline.sample_motion`. ``clip_frames``: the clip's
     length when known (it sets the blink schedule as the reference does; None when streaming live).
+    ``window_runner``: what denoises each motion window (a WindowSampler's ``runner``; None: alone).
     """
 
     def __init__(self, pipeline: DittoPipeline, portrait: Portrait, emotion=None,
                  options: SamplerOptions | None = None, online: bool = False, clip_frames: int | None = None,
-                 on_window: Callable[[], None] | None = None):
+                 on_window: Callable[[], None] | None = None, window_runner: Callable | None = None):
         config = pipeline.require_online_config() if online else pipeline.config
         self.plan = MotionPlan(pipeline.networks.lmdm, portrait, config, emotion, options, clip_frames, online)
         self.features = StreamingFeatureExtractor(pipeline.encoder)
         self.chain = self.plan.chain(on_window)
+        if window_runner is not None:
+            self.chain.sampler.runner = window_runner
         self.feature_rows = 0
         self.last_audio_row = None
         self.frames_out = 0

@@ -1,6 +1,7 @@
-"""Many live sessions on one device: the render scheduler serves the sessions round-robin (none starves), three
+"""Many live sessions on one device: the device scheduler serves the sessions round-robin (none starves), three
 WebSocket sessions at once each get exactly their frames and the frames they get alone, one warp/decoder call
-holds several sessions' frames, and admission refuses what the device could not keep at 25 frames/s."""
+holds several sessions' frames and one LMDM call several sessions' windows, and admission refuses what the
+device could not keep at 25 frames/s."""
 
 import asyncio
 import threading
@@ -20,7 +21,8 @@ from live_client import (  # noqa: F401  (pipeline, portrait_file: fixtures, use
     stream,
 )
 
-from ditto_core.live.scheduler import FrameCost, RenderScheduler
+from ditto_core.live.scheduler import DeviceScheduler, FrameCost
+from ditto_core.motion.sampler import denoise_windows
 from ditto_core.precision import MAX_MEAN_LEVELS, MAX_P999_LEVELS
 from ditto_core.render import RenderBatch, decode_batches
 
@@ -45,19 +47,19 @@ class RecordingDecode:
         return [np.zeros((len(b), 2, 2, 3), np.float32) for b in batches]
 
 
-def queue_work(scheduler: RenderScheduler, decode: RecordingDecode, work: dict[str, int], frames: int = 1):
+def queue_work(scheduler: DeviceScheduler, decode: RecordingDecode, work: dict[str, int], frames: int = 1):
     futures = []
     for owner, count in work.items():
         for _ in range(count):
             batch = fake_batch(frames)
             decode.owner_of[id(batch)] = owner
-            futures.append(scheduler.submit(owner, "networks", "fp32", batch))
+            futures.append(scheduler.submit_batch(owner, "networks", "fp32", batch))
     return futures
 
 
 def test_the_scheduler_serves_sessions_round_robin_so_none_starves():
     decode = RecordingDecode()
-    scheduler = RenderScheduler(max_frames=2, decode=decode)
+    scheduler = DeviceScheduler(max_frames=2, decode=decode)
     try:
         gate = queue_work(scheduler, decode, {"gate": 1})
         assert decode.entered.wait(10)
@@ -80,7 +82,7 @@ def test_the_scheduler_serves_sessions_round_robin_so_none_starves():
 
 def test_the_scheduler_fills_a_call_up_to_max_frames_and_tells_each_session_a_failure():
     decode = RecordingDecode()
-    scheduler = RenderScheduler(max_frames=8, decode=decode)
+    scheduler = DeviceScheduler(max_frames=8, decode=decode)
     try:
         queue_work(scheduler, decode, {"gate": 1})
         assert decode.entered.wait(10)
@@ -95,9 +97,9 @@ def test_the_scheduler_fills_a_call_up_to_max_frames_and_tells_each_session_a_fa
     def failing(networks, precision, batches):
         raise RuntimeError("out of memory")
 
-    scheduler = RenderScheduler(decode=failing)
+    scheduler = DeviceScheduler(decode=failing)
     try:
-        future = scheduler.submit("a", "networks", "fp32", fake_batch(4))
+        future = scheduler.submit_batch("a", "networks", "fp32", fake_batch(4))
         with pytest.raises(RuntimeError, match="out of memory"):
             future.result(10)
     finally:
@@ -119,9 +121,34 @@ def test_decoding_several_sessions_batches_at_once_equals_decoding_each_alone(pi
     together = decode_batches(pipeline.networks, "fp32", batches)
     for batch, faces in zip(batches, together):
         (alone,) = decode_batches(pipeline.networks, "fp32", [batch])
-        levels = (faces - alone).abs().numpy() * 255
+        levels = (faces - alone).abs().cpu().numpy() * 255  # faces: tensors on the networks' device
         assert faces.shape == alone.shape and len(faces) == len(batch)
         assert levels.mean() < MAX_MEAN_LEVELS and np.percentile(levels, 99.9) < MAX_P999_LEVELS
+
+
+def test_denoising_several_sessions_windows_at_once_equals_each_alone(pipeline):
+    import torch
+
+    from ditto_core.motion.sampler import WindowSampler, denoise_windows
+
+    lmdm = pipeline.networks.lmdm
+    seq_len, cond_dim = lmdm.config.seq_len, lmdm.config.cond_dim
+    windows, alone = [], []
+    for seed in range(3):
+        sampler = WindowSampler(lmdm, 4, seed)
+        sampler.runner = windows.append  # what the scheduler would be handed
+        generator = torch.Generator().manual_seed(seed)
+        sampler(torch.randn(265, generator=generator), torch.randn(seq_len, cond_dim, generator=generator))
+        alone.append(denoise_windows(lmdm, [windows[-1]])[0])
+    together = denoise_windows(lmdm, windows)
+    for a, b in zip(together, alone):
+        assert a.shape == (seq_len, 265)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    other = WindowSampler(lmdm, 3, 0)
+    other.runner = windows.append
+    other(torch.zeros(265), torch.zeros(seq_len, cond_dim))
+    with pytest.raises(ValueError, match="same time steps"):
+        denoise_windows(lmdm, windows)
 
 
 def decoded(frames) -> list[np.ndarray]:
@@ -130,12 +157,14 @@ def decoded(frames) -> list[np.ndarray]:
 
 def test_three_websocket_sessions_at_once_each_get_their_exact_frames(pipeline, portrait_file):
     clips = [(speech(seconds, 16000, seed=k), k) for k, seconds in enumerate((0.7, 1.0, 0.45))]
-    alone_service = make_service(pipeline, portrait_file, max_sessions=1)
-    service = make_service(pipeline, portrait_file, max_sessions=3)
-    calls = []
+    # JPEG quality 100, so that the comparison sees the frames' differences, not the JPEG quantiser amplifying them
+    alone_service = make_service(pipeline, portrait_file, max_sessions=1, jpeg_quality=100)
+    service = make_service(pipeline, portrait_file, max_sessions=3, jpeg_quality=100)
+    calls, windows = [], []
     scheduler = service.scheduler(pipeline.networks.device)
     scheduler.decode = lambda networks, precision, batches: calls.append(len(batches)) or decode_batches(
         networks, precision, batches)
+    scheduler.denoise = lambda lmdm, items: windows.append(len(items)) or denoise_windows(lmdm, items)
 
     def run(target, together: bool):
         async def body(client):
@@ -155,6 +184,7 @@ def test_three_websocket_sessions_at_once_each_get_their_exact_frames(pipeline, 
         levels = np.abs(np.stack(decoded(frames)) - np.stack(decoded(frames_alone)))
         assert levels.mean() < MAX_MEAN_LEVELS and np.percentile(levels, 99.9) <= MAX_P999_LEVELS
     assert max(calls) > 1  # some warp/decoder calls held several sessions' frames
+    assert max(windows) > 1  # and some LMDM calls several sessions' windows
     assert service.wait_idle(10)
 
 

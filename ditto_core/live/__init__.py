@@ -14,14 +14,15 @@ One aiohttp handler serves both the standalone server (``python -m ditto_core li
   frame, in order, ⌈seconds × 25⌉ in all, then text ``{"type": "done", "frames": N, "first_frame_ms": …, …}``;
 * any problem: text ``{"type": "error", "message": …}``, then the server closes the connection.
 
-Each session's audio encoding and motion sampling run in a worker thread of its own; one render scheduler per
-device batches every session's frames into one warp/decoder call; JPEGs are encoded off that thread. The event
+Each session's audio encoding runs in a worker thread of its own; one scheduler per device batches every
+session's motion windows into one LMDM call and their frames into one warp/decoder call; JPEGs are encoded off
+that thread. The event
 loop only moves bytes; a session whose client goes away stops at its next motion window or render batch and frees
 its place at once.
 
 Modules, one job each: ``protocol`` (start message, offer, frame header, errors), ``pcm`` (client PCM → 16 kHz),
 ``portraits`` (shared pipeline and portraits), ``settings``, ``session`` (a session's worker), ``scheduler`` (the
-per-device render batching and the measured cost per frame), ``jpeg`` (the WebSocket's JPEG encoding),
+per-device batching of windows and frames, and the measured cost per frame), ``jpeg`` (the WebSocket's JPEG encoding),
 ``websocket`` and ``webrtc`` (the transports), ``page`` (the page and portrait routes), ``service`` (sessions,
 admission, access rules, routes), ``app`` (the standalone server).
 """

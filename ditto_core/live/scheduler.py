@@ -1,10 +1,13 @@
-"""One render scheduler per device: the render batches of every live session in one warp-network/decoder call.
+"""One scheduler per device: the LMDM windows and the render batches of every live session, each kind in one
+batched call.
 
-Each session's worker prepares its batches (driving keypoints, stitching) and submits them; the scheduler's thread
-takes, round-robin over the sessions with work waiting, at most one batch per session per call (so a session that
-queued many batches cannot starve one that queued few), up to ``max_frames`` frames, decodes them together and
-hands each session its faces. A session's frames equal those it gets alone up to the rounding of a batched
-convolution (within precision.py's bound). The scheduler also measures what a frame costs, for admission.
+Each session's worker prepares its work (a motion window's noise and conditions; a render batch's driving
+keypoints) and submits it; the scheduler's thread takes, round-robin over the sessions with work waiting, at most
+one item per session per call (so a session that queued many cannot starve one that queued few), all of one kind
+(render batches up to ``max_frames`` frames, or windows with the same time steps, up to ``max_windows``),
+computes them together and hands each session its result. A session's frames equal those it gets alone up to
+the rounding of a batched computation (within precision.py's bound). The scheduler also measures what a frame's
+rendering costs, for admission.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from concurrent.futures import Future
 import numpy as np
 
 from ..audio.clip import FPS
+from ..motion.sampler import Window, denoise_windows
 from ..render import RenderBatch, decode_batches, faces_to_frames, finish_faces, render_batches
 
 Decode = Callable[[object, str, list[RenderBatch]], list[np.ndarray]]
+Denoise = Callable[[object, list[Window]], list]
 
 
 class FrameCost:
@@ -56,31 +61,44 @@ class FrameCost:
         return int(headroom / (per_frame * FPS))
 
 
-class RenderScheduler:
-    """Batches the live sessions' render batches on one device (see the module's docstring). ``decode``: the
-    function that computes several batches in one call (``render.decode_batches``; tests give a stand-in)."""
+class DeviceScheduler:
+    """Batches the live sessions' LMDM windows and render batches on one device (see the module's docstring).
+    ``decode`` and ``denoise``: what computes several render batches or windows in one call
+    (``render.decode_batches``, ``motion.sampler.denoise_windows``; tests give stand-ins)."""
 
-    def __init__(self, max_frames: int = 32, decode: Decode = decode_batches):
-        if max_frames < 1:
-            raise ValueError(f"max_frames must be at least 1, got {max_frames}")
-        self.max_frames = max_frames
-        self.decode = decode
+    def __init__(self, max_frames: int = 32, max_windows: int = 8, decode: Decode = decode_batches,
+                 denoise: Denoise = denoise_windows):
+        if max_frames < 1 or max_windows < 1:
+            raise ValueError(f"max_frames and max_windows must be at least 1, got {max_frames}, {max_windows}")
+        self.limits = {"render": max_frames, "lmdm": max_windows}
+        self.decode, self.denoise = decode, denoise
         self.cost = FrameCost()
-        self._queues: OrderedDict[object, deque] = OrderedDict()  # owner → (networks, precision, batch, future)
+        self._queues: OrderedDict[object, deque] = OrderedDict()  # owner → (key, target, item, size, future)
         self._wake = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="ditto-live-render", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="ditto-live-device", daemon=True)
         self._thread.start()
 
-    def submit(self, owner, networks, precision: str, batch: RenderBatch) -> Future:
-        """Queue ``batch`` for ``owner`` (any hashable: one per session); the future holds its faces."""
+    def submit(self, owner, key: tuple, target, item, size: int) -> Future:
+        """Queue ``item`` for ``owner`` (any hashable: one per session); items of the same ``key`` (its kind
+        first, "render" or "lmdm") are computed together on ``target`` (the networks, or the LMDM). The future
+        holds its result."""
         future: Future = Future()
         with self._wake:
             if self._closed:
-                raise RuntimeError("the render scheduler is closed")
-            self._queues.setdefault(owner, deque()).append((networks, precision, batch, future))
+                raise RuntimeError("the device scheduler is closed")
+            self._queues.setdefault(owner, deque()).append((key, target, item, size, future))
             self._wake.notify()
         return future
+
+    def submit_batch(self, owner, networks, precision: str, batch: RenderBatch) -> Future:
+        """A render batch; the future holds its faces ``[B, 512, 512, 3]``."""
+        return self.submit(owner, ("render", id(networks), precision), networks, batch, len(batch))
+
+    def denoise_window(self, owner, lmdm, window: Window):
+        """A motion window, denoised with the other sessions' windows waiting; its clean motion ``[T, 265]``
+        (a WindowSampler's ``runner``)."""
+        return self.submit(owner, ("lmdm", id(lmdm), window.times), lmdm, window, 1).result()
 
     def forget(self, owner) -> None:
         """Drop what ``owner`` still has queued (its session has ended)."""
@@ -95,20 +113,25 @@ class RenderScheduler:
         self._thread.join()
 
     def _next_call(self) -> list[tuple]:
-        """Round-robin: one batch from each owner in turn (the one served first moves to the back), all for the
-        same networks and precision, up to ``max_frames`` frames (at least one batch)."""
-        taken, frames = [], 0
+        """Round-robin: one item from each owner in turn (the one served first moves to the back), all of the
+        same key, up to the kind's limit (at least one item)."""
+        taken, size = [], 0
         for owner in list(self._queues):
             entries = self._queues[owner]
-            networks, precision, batch, _ = entries[0]
-            if taken and ((networks, precision) != taken[0][:2] or frames + len(batch) > self.max_frames):
+            key, _, _, item_size, _ = entries[0]
+            if taken and (key != taken[0][0] or size + item_size > self.limits[key[0]]):
                 continue
             taken.append(entries.popleft())
-            frames += len(batch)
+            size += item_size
             self._queues.move_to_end(owner)
             if not entries:
                 del self._queues[owner]
         return taken
+
+    def _compute(self, key: tuple, target, items: list) -> list:
+        if key[0] == "render":
+            return self.decode(target, key[2], items)
+        return self.denoise(target, items)
 
     def _run(self) -> None:
         while True:
@@ -121,20 +144,21 @@ class RenderScheduler:
                     self._queues.clear()
                     return
                 taken = self._next_call()
-            live = [entry for entry in taken if entry[3].set_running_or_notify_cancel()]
+            live = [entry for entry in taken if entry[4].set_running_or_notify_cancel()]
             if not live:
                 continue
-            networks, precision = live[0][:2]
+            key, target = live[0][:2]
             began = time.perf_counter()
             try:
-                faces = self.decode(networks, precision, [entry[2] for entry in live])
+                results = self._compute(key, target, [entry[2] for entry in live])
             except BaseException as exc:  # each session waiting on this call is told
                 for entry in live:
-                    entry[3].set_exception(exc)
+                    entry[4].set_exception(exc)
                 continue
-            self.cost.add_render(time.perf_counter() - began, sum(len(entry[2]) for entry in live))
-            for entry, result in zip(live, faces):
-                entry[3].set_result(result)
+            if key[0] == "render":
+                self.cost.add_render(time.perf_counter() - began, sum(entry[3] for entry in live))
+            for entry, result in zip(live, results):
+                entry[4].set_result(result)
 
     def render_frames(self, owner, networks, portrait, motion, options, check=None, first_index: int = 0,
                       depth: int = 2) -> Iterator[np.ndarray]:
@@ -143,7 +167,7 @@ class RenderScheduler:
         pending: deque = deque()
         try:
             for batch in render_batches(networks, portrait, motion, options, check=check, first_index=first_index):
-                pending.append((batch, self.submit(owner, networks, options.precision, batch)))
+                pending.append((batch, self.submit_batch(owner, networks, options.precision, batch)))
                 if len(pending) >= depth:
                     yield from self._finish(portrait, options, *pending.popleft())
             while pending:

@@ -15,7 +15,7 @@ from . import page
 from .jpeg import JpegEncoder
 from .portraits import PipelineSource, PortraitLibrary
 from .protocol import ENDPOINT, LiveError
-from .scheduler import RenderScheduler
+from .scheduler import DeviceScheduler
 from .session import LiveSession
 from .settings import LiveSettings
 from .webrtc import answer_offer, close_all
@@ -37,7 +37,7 @@ class LiveService:
         self._workers: set[LiveSession] = set()  # the workers still running (a stopped one ends within a batch)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._schedulers: dict[str, RenderScheduler] = {}  # one per device
+        self._schedulers: dict[str, DeviceScheduler] = {}  # one per device
         self.jpeg = JpegEncoder(self.settings.jpeg_quality)
         self._conversations: set = set()  # the WebRTC peers (webrtc.Conversation)
 
@@ -47,12 +47,12 @@ class LiveService:
         with self._lock:
             return len(self._sessions)
 
-    def scheduler(self, device) -> RenderScheduler:
-        """The render scheduler of ``device`` (made on first use)."""
+    def scheduler(self, device) -> DeviceScheduler:
+        """The scheduler of ``device`` (made on first use)."""
         with self._lock:
             key = str(device)
             if key not in self._schedulers:
-                self._schedulers[key] = RenderScheduler(self.settings.batch_frames)
+                self._schedulers[key] = DeviceScheduler(self.settings.batch_frames, self.settings.batch_windows)
             return self._schedulers[key]
 
     def forget(self, session: LiveSession) -> None:

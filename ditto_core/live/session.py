@@ -143,7 +143,8 @@ class LiveSession:
                 emotion = self.start.emotion if self.start.emotion is not None else settings.default_emotion
                 scheduler = self.service.scheduler(pipeline.networks.device)
                 session = OnlineSession(pipeline, portrait, emotion, sampler, settings.render, check=self._check,
-                                        renderer=partial(scheduler.render_frames, self))
+                                        renderer=partial(scheduler.render_frames, self),
+                                        window_runner=partial(scheduler.denoise_window, self, pipeline.networks.lmdm))
                 height, width = portrait.images[0].shape[:2]
                 if session.render_options.paste_back is False:
                     height = width = 512

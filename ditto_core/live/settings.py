@@ -33,5 +33,6 @@ class LiveSettings:
     render: object = None  # RenderOptions: None keeps the release's online cfg
     default_emotion: str | None = None
     admit_by_capacity: bool = True  # refuse a session the device could not keep at 25 frames/s (as measured)
-    batch_frames: int = 32  # the most frames the render scheduler puts in one warp/decoder call
+    batch_frames: int = 32  # the most frames the device scheduler puts in one warp/decoder call
+    batch_windows: int = 8  # the most motion windows it puts in one LMDM call
     ice_servers: tuple[str, ...] = ()  # WebRTC STUN/TURN URLs (none: host candidates only, a LAN or this machine)

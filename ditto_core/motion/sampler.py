@@ -70,9 +70,10 @@ class SamplerOptions:
 
 @dataclass(frozen=True)
 class DdimStep:
-    """One DDIM step: its timestep ``[1]`` int64 on the LMDM's device, and the update's (√ᾱ', c, σ), None for the
-    last step (which returns x₀)."""
+    """One DDIM step: its timestep ``t``, the same as ``time_cond`` ``[1]`` int64 on the LMDM's device, and the
+    update's (√ᾱ', c, σ), None for the last step (which returns x₀)."""
 
+    t: int
     time_cond: torch.Tensor
     update: tuple[float, float, float] | None
 
@@ -85,33 +86,64 @@ def ddim_steps(lmdm: torch.nn.Module, steps: int) -> list[DdimStep]:
     for t, t_next in ddim_time_pairs(steps):
         time_cond = torch.full((1,), t, dtype=torch.long, device=device)
         if t_next < 0:
-            out.append(DdimStep(time_cond, None))
+            out.append(DdimStep(t, time_cond, None))
             continue
         alpha, alpha_next = acp[t], acp[t_next]
         sigma = ((1 - alpha / alpha_next) * (1 - alpha_next) / (1 - alpha)).sqrt()
         # 1 − ᾱ' − σ² is ≈0 at the first step; float32 can make it slightly negative (NaN in the reference for
         # some step counts, e.g. 5), so it is clamped at 0.
         c = (1 - alpha_next - sigma**2).clamp(min=0).sqrt()
-        out.append(DdimStep(time_cond, (alpha_next.sqrt().item(), c.item(), sigma.item())))
+        out.append(DdimStep(t, time_cond, (alpha_next.sqrt().item(), c.item(), sigma.item())))
     return out
 
 
-def denoise_window(lmdm: torch.nn.Module, schedule: list[DdimStep], x: torch.Tensor, cond_frame: torch.Tensor,
-                   cond: torch.Tensor, noises: list[torch.Tensor]) -> torch.Tensor:
-    """x ``[1, T, 265]`` noise → the clean window ``[1, T, 265]``: every step of ``schedule``, ``noises[i]`` the
-    noise of step i (one per step with an update)."""
-    for step, noise in zip(schedule, [*noises, None]):
-        pred_noise, x_start = lmdm(x, cond_frame, cond, step.time_cond)
+@dataclass
+class Window:
+    """One window's DDIM inputs on the LMDM's device: its start noise ``x [1, T, 265]``, condition frame
+    ``[1, 265]``, condition rows ``[1, T, C]``, its sampler's schedule and per-step noises ``[1, T, 265]`` (one per
+    step with an update; the same for every window of a seed)."""
+
+    x: torch.Tensor
+    cond_frame: torch.Tensor
+    cond: torch.Tensor
+    schedule: list[DdimStep]
+    noises: list[torch.Tensor]
+
+    @property
+    def times(self) -> tuple[int, ...]:
+        """The schedule's time steps: windows with the same ones can be denoised in one batch."""
+        return tuple(step.t for step in self.schedule)
+
+
+def denoise_steps(lmdm: torch.nn.Module, windows: list[Window]) -> torch.Tensor:
+    """DDIM (η = 1) for several windows with the same time steps in one batch, each with its own noise: the clean
+    windows ``[n, T, 265]`` on the LMDM's device. No host transfer, so a CUDA graph can capture it."""
+    schedule = windows[0].schedule
+    if any(w.times != windows[0].times for w in windows):
+        raise ValueError("windows denoised together must have the same time steps")
+
+    def joined(tensors: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(tensors) if len(tensors) > 1 else tensors[0]
+
+    x, cond_frame, cond = (joined([getattr(w, name) for w in windows]) for name in ("x", "cond_frame", "cond"))
+    for k, step in enumerate(schedule):
+        pred_noise, x_start = lmdm(x, cond_frame, cond, step.time_cond.expand(len(windows)))
         if step.update is None:
             return x_start
         alpha_next_sqrt, c, sigma = step.update
-        x = x_start * alpha_next_sqrt + c * pred_noise + sigma * noise
+        x = x_start * alpha_next_sqrt + c * pred_noise + sigma * joined([w.noises[k] for w in windows])
     return x
+
+
+@torch.inference_mode()
+def denoise_windows(lmdm: torch.nn.Module, windows: list[Window]) -> list[torch.Tensor]:
+    """:func:`denoise_steps` for several sessions' windows at once: each clean window ``[T, 265]`` (CPU float32)."""
+    return list(denoise_steps(lmdm, windows).float().cpu())
 
 
 class WindowGraph:
     """A whole LMDM window (every step of a schedule, both guidance branches) captured as one CUDA graph: the same
-    kernels on the same inputs as ``denoise_window``, without Python launching each of the thousands of small
+    kernels on the same inputs as ``denoise_steps`` of that one window, without Python launching each of the thousands of small
     kernels a batch-1 transformer makes (which is what a window's time is on a GPU: bench/gpu.py measured 657 ms
     eager against 137 ms replayed for 25 steps on an H200, the same numbers to the bit).
 
@@ -131,17 +163,26 @@ class WindowGraph:
         with torch.inference_mode():
             side = torch.cuda.Stream(device)
             side.wait_stream(torch.cuda.current_stream(device))
+            window = Window(*self.inputs, self.schedule, self.noises)
             with torch.cuda.stream(side):  # lazy initialisation (cuBLAS, attention kernels) outside the capture
-                denoise_window(lmdm, self.schedule, *self.inputs, self.noises)
+                denoise_steps(lmdm, [window])
             torch.cuda.current_stream(device).wait_stream(side)
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph):
-                self.output = denoise_window(lmdm, self.schedule, *self.inputs, self.noises)
+                self.output = denoise_steps(lmdm, [window])
 
-    def __call__(self, x: torch.Tensor, cond_frame: torch.Tensor, cond: torch.Tensor,
-                 noises: list[torch.Tensor]) -> torch.Tensor:
+    def fits(self, window: Window) -> bool:
+        return window.times == self.times and window.cond.shape == self.inputs[2].shape
+
+    @property
+    def times(self) -> tuple[int, ...]:
+        return tuple(step.t for step in self.schedule)
+
+    def __call__(self, window: Window) -> torch.Tensor:
+        """The clean window ``[1, T, 265]`` on the device (a copy: the graph's output buffer is reused)."""
         with self.lock:
-            for buffer, value in zip((*self.inputs, *self.noises), (x, cond_frame, cond, *noises)):
+            for buffer, value in zip((*self.inputs, *self.noises),
+                                     (window.x, window.cond_frame, window.cond, *window.noises)):
                 buffer.copy_(value)
             self.graph.replay()
             return self.output.clone()
@@ -170,8 +211,9 @@ def window_graph(lmdm: torch.nn.Module, steps: int) -> WindowGraph | None:
 class WindowSampler:
     """DDIM (η = 1) for one window with the reference's schedule: the per-step noise is drawn once and reused for
     every window; each window starts from fresh noise. All noise comes from one CPU generator seeded with
-    ``seed``, so a seed gives the same motion on any device. Where ``capture_window_graphs`` captured this LMDM and
-    step count (CUDA), the windows replay that graph (the same numbers); elsewhere they run eagerly."""
+    ``seed``, so a seed gives the same motion on any device. ``runner``: what denoises a :class:`Window` (by default
+    this sampler alone: the graph ``capture_window_graphs`` captured for this LMDM and step count on CUDA, the same
+    numbers, else eagerly; the live server's scheduler batches several sessions' windows)."""
 
     def __init__(self, lmdm: torch.nn.Module, steps: int, seed: int):
         self.lmdm = lmdm
@@ -183,6 +225,7 @@ class WindowSampler:
         self.schedule = ddim_steps(lmdm, steps)
         self.noises = [torch.randn(self.shape, generator=self.generator).to(self.device)
                        for step in self.schedule if step.update is not None]
+        self.runner = self._alone
 
     @torch.inference_mode()
     def __call__(self, cond_frame: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -190,10 +233,12 @@ class WindowSampler:
         x = torch.randn(self.shape, generator=self.generator).to(self.device)
         cond_frame = cond_frame.to(self.device, torch.float32)[None]
         cond = cond.to(self.device, torch.float32)[None]
+        return self.runner(Window(x, cond_frame, cond, self.schedule, self.noises))
+
+    def _alone(self, window: Window) -> torch.Tensor:
         graph = window_graph(self.lmdm, self.steps)
-        if graph is not None and cond.shape == graph.inputs[2].shape:
-            return graph(x, cond_frame, cond, self.noises)[0].float().cpu()
-        return denoise_window(self.lmdm, self.schedule, x, cond_frame, cond, self.noises)[0].float().cpu()
+        clean = graph(window) if graph is not None and graph.fits(window) else denoise_steps(self.lmdm, [window])
+        return clean[0].float().cpu()
 
 
 def smooth_rows(seq: torch.Tensor, start: int, stop: int, window: int) -> torch.Tensor:
