@@ -139,8 +139,9 @@ def render(args) -> int:
     from .portrait.images import load_image
     from .release import check_release
     from .stream import check_fps, clip_for_source, default_fps, speech_to_video
-    from .video import VIDEO_SUFFIXES, video_rate
+    from .video import VIDEO_SUFFIXES, VideoEncoding, video_rate
 
+    encoding = VideoEncoding(args.crf, args.encoder, args.preset)  # a bad choice is told before anything loads
     if args.fps is not None:
         check_fps(args.fps)
     out = output_path(args.out, ".mp4", "--out")
@@ -177,7 +178,7 @@ def render(args) -> int:
     options = pipeline.render_options(stitching=False if args.no_stitching else None, batch_size=args.batch_size,
                                       paste_back=not args.no_paste_back, precision=args.precision)
     start = time.perf_counter()
-    motion = speech_to_video(out, pipeline, portrait, clip, emotion, sampler, options, fps=fps,
+    motion = speech_to_video(out, pipeline, portrait, clip, emotion, sampler, options, encoding, fps=fps,
                              on_frame=Progress(num_video_frames(len(clip.samples), fps), "rendering"))
     elapsed = time.perf_counter() - start
     if motion_path is not None:
@@ -298,6 +299,7 @@ def default_device() -> str:
 def build_parser() -> argparse.ArgumentParser:
     from .portrait.registration import LOOP_POLICIES
     from .precision import PRECISIONS
+    from .video import ENCODERS, NVENC_PRESETS, X264_PRESETS
 
     parser = argparse.ArgumentParser(prog="python -m ditto_core", description="ComfyUI-Ditto core tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -335,6 +337,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--detection-threshold", type=float,
                    help="face detector confidence, 0-1 (default 0.5); lower it when a face is not found")
     r.add_argument("--no-paste-back", action="store_true", help="output the 512x512 face crop only")
+    r.add_argument("--encoder", choices=ENCODERS, default="auto", metavar="ENCODER",
+                   help="video encoder: auto (h264_nvenc, the GPU's, when rendering on CUDA and it can be opened; "
+                        "else libx264), libx264, h264_nvenc, hevc_nvenc (default %(default)s)")
+    r.add_argument("--preset", choices=("auto", *X264_PRESETS, *NVENC_PRESETS), default="auto", metavar="PRESET",
+                   help="encoder speed against file size at the same quality: auto (veryfast for libx264, p4 for "
+                        "NVENC), libx264's ultrafast…veryslow or NVENC's p1…p7 (default %(default)s)")
+    r.add_argument("--crf", type=int, default=18, help="video quality 0-51, lower is better (default %(default)s)")
     r.add_argument("--no-stitching", action="store_true",
                    help="skip the stitching network that keeps the face aligned with the shoulders")
     r.add_argument("--precision", choices=PRECISIONS, default="auto",

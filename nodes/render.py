@@ -23,10 +23,9 @@ from ..ditto_core.stream import (
     check_fps,
     clip_for_source,
     default_fps,
-    encode_video,
-    overlaps_by_default,
     speech_to_video,
 )
+from ..ditto_core.video import ENCODERS, NVENC_PRESETS, X264_PRESETS, VideoEncoding, write_mp4
 from .common import (
     CATEGORY,
     ESSENTIALS,
@@ -89,6 +88,19 @@ def for_portrait(motion, audio, portrait, fps: float):
     if audio is not None:
         audio = audio_value(*load_audio(audio).first_frames(frames, fps).original())
     return motion.slice(0, frames), audio
+
+
+def encoder_inputs() -> list:
+    """The mp4 encoder's choices, optional and after the other inputs so workflows saved before them keep their
+    widget values."""
+    return [
+        io.Combo.Input("encoder", options=list(ENCODERS), default="auto", optional=True,
+                       tooltip="auto: the GPU's hardware encoder (h264_nvenc) when the models run on an NVIDIA GPU "
+                               "and it can be opened, else libx264 (CPU)."),
+        io.Combo.Input("preset", options=["auto", *X264_PRESETS, *NVENC_PRESETS], default="auto", optional=True,
+                       tooltip="Encoder speed against file size at the same quality (crf). auto: veryfast for "
+                               "libx264, p4 for NVENC. libx264 takes ultrafast…veryslow, NVENC p1 (fastest)…p7."),
+    ]
 
 
 def _render_node_inputs() -> list:
@@ -177,7 +189,7 @@ class DittoRender(io.ComfyNode):
         images = crops = None
         done = 0
         for faces, placement in render_faces(models.networks, portrait, motion, options, check=check_interrupt):
-            crops = _filled(crops, len(motion), done, torch.from_numpy(faces))
+            crops = _filled(crops, len(motion), done, faces.cpu())
             for frame in faces_to_frames(faces, placement, options.paste_back):
                 images = _filled(images, len(motion), done, torch.from_numpy(frame)[None].float().div_(255))
                 done += 1
@@ -198,7 +210,8 @@ class DittoRenderVideo(io.ComfyNode):
                 "they are made: memory stays flat however long the audio. Nothing is left behind if it is cancelled."
             ),
             search_aliases=["talking head", "save mp4", "motion to video", "long video"],
-            inputs=[*_render_node_inputs(), *video_inputs(), io.Audio.Input("audio", optional=True), fps_input()],
+            inputs=[*_render_node_inputs(), *video_inputs(), io.Audio.Input("audio", optional=True), fps_input(),
+                    *encoder_inputs()],
             is_output_node=True,
         )
 
@@ -208,13 +221,14 @@ class DittoRenderVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, models, portrait, motion, paste_back, stitching, batch_size, precision, filename_prefix, crf,
-                audio=None, fps=0.0) -> io.NodeOutput:
+                audio=None, fps=0.0, encoder="auto", preset="auto") -> io.NodeOutput:
+        encoding = VideoEncoding(crf, encoder, preset)
         models = on_device(models)
         motion, audio = for_portrait(motion, audio, portrait, fps)
         clip = load_audio(audio) if audio is not None else None
         frames = _frames(models, portrait, motion, paste_back, stitching, batch_size, precision, Progress(len(motion)))
-        ui, _ = _save_video(filename_prefix, lambda path: encode_video(path, frames, motion.fps, clip, crf,
-                                                                       overlap=overlaps_by_default(models)))
+        ui, _ = _save_video(filename_prefix, lambda path: write_mp4(path, frames, motion.fps, clip, encoding,
+                                                                    device_type=models.networks.device.type))
         return io.NodeOutput(ui=ui)
 
 
@@ -224,7 +238,8 @@ TALKING_HEAD_FPS_TOOLTIP = ("Output frame rate, 10-60: the motion (sampled at 25
 
 def talking_head_inputs(filename_prefix: str = "ditto/talking_head", prefix_tooltip: str | None = None) -> tuple:
     """Talking Head Video's widgets (also Talking Head Batch's): the sampler's, the renderer's and the mp4
-    writer's, then the optional emotion timeline and fps. Returns (required widgets, optional widgets)."""
+    writer's, then the optional emotion timeline and fps (encoder_inputs come last, after any input of the node's
+    own). Returns (required widgets, optional widgets)."""
     return ([*sampler_inputs(), *render_inputs(), *video_inputs(filename_prefix, prefix_tooltip)],
             [emotion_timeline_input(), fps_input(TALKING_HEAD_FPS_TOOLTIP)])
 
@@ -253,7 +268,7 @@ class DittoTalkingHeadVideo(io.ComfyNode):
                             "animation", "dubbing", "image to video"],
             essentials_category=ESSENTIALS,
             inputs=[DittoModels.Input("models"), DittoPortrait.Input("portrait"), io.Audio.Input("audio"), *widgets,
-                    *optional],
+                    *optional, *encoder_inputs()],
             outputs=[DittoMotion.Output("motion", tooltip="The sampled motion, to edit and render again.")],
             is_output_node=True,
         )
@@ -264,9 +279,10 @@ class DittoTalkingHeadVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, models, portrait, audio, emotion, seed, steps, overlap, smoothing, paste_back, stitching,
-                batch_size, precision, filename_prefix, crf, emotion_timeline="", fps=0.0) -> io.NodeOutput:
+                batch_size, precision, filename_prefix, crf, emotion_timeline="", fps=0.0, encoder="auto",
+                preset="auto") -> io.NodeOutput:
         speech = SpeechToVideo(models, emotion, seed, steps, overlap, smoothing, paste_back, stitching, batch_size,
-                               precision, crf, emotion_timeline, fps)
+                               precision, crf, emotion_timeline, fps, encoder, preset)
         job = speech.job(portrait, load_audio(audio))
         ui, motion = speech.write(filename_prefix, job, Progress(job.num_frames))
         return io.NodeOutput(motion, ui={**ui, "ditto_motion": [preview_curves(motion)]})
@@ -292,11 +308,12 @@ class SpeechToVideo:
     and render options), for one video or many."""
 
     def __init__(self, models, emotion, seed, steps, overlap, smoothing, paste_back, stitching, batch_size, precision,
-                 crf, emotion_timeline="", fps=0.0):
+                 crf, emotion_timeline="", fps=0.0, encoder="auto", preset="auto"):
+        self.encoding = VideoEncoding(crf, encoder, preset)
         self.models = on_device(models)
         self.emotion, self.sampler = sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline)
         self.options = _render_options(self.models, paste_back, stitching, batch_size, precision)
-        self.crf, self.fps = crf, fps
+        self.fps = fps
 
     def job(self, portrait: Portrait, clip: AudioClip) -> SpeechJob:
         """The video ``portrait`` speaking ``clip`` will be: at the chosen rate (0: a video source's own, else 25),
@@ -310,5 +327,5 @@ class SpeechToVideo:
         """The job's mp4, named after ``filename_prefix`` (written atomically), one ``progress`` step per frame.
         Returns the node's ui entry and the sampled motion."""
         return _save_video(filename_prefix, lambda path: speech_to_video(
-            path, self.models, job.portrait, job.clip, self.emotion, self.sampler, self.options, self.crf,
+            path, self.models, job.portrait, job.clip, self.emotion, self.sampler, self.options, self.encoding,
             check=check_interrupt, on_frame=lambda done: progress.update(), fps=job.fps))

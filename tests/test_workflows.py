@@ -77,7 +77,11 @@ def test_workflow_matches_the_nodes(path):
             assert widget_kinds[entry["name"]] == entry["type"], (kind, entry["name"])
         assert [(o["name"], o["type"]) for o in node["outputs"]] == outputs
         values = list(node["widgets_values"])
+        optional = set(classes[kind].INPUT_TYPES().get("optional", {}))
         for name, spec_kind, options in widgets:
+            if not values:  # saved before this widget was appended: the front end gives it its default
+                assert name in optional and path in SAVED, (kind, name)
+                continue
             value = values.pop(0)
             if isinstance(spec_kind, list):
                 assert value in spec_kind or kind == "DittoLoadMotion", (kind, name, value)
