@@ -44,11 +44,11 @@ def sampler_inputs() -> list:
                        tooltip="Emotion for the whole clip; as released: the release cfg's emotion sequence."),
         io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
                      tooltip="One seed, one motion: the diffusion noise and the blink timing."),
-        io.Int.Input("steps", default=0, min=0, max=1000,
+        io.Int.Input("steps", default=0, min=0, max=1000, advanced=True,
                      tooltip="Diffusion steps per window; fewer is faster. 0: as released (the release cfg's)."),
-        io.Int.Input("overlap", default=-1, min=-1, max=79,
+        io.Int.Input("overlap", default=-1, min=-1, max=79, advanced=True,
                      tooltip="Frames shared by consecutive 80-frame windows. -1: as released."),
-        io.Int.Input("smoothing", default=-1, min=-1, max=25,
+        io.Int.Input("smoothing", default=-1, min=-1, max=25, advanced=True,
                      tooltip="Moving average (frames) on pose and position. -1: as released."),
     ]
 

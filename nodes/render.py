@@ -44,11 +44,11 @@ def render_inputs() -> list:
     """The renderer's widgets: paste_back, stitching, batch_size, precision."""
     return [
         io.Boolean.Input("paste_back", default=True, tooltip="Off: output the 512x512 face crop only."),
-        io.Combo.Input("stitching", options=["as released", "on", "off"], default="as released",
+        io.Combo.Input("stitching", options=["as released", "on", "off"], default="as released", advanced=True,
                        tooltip="The stitching network keeps the face aligned with the shoulders; as released: the "
                                "release cfg's choice."),
-        io.Int.Input("batch_size", default=4, min=1, max=64, tooltip="Frames rendered together."),
-        io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
+        io.Int.Input("batch_size", default=4, min=1, max=64, advanced=True, tooltip="Frames rendered together."),
+        io.Combo.Input("precision", options=list(PRECISIONS), default="auto", advanced=True,
                        tooltip="Precision of the warp network and decoder. auto: bf16 on CPUs with native bf16, fp16 "
                                "on CUDA and MPS, otherwise fp32; fp32: full precision, the reference's exact "
                                "numbers. Some older cards show black faces with fp16: choose fp32 there."),
@@ -64,7 +64,7 @@ def fps_input(tooltip: str = "Output frame rate, 10-60 (24, 30, 60, …): the mo
 def video_inputs(filename_prefix: str = "ditto/talking_head", prefix_tooltip: str | None = None) -> list:
     """The mp4 writer's widgets: filename_prefix, crf."""
     return [io.String.Input("filename_prefix", default=filename_prefix, tooltip=prefix_tooltip),
-            io.Int.Input("crf", default=18, min=0, max=51, tooltip="h264 quality; lower is better.")]
+            io.Int.Input("crf", default=18, min=0, max=51, advanced=True, tooltip="h264 quality; lower is better.")]
 
 
 def validate_fps(fps: float | None):
@@ -94,10 +94,11 @@ def encoder_inputs() -> list:
     """The mp4 encoder's choices, optional and after the other inputs so workflows saved before them keep their
     widget values."""
     return [
-        io.Combo.Input("encoder", options=list(ENCODERS), default="auto", optional=True,
+        io.Combo.Input("encoder", options=list(ENCODERS), default="auto", optional=True, advanced=True,
                        tooltip="auto: the GPU's hardware encoder (h264_nvenc) when the models run on an NVIDIA GPU "
                                "and it can be opened, else libx264 (CPU)."),
         io.Combo.Input("preset", options=["auto", *X264_PRESETS, *NVENC_PRESETS], default="auto", optional=True,
+                       advanced=True,
                        tooltip="Encoder speed against file size at the same quality (crf). auto: veryfast for "
                                "libx264, p4 for NVENC. libx264 takes ultrafast…veryslow, NVENC p1 (fastest)…p7."),
     ]
