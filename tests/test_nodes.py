@@ -62,6 +62,7 @@ def test_an_older_comfyui_gets_one_line_and_no_nodes(tmp_path, monkeypatch, capl
     with caplog.at_level("WARNING"):
         pack = load_pack()
     assert not hasattr(pack, "comfy_entrypoint") and not hasattr(pack, "WEB_DIRECTORY")
+    assert pack.NODE_CLASS_MAPPINGS == {}  # ComfyUI's V1 path: nothing registered, no warning of its own
     assert [r.getMessage() for r in caplog.records] == [
         f"ComfyUI-Ditto needs ComfyUI 0.19.0 or newer (this is {version or 'older'}): update ComfyUI to use the "
         f"Ditto nodes; none are registered."]
