@@ -247,7 +247,8 @@ def download(args) -> int:
 
 
 def live(args) -> int:
-    """Serve the live page and the /ditto/live WebSocket endpoint: speech in, frames out, in realtime."""
+    """Serve the live page, the /ditto/live WebSocket endpoint and WebRTC offers: speech in, frames out, in
+    realtime."""
     import os
 
     from .live import LiveService, LiveSettings, PortraitLibrary, is_loopback, serve
@@ -279,12 +280,14 @@ def live(args) -> int:
           file=sys.stderr)
     sampler = SamplerOptions(steps=args.steps) if args.steps is not None else None
     settings = LiveSettings(max_sessions=args.max_sessions, token=token, allowed_origins=tuple(args.allow_origin),
-                            max_message_bytes=args.max_message_bytes, sampler=sampler)
+                            max_message_bytes=args.max_message_bytes, sampler=sampler,
+                            ice_servers=tuple(args.ice_server))
 
     def ready(url: str) -> None:
         suffix = "?token=<the token>" if token else ""
         print(f"Ditto live: open {url}{suffix} in a browser; WebSocket endpoint "
-              f"{url.replace('http', 'ws', 1)}ditto/live (Ctrl-C stops)", file=sys.stderr, flush=True)
+              f"{url.replace('http', 'ws', 1)}ditto/live, WebRTC offers to {url}ditto/live/offer (Ctrl-C stops)",
+              file=sys.stderr, flush=True)
 
     serve(LiveService(pipeline, portraits, settings), args.host, args.port, on_ready=ready)
     return 0
@@ -392,7 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "running cluster) or a cluster address; needs pip install ray")
     b.add_argument("--save-motion", action="store_true", help="also save each job's motion as NAME.safetensors")
 
-    v = commands.add_parser("live", help="realtime: serve a page and a WebSocket endpoint, speech in, frames out")
+    v = commands.add_parser("live", help="realtime: serve a page, a WebSocket endpoint and WebRTC, speech in, "
+                                         "frames out")
     v.add_argument("--models", default="models/ditto", help=f"{models_help} (default: %(default)s)")
     v.add_argument("--portrait", required=True, help="the image to animate (used when a session names none)")
     v.add_argument("--portraits", help="also offer the images of this folder (a session's \"portrait\" names one)")
@@ -404,7 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--allow-origin", action="append", default=[],
                    help="a page origin (https://host:port) allowed to connect besides this server's own; repeatable")
     v.add_argument("--max-sessions", type=int, default=2, help="sessions run side by side (default %(default)s); "
-                                                               "more get a busy error")
+                                                               "more get a busy error, and so does a session the "
+                                                               "device could not keep at 25 frames/s, as measured")
+    v.add_argument("--ice-server", action="append", default=[],
+                   help="a STUN or TURN URL for WebRTC (stun:host:port); repeatable. None by default: host "
+                        "candidates only, enough on this machine or a LAN")
     v.add_argument("--max-message-bytes", type=int, default=1 << 20,
                    help="largest message accepted (default %(default)s)")
     v.add_argument("--steps", type=int, help="diffusion steps per window (default: the release's online cfg)")

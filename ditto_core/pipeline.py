@@ -15,7 +15,7 @@ from .config_pickle import ConfigFileError
 from .motion.blinks import add_blinks, plan_blinks
 from .motion.conditions import build_conditions, describe_emotion, emotion_timeline, parse_emotion
 from .motion.motion import Motion
-from .motion.sampler import MotionChain, SamplerOptions, WindowSampler, first_frame_vector
+from .motion.sampler import MotionChain, SamplerOptions, WindowSampler, capture_window_graphs, first_frame_vector
 from .networks import DittoNetworks, load_networks
 from .portrait import FaceModels, Portrait, RegistrationOptions, load_face_models, register_portrait
 from .portrait.registration import SourceTimeline
@@ -143,9 +143,12 @@ class DittoPipeline:
         code's built-in settings (not what official Ditto does; for comparison or a release without ditto_cfg)."""
         config, online_config = load_configs(root, code_defaults)
         networks = load_networks(root, device)
-        for each in (config, online_config):
-            if each is not None:
-                each.check_model(networks.lmdm.config)
+        configs = [each for each in (config, online_config) if each is not None]
+        for each in configs:
+            each.check_model(networks.lmdm.config)
+        # on CUDA, each configuration's motion windows replay as one CUDA graph, captured now, while nothing else
+        # uses the GPU (a memory manager that moves the networks later gets eager windows)
+        capture_window_graphs(networks.lmdm, sorted({each.chain.steps for each in configs}))
         return cls(
             networks=networks,
             face_models=load_face_models(root, device),

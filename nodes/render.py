@@ -61,6 +61,20 @@ def fps_input(tooltip: str = "Output frame rate, 10-60 (24, 30, 60, …): the mo
     return io.Float.Input("fps", default=0.0, min=0.0, max=60.0, step=1.0, optional=True, tooltip=tooltip)
 
 
+def encoder_inputs() -> list:
+    """The encoder's choices: optional, after every other input, so workflows saved before them keep their widget
+    values."""
+    return [
+        io.Combo.Input("encoder", options=list(ENCODERS), default="auto", optional=True, advanced=True,
+                       tooltip="auto: the GPU's hardware encoder (h264_nvenc) when the models run on an NVIDIA GPU "
+                               "and it can be opened, else libx264 (CPU)."),
+        io.Combo.Input("preset", options=["auto", *X264_PRESETS, *NVENC_PRESETS], default="auto", optional=True,
+                       advanced=True, tooltip="Encoder speed against file size at the same quality (crf). auto: "
+                                              "veryfast for libx264, p4 for NVENC. libx264 takes ultrafast…veryslow, "
+                                              "NVENC p1 (fastest)…p7."),
+    ]
+
+
 def video_inputs(filename_prefix: str = "ditto/talking_head", prefix_tooltip: str | None = None) -> list:
     """The mp4 writer's widgets: filename_prefix, crf."""
     return [io.String.Input("filename_prefix", default=filename_prefix, tooltip=prefix_tooltip),
@@ -88,20 +102,6 @@ def for_portrait(motion, audio, portrait, fps: float):
     if audio is not None:
         audio = audio_value(*load_audio(audio).first_frames(frames, fps).original())
     return motion.slice(0, frames), audio
-
-
-def encoder_inputs() -> list:
-    """The mp4 encoder's choices, optional and after the other inputs so workflows saved before them keep their
-    widget values."""
-    return [
-        io.Combo.Input("encoder", options=list(ENCODERS), default="auto", optional=True, advanced=True,
-                       tooltip="auto: the GPU's hardware encoder (h264_nvenc) when the models run on an NVIDIA GPU "
-                               "and it can be opened, else libx264 (CPU)."),
-        io.Combo.Input("preset", options=["auto", *X264_PRESETS, *NVENC_PRESETS], default="auto", optional=True,
-                       advanced=True,
-                       tooltip="Encoder speed against file size at the same quality (crf). auto: veryfast for "
-                               "libx264, p4 for NVENC. libx264 takes ultrafast…veryslow, NVENC p1 (fastest)…p7."),
-    ]
 
 
 def _render_node_inputs() -> list:
