@@ -30,8 +30,8 @@ from ditto_core.motion import SamplerOptions  # noqa: E402
 from ditto_core.online import OnlineSession  # noqa: E402
 from ditto_core.pipeline import DittoPipeline  # noqa: E402
 from ditto_core.stream import speech_to_frames  # noqa: E402
-from ditto_core.video import write_mp4  # noqa: E402
 from ditto_core.testing.fake_release import write_fake_release  # noqa: E402
+from ditto_core.video import write_mp4  # noqa: E402
 
 CUDA_TARGETS = {"first frame (s)": 0.25, "frames/s": 60.0}
 CHUNK = 640  # 40 ms at 16 kHz

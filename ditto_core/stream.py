@@ -13,7 +13,6 @@ features equal offline ones exactly and the motion chain emits each frame once i
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator

@@ -1,6 +1,8 @@
 """ComfyUI-Ditto's ComfyUI side. On a ComfyUI that can run the nodes (MINIMUM_COMFYUI or newer) it exports
 ``comfy_entrypoint`` and ``WEB_DIRECTORY``, which the pack's ``__init__.py`` passes on to ComfyUI's loader; on an
-older one it logs one line naming the version needed and exports nothing, so nothing is registered."""
+older one it logs one line naming the version needed and exports an empty ``NODE_CLASS_MAPPINGS``: ComfyUI then
+registers nothing and adds no warning of its own (without either name it would log a second line and mark the pack
+IMPORT FAILED)."""
 
 import logging
 
@@ -15,4 +17,5 @@ else:
     logging.getLogger("ComfyUI-Ditto").warning(
         "ComfyUI-Ditto needs ComfyUI %s or newer (this is %s): update ComfyUI to use the Ditto nodes; none are "
         "registered.", ".".join(map(str, MINIMUM_COMFYUI)), ".".join(map(str, running_comfyui())) or "older")
-    __all__ = []
+    NODE_CLASS_MAPPINGS = {}
+    __all__ = ["NODE_CLASS_MAPPINGS"]

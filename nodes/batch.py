@@ -22,7 +22,7 @@ from ..ditto_core.audio.clip import AUDIO_SUFFIXES, read_audio_file
 from ..ditto_core.lists import PAIRINGS, PAIRS, BatchListError, folder_media, item_names, pair_up, video_names
 from ..ditto_core.portrait.images import IMAGE_SUFFIXES, PortraitInputError, to_rgb_frames
 from .common import CATEGORY, Progress, audio_value, check_interrupt, input_path
-from .render import SpeechToVideo, talking_head_inputs, validate_talking_head
+from .render import SpeechToVideo, encoder_inputs, talking_head_inputs, validate_talking_head
 from .types import DittoModels, DittoPortrait
 
 NO_FOLDERS = "(no folders in input/)"
@@ -180,6 +180,7 @@ class DittoTalkingHeadBatch(io.ComfyNode):
                 *optional,
                 names_input("portrait_names", "Load Portraits' names (else the portraits are numbered)."),
                 names_input("clip_names", "Load Speech Clips' names (else the clips are numbered)."),
+                *encoder_inputs(),  # last: workflows saved before them have no values there
             ],
             outputs=[io.String.Output("filenames", is_output_list=True,
                                       tooltip="The videos written, relative to the output folder, in the order they "

@@ -44,11 +44,11 @@ def sampler_inputs() -> list:
                        tooltip="Emotion for the whole clip; as released: the release cfg's emotion sequence."),
         io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
                      tooltip="One seed, one motion: the diffusion noise and the blink timing."),
-        io.Int.Input("steps", default=0, min=0, max=1000,
+        io.Int.Input("steps", default=0, min=0, max=1000, advanced=True,
                      tooltip="Diffusion steps per window; fewer is faster. 0: as released (the release cfg's)."),
-        io.Int.Input("overlap", default=-1, min=-1, max=79,
+        io.Int.Input("overlap", default=-1, min=-1, max=79, advanced=True,
                      tooltip="Frames shared by consecutive 80-frame windows. -1: as released."),
-        io.Int.Input("smoothing", default=-1, min=-1, max=25,
+        io.Int.Input("smoothing", default=-1, min=-1, max=25, advanced=True,
                      tooltip="Moving average (frames) on pose and position. -1: as released."),
     ]
 
@@ -67,6 +67,21 @@ def validate_emotion_timeline(emotion_timeline: str | None):
         except ValueError as exc:
             return str(exc)
     return True
+
+
+def over_time_input(widget: str, what: str) -> io.Curve.Input:
+    """An optional CURVE socket (for the Curve Editor's curve) that shapes ``widget`` over the clip."""
+    curve = io.Curve.Input(f"{widget}_over_time", optional=True, socketless=False,
+                           tooltip=f"A curve (Curve Editor) drawn over the whole clip, x from its start to its end: "
+                                   f"{what} at each moment is {widget} times the curve's y. Not connected: {widget} "
+                                   f"throughout.")
+    curve.force_input = True  # a socket only, as Autogrow makes its templates: the Curve Editor node draws the curve
+    return curve
+
+
+def over_time(value: float, curve, num_frames: int):
+    """A widget's ``value``, or ``value`` times a linked curve's y at each frame (x: 0 at the first, 1 at the last)."""
+    return value if curve is None else value * controls.over_clip(curve.interp_array, num_frames)
 
 
 def sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline=""):
@@ -123,24 +138,29 @@ class DittoEditPose(io.ComfyNode):
 
         return motion_schema(
             "DittoEditPose", "Edit Pose (Ditto)",
-            "Head pose edits: constant offsets, keyframed curves (seconds:degrees) and movement amplitude.",
+            "Head pose edits: constant offsets, keyframed curves (seconds:degrees), movement amplitude, and curves "
+            "from the Curve Editor that shape an offset over the clip.",
             [DittoMotion.Input("motion"),
              angle("pitch", "Degrees; positive tilts the head down."),
              angle("yaw", "Degrees; turns the head."),
              angle("roll", "Degrees; tilts the head sideways."),
              io.Float.Input("pose_amplitude", default=1.0, min=0.0, max=3.0, step=0.05,
                             tooltip="Scales head movement; 0 holds the head still."),
-             keyframes("pitch_curve"), keyframes("yaw_curve"), keyframes("roll_curve")],
+             keyframes("pitch_curve"), keyframes("yaw_curve"), keyframes("roll_curve"),
+             *(over_time_input(name, f"the {name} offset") for name in controls.POSE)],
             search_aliases=["head pose", "head turn", "nod", "keyframe", "look at"],
         )
 
     @classmethod
-    def execute(cls, motion, pitch, yaw, roll, pose_amplitude, pitch_curve="", yaw_curve="",
-                roll_curve="") -> io.NodeOutput:
+    def execute(cls, motion, pitch, yaw, roll, pose_amplitude, pitch_curve="", yaw_curve="", roll_curve="",
+                pitch_over_time=None, yaw_over_time=None, roll_over_time=None) -> io.NodeOutput:
         motion = controls.scale_pose(motion, pose_amplitude)
+        n = len(motion)
         offsets = {
-            name: value + controls.keyframe_curve(curve, len(motion), motion.fps)
-            for name, value, curve in (("pitch", pitch, pitch_curve), ("yaw", yaw, yaw_curve), ("roll", roll, roll_curve))
+            name: over_time(value, shape, n) + controls.keyframe_curve(keyframes, n, motion.fps)
+            for name, value, keyframes, shape in (("pitch", pitch, pitch_curve, pitch_over_time),
+                                                  ("yaw", yaw, yaw_curve, yaw_over_time),
+                                                  ("roll", roll, roll_curve, roll_over_time))
         }
         return with_preview(controls.offset_pose(motion, **offsets))
 
@@ -153,7 +173,8 @@ class DittoEditExpression(io.ComfyNode):
 
         return motion_schema(
             "DittoEditExpression", "Edit Expression (Ditto)",
-            "Expression edits: mouth and overall expression amplitude, blinks and gaze.",
+            "Expression edits: mouth and overall expression amplitude, blinks and gaze, each amplitude and gaze "
+            "shaped over the clip by a curve from the Curve Editor when one is connected.",
             [DittoMotion.Input("motion"),
              io.Float.Input("mouth_amplitude", default=1.0, min=0.0, max=3.0, step=0.05,
                             tooltip="Scales lip movement; 0 keeps the source's mouth."),
@@ -161,18 +182,25 @@ class DittoEditExpression(io.ComfyNode):
                             tooltip="Scales every expression keypoint's movement."),
              io.Combo.Input("blinks", options=["as sampled", "off"], default="as sampled",
                             tooltip="off: eyes keep the source's state."),
-             gaze("gaze_horizontal"), gaze("gaze_vertical")],
+             gaze("gaze_horizontal"), gaze("gaze_vertical"),
+             over_time_input("mouth_amplitude", "the lip movement's scale"),
+             over_time_input("expression_amplitude", "the expression's scale"),
+             over_time_input("gaze_horizontal", "the horizontal gaze"),
+             over_time_input("gaze_vertical", "the vertical gaze")],
             search_aliases=["expression", "mouth", "blink", "gaze", "lip sync strength"],
         )
 
     @classmethod
-    def execute(cls, motion, mouth_amplitude, expression_amplitude, blinks, gaze_horizontal,
-                gaze_vertical) -> io.NodeOutput:
-        motion = controls.scale_expression(motion, expression_amplitude)
-        motion = controls.scale_mouth(motion, mouth_amplitude)
+    def execute(cls, motion, mouth_amplitude, expression_amplitude, blinks, gaze_horizontal, gaze_vertical,
+                mouth_amplitude_over_time=None, expression_amplitude_over_time=None, gaze_horizontal_over_time=None,
+                gaze_vertical_over_time=None) -> io.NodeOutput:
+        n = len(motion)
+        motion = controls.scale_expression(motion, over_time(expression_amplitude, expression_amplitude_over_time, n))
+        motion = controls.scale_mouth(motion, over_time(mouth_amplitude, mouth_amplitude_over_time, n))
         if blinks == "off":
             motion = controls.freeze_eyes(motion)
-        return with_preview(controls.offset_gaze(motion, gaze_horizontal, gaze_vertical))
+        return with_preview(controls.offset_gaze(motion, over_time(gaze_horizontal, gaze_horizontal_over_time, n),
+                                                 over_time(gaze_vertical, gaze_vertical_over_time, n)))
 
 
 SMOOTH_FIELDS = {

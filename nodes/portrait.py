@@ -46,7 +46,8 @@ class DittoRegisterPortrait(io.ComfyNode):
                 io.Int.Input("max_size", default=0, min=0, max=8192, step=2,
                              tooltip="Longer side of the output video; larger images are scaled down. 0: as "
                                      "released (the release cfg's, 1920)."),
-                io.Float.Input("detection_threshold", default=0.5, min=0.05, max=0.99, step=0.01),
+                io.Float.Input("detection_threshold", default=0.5, min=0.05, max=0.99, step=0.01, advanced=True,
+                               tooltip="Face detector's confidence threshold; lower it when no face is found."),
                 io.Combo.Input("loop", options=list(LOOP_POLICIES), default="ping-pong", optional=True,
                                tooltip="video source shorter than the speech: " + "; ".join(
                                    f"{name}: {what}" for name, what in LOOP_POLICIES.items())),

@@ -25,6 +25,7 @@ from ..ditto_core.stream import (
     default_fps,
     speech_to_video,
 )
+from ..ditto_core.video import ENCODERS, NVENC_PRESETS, X264_PRESETS, VideoEncoding, write_mp4
 from .common import (
     CATEGORY,
     ESSENTIALS,
@@ -35,7 +36,6 @@ from .common import (
     unique_output_path,
 )
 from .memory import on_device
-from ..ditto_core.video import ENCODERS, NVENC_PRESETS, X264_PRESETS, VideoEncoding, write_mp4
 from .motion import emotion_timeline_input, sampler_inputs, sampler_settings, validate_emotion_timeline
 from .types import DittoFacePlacement, DittoModels, DittoMotion, DittoPortrait
 
@@ -44,11 +44,11 @@ def render_inputs() -> list:
     """The renderer's widgets: paste_back, stitching, batch_size, precision."""
     return [
         io.Boolean.Input("paste_back", default=True, tooltip="Off: output the 512x512 face crop only."),
-        io.Combo.Input("stitching", options=["as released", "on", "off"], default="as released",
+        io.Combo.Input("stitching", options=["as released", "on", "off"], default="as released", advanced=True,
                        tooltip="The stitching network keeps the face aligned with the shoulders; as released: the "
                                "release cfg's choice."),
-        io.Int.Input("batch_size", default=4, min=1, max=64, tooltip="Frames rendered together."),
-        io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
+        io.Int.Input("batch_size", default=4, min=1, max=64, advanced=True, tooltip="Frames rendered together."),
+        io.Combo.Input("precision", options=list(PRECISIONS), default="auto", advanced=True,
                        tooltip="Precision of the warp network and decoder. auto: bf16 on CPUs with native bf16, fp16 "
                                "on CUDA and MPS, otherwise fp32; fp32: full precision, the reference's exact "
                                "numbers. Some older cards show black faces with fp16: choose fp32 there."),
@@ -78,7 +78,7 @@ def encoder_inputs() -> list:
 def video_inputs(filename_prefix: str = "ditto/talking_head", prefix_tooltip: str | None = None) -> list:
     """The mp4 writer's widgets: filename_prefix, crf."""
     return [io.String.Input("filename_prefix", default=filename_prefix, tooltip=prefix_tooltip),
-            io.Int.Input("crf", default=18, min=0, max=51, tooltip="h264 quality; lower is better.")]
+            io.Int.Input("crf", default=18, min=0, max=51, advanced=True, tooltip="h264 quality; lower is better.")]
 
 
 def validate_fps(fps: float | None):
@@ -239,9 +239,10 @@ TALKING_HEAD_FPS_TOOLTIP = ("Output frame rate, 10-60: the motion (sampled at 25
 
 def talking_head_inputs(filename_prefix: str = "ditto/talking_head", prefix_tooltip: str | None = None) -> tuple:
     """Talking Head Video's widgets (also Talking Head Batch's): the sampler's, the renderer's and the mp4
-    writer's, then the optional emotion timeline and fps. Returns (required widgets, optional widgets)."""
+    writer's, then the optional emotion timeline and fps (encoder_inputs come last, after any input of the node's
+    own). Returns (required widgets, optional widgets)."""
     return ([*sampler_inputs(), *render_inputs(), *video_inputs(filename_prefix, prefix_tooltip)],
-            [emotion_timeline_input(), fps_input(TALKING_HEAD_FPS_TOOLTIP), *encoder_inputs()])
+            [emotion_timeline_input(), fps_input(TALKING_HEAD_FPS_TOOLTIP)])
 
 
 def validate_talking_head(emotion_timeline="", fps=0.0):
@@ -268,7 +269,7 @@ class DittoTalkingHeadVideo(io.ComfyNode):
                             "animation", "dubbing", "image to video"],
             essentials_category=ESSENTIALS,
             inputs=[DittoModels.Input("models"), DittoPortrait.Input("portrait"), io.Audio.Input("audio"), *widgets,
-                    *optional],
+                    *optional, *encoder_inputs()],
             outputs=[DittoMotion.Output("motion", tooltip="The sampled motion, to edit and render again.")],
             is_output_node=True,
         )

@@ -50,6 +50,8 @@ const message = {
   mouth: Array.from({ length: n }, (_, i) => Math.abs(Math.sin(i / 3)) * 0.02),
   fps: [25], frames: [n],
 };
+let redrawn = 0;
+widget.triggerDraw = () => { redrawn += 1; };  // what Nodes 2.0 sets on a canvas widget it shows
 node.onExecuted({ ditto_motion: [message] });
 const full = recorder();
 widget.draw(full, node, 300, 200, 20, false);
@@ -63,7 +65,7 @@ reopened.onNodeCreated();
 const again = recorder();
 reopened.widgets[0].draw(again, reopened, 300, 200, 20, false);
 console.log(JSON.stringify({
-  size: node.size, widgetHeight: widget.computeSize(300)[1], serialize: widget.serialize,
+  size: node.size, widgetHeight: widget.computeSize(300)[1], serialize: widget.serialize, redrawn,
   data: node.properties.ditto_motion, empty: empty.calls, full: full.calls, low: low.calls, again: again.calls,
   big: previewData({ pitch: Array.from({ length: 1000 }, (_, i) => i), yaw: [], roll: [], mouth: [], fps: [25], frames: [1000] }),
 }));
@@ -123,6 +125,10 @@ def test_the_legend_is_clear_of_the_curves(run, tmp_path):
     # at low zoom: thicker lines, the legend only
     widths = [c for c in result["low"] if c[0] == "stroke"]
     assert widths and not any("from frame 0" in c[1] for c in _texts(result["low"]))
+
+
+def test_nodes_2_redraws_the_curves_after_a_run(run, tmp_path):
+    assert run(tmp_path)["redrawn"] == 1  # Nodes 2.0 redraws a canvas widget only when its triggerDraw is called
 
 
 def test_a_reopened_workflow_draws_the_saved_curves(run, tmp_path):

@@ -62,6 +62,7 @@ def test_an_older_comfyui_gets_one_line_and_no_nodes(tmp_path, monkeypatch, capl
     with caplog.at_level("WARNING"):
         pack = load_pack()
     assert not hasattr(pack, "comfy_entrypoint") and not hasattr(pack, "WEB_DIRECTORY")
+    assert pack.NODE_CLASS_MAPPINGS == {}  # ComfyUI's V1 path: nothing registered, no warning of its own
     assert [r.getMessage() for r in caplog.records] == [
         f"ComfyUI-Ditto needs ComfyUI 0.19.0 or newer (this is {version or 'older'}): update ComfyUI to use the "
         f"Ditto nodes; none are registered."]
@@ -320,3 +321,38 @@ def test_render_nodes_resample_to_another_frame_rate(graph):
         assert register(pack)[name].validate_inputs(fps=None) is True
     with pytest.raises(ValueError, match="between 10 and 60 fps, got 5"):
         nodes["DittoRender"].execute(models, portrait, motion, True, "on", 4, "fp32", audio, fps=5.0)
+
+
+class _Curve:
+    """What the Curve Editor node hands on (comfy_api's CurveInput): y at any x in [0, 1], here piecewise linear."""
+
+    def __init__(self, *points):
+        self.points = points
+
+    def interp_array(self, xs):
+        return np.interp(xs, [x for x, _ in self.points], [y for _, y in self.points])
+
+
+def test_curves_from_the_curve_editor_shape_edits_over_the_clip(comfy):
+    from ditto_core.motion import Motion, controls
+
+    pack, _, _ = comfy
+    nodes = register(pack)
+    for node_id, names in (("DittoEditPose", ("pitch", "yaw", "roll")),
+                           ("DittoEditExpression", ("mouth_amplitude", "expression_amplitude", "gaze_horizontal",
+                                                    "gaze_vertical"))):
+        optional = nodes[node_id].INPUT_TYPES()["optional"]
+        for name in names:
+            assert optional[f"{name}_over_time"][0] == "CURVE" and optional[f"{name}_over_time"][1]["forceInput"]
+    motion = Motion(torch.randn(9, 265, generator=torch.Generator().manual_seed(3)) * 0.1)
+    ramp, fall = _Curve((0, 0), (1, 1)), _Curve((0, 1), (1, 0))
+    (posed,) = nodes["DittoEditPose"].execute(motion, 0.0, 8.0, 0.0, 1.0, yaw_curve="0:1", yaw_over_time=ramp)
+    # y scales the widget (0° at the first frame, 8° at the last) and the text keyframes still add on top
+    assert torch.equal(posed.frames, controls.offset_pose(motion, yaw=torch.linspace(0, 8, 9) + 1).frames)
+    (expressed,) = nodes["DittoEditExpression"].execute(motion, 2.0, 1.0, "as sampled", 4.0, 0.0,
+                                                        mouth_amplitude_over_time=fall, gaze_horizontal_over_time=ramp)
+    expected = controls.offset_gaze(controls.scale_mouth(controls.scale_expression(motion, 1.0),
+                                                         2 * torch.linspace(1, 0, 9)), torch.linspace(0, 4, 9), 0.0)
+    assert torch.equal(expressed.frames, expected.frames)
+    (unshaped,) = nodes["DittoEditExpression"].execute(motion, 2.0, 1.0, "as sampled", 4.0, 0.0)
+    assert not torch.equal(unshaped.frames, expressed.frames)

@@ -8,8 +8,8 @@ import torch
 
 from ditto_core.networks import load_networks
 from ditto_core.portrait import (
-    FacePlacement,
     FaceModelError,
+    FacePlacement,
     NoFaceError,
     PortraitInputError,
     RegistrationOptions,

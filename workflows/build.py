@@ -73,6 +73,20 @@ EXTRA_HEIGHT = {  # room for what the front end adds to a node besides its widge
     "DittoTalkingHeadVideo": 370,
     "DittoTalkingHeadBatch": 370,
 }
+# Nodes 2.0 (the front end's DOM renderer, setting Comfy.VueNodes.Enabled) draws nodes taller than the canvas does;
+# measured on frontend 1.49.6 with measure_layout.mjs (every node of these templates, both renderers):
+# one of ours is VUE_BASE + VUE_ROW per input/output row + VUE_WIDGET per widget shown (advanced ones are folded
+# under a VUE_ADVANCED "Show advanced inputs" row; the canvas shows them all) + VUE_CURVES for the curve preview,
+# within VUE_MARGIN; a built-in (no source badge) at most VUE_BUILTIN taller than on the canvas. Each node is sized
+# for the taller of the two, so the layout holds in both.
+VUE_BASE = 37  # padding and the pack's source badge
+VUE_ROW = 20
+VUE_WIDGET = 28
+VUE_ADVANCED = 24
+VUE_CURVES = 126
+VUE_MARGIN = 16
+VUE_BUILTIN = 28
+VUE_NOTE_LABEL = 28  # Nodes 2.0 labels a Note's text box
 BUILTIN_WIDGETS = {"LoadImage": 2, "LoadAudio": 2, "LoadVideo": 2, "GetVideoComponents": 0, "CheckpointLoaderSimple": 1,
                    "CLIPTextEncode": 4, "EmptyLatentImage": 3, "KSampler": 7, "VAEDecode": 0, "SaveVideo": 3,
                    "ImageScaleBy": 2, "CreateVideo": 2}
@@ -141,6 +155,12 @@ class Workflow:
             rows = max(len(link_inputs), len(outputs))
             widget_count = len(values)
             extra = EXTRA_HEIGHT.get(kind, 0) + (CURVES if shows_curves(kind, outputs) else 0)
+            linked_widgets = len([name for name in links if name in widget_specs])
+            advanced = len([name for name, _, options in widget_inputs if options.get("advanced")])
+            shown = len(widget_inputs) - linked_widgets - advanced
+            vue = (VUE_BASE + VUE_ROW * max(len(link_inputs) + linked_widgets, len(outputs)) + VUE_WIDGET * shown
+                   + (VUE_ADVANCED if advanced else 0) + EXTRA_HEIGHT.get(kind, 0)
+                   + (VUE_CURVES if shows_curves(kind, outputs) else 0) + VUE_MARGIN)
         else:
             link_inputs, outputs = BUILTINS[kind]
             values = list(widgets or [])
@@ -148,6 +168,7 @@ class Workflow:
             rows = max(len(link_inputs), len(outputs))
             widget_count = BUILTIN_WIDGETS.get(kind, len(values))
             extra = EXTRA_HEIGHT.get(kind, 0)
+            vue = 0  # VUE_BUILTIN over the canvas height, below
         inputs = []
 
         def connect(entry, name, type_):
@@ -170,7 +191,8 @@ class Workflow:
                 connect(entry, name, type_)
                 inputs.append(entry)
         if height is None:
-            height = rows * 20 + 6 + (24 * widget_count + 8 if widget_count or shows_curves(kind, outputs) else 0) + extra
+            canvas = rows * 20 + 6 + (24 * widget_count + 8 if widget_count or shows_curves(kind, outputs) else 0) + extra
+            height = max(canvas, vue) if kind in self.classes else canvas + VUE_BUILTIN
         node = {
             "id": node_id, "type": kind, "pos": [0, 0], "size": [WIDTH, height],
             "flags": {}, "order": node_id - 1, "mode": 0, "inputs": inputs,
@@ -186,7 +208,7 @@ class Workflow:
     def note(self, text: str, lines: int | None = None):
         """A Note node (ComfyUI's front-end-only text box; never sent to the server)."""
         lines = lines or max(2, -(-len(text) // 44))
-        node = self.add("Note", [text], height=max(NOTE_MIN_HEIGHT, 40 + 14 * lines))
+        node = self.add("Note", [text], height=max(NOTE_MIN_HEIGHT, 40 + 14 * lines) + VUE_NOTE_LABEL)
         node["properties"] = {"text": ""}
         node["color"], node["bgcolor"] = "#432", "#653"
         return node

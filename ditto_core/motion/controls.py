@@ -7,6 +7,8 @@ mean more or less change from the source's own expression and pose.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -137,6 +139,13 @@ def speech_activity(clip: AudioClip, num_frames: int, fps: float = 25.0, floor_d
         level = 20 * np.log10(max(rms, 1e-10))
         out[i] = float(np.clip((level - floor_db) / (full_db - floor_db), 0, 1))
     return out
+
+
+def over_clip(curve: Callable[[np.ndarray], np.ndarray], num_frames: int) -> torch.Tensor:
+    """A curve drawn over the whole clip (``curve`` maps x in [0, 1], 0 the first frame and 1 the last, to y) →
+    ``[num_frames]`` float32 values, one per frame."""
+    x = np.linspace(0.0, 1.0, num_frames) if num_frames > 1 else np.zeros(num_frames)
+    return torch.from_numpy(np.asarray(curve(x), dtype=np.float32).reshape(num_frames))
 
 
 def keyframe_curve(text: str, num_frames: int, fps: float = 25.0) -> torch.Tensor:

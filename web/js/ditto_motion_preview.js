@@ -4,7 +4,8 @@
 // - The curves are kept in the node's properties (properties.ditto_motion), so they are saved with the workflow
 //   and drawn again when it is reopened; a re-run that comes from ComfyUI's cache re-sends the cached UI output
 //   (the motion nodes declare HAS_INTERMEDIATE_OUTPUT), which lands here like a fresh one.
-// - Drawn on the graph canvas (not a DOM element), so it stays visible when ComfyUI simplifies nodes at low zoom.
+// - Drawn on the graph canvas (not a DOM element), so it stays visible when ComfyUI simplifies nodes at low zoom;
+//   Nodes 2.0 (the DOM renderer) gives the widget a canvas of its own and redraws it through triggerDraw.
 // - Head pose is shown relative to the first frame (a portrait's fixed head angle would otherwise flatten small
 //   movements); the legend has its own strip above the plot.
 import { app } from "../../../scripts/app.js"; // served at /extensions/ComfyUI-Ditto/js/
@@ -152,7 +153,9 @@ app.registerExtension({
       if (!data) return;
       this.properties = this.properties || {};
       this.properties.ditto_motion = previewData(data);
-      this.setDirtyCanvas(true, true);
+      this.setDirtyCanvas(true, true); // the classic canvas
+      // Nodes 2.0 draws a canvas widget into its own element, only when asked to (its triggerDraw)
+      this.widgets?.find((w) => w.name === "ditto_motion_curves")?.triggerDraw?.();
     };
   },
 });
