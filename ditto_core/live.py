@@ -268,7 +268,7 @@ class StartRequest:
     def parse(cls, text: str) -> "StartRequest":
         try:
             message = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
             raise LiveError(f"the first message must be a JSON start message like {START_EXAMPLE}; got text that is "
                             f"not JSON") from None
         if not isinstance(message, dict) or message.get("type") != "start":
@@ -279,7 +279,7 @@ class StartRequest:
         if not isinstance(rate, int) or isinstance(rate, bool) or not MIN_RATE <= rate <= MAX_RATE:
             raise LiveError(f"\"sample_rate\" must be a whole number of samples per second from {MIN_RATE:,} to "
                             f"{MAX_RATE:,}; got {rate!r}")
-        if fmt not in FORMATS:
+        if not isinstance(fmt, str) or fmt not in FORMATS:
             raise LiveError(f"\"format\" must be \"s16le\" (16-bit signed little-endian) or \"f32le\" (32-bit float "
                             f"little-endian), mono; got {fmt!r}")
         for key in ("portrait", "emotion", "token"):
@@ -692,7 +692,7 @@ class _Connection:
             elif message.type is WSMsgType.TEXT:
                 try:
                     data = json.loads(message.data)
-                except ValueError:
+                except (ValueError, RecursionError):
                     raise LiveError("a text message that is not JSON; after start only binary audio and "
                                     "{\"type\": \"end\"} are expected") from None
                 kind = data.get("type") if isinstance(data, dict) else None

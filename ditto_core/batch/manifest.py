@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,14 +48,28 @@ def read_manifest(path: str | Path) -> list[Row | BadRow]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
+    reader = csv.reader(io.StringIO(manifest_text(path), newline=""))
+    try:
         columns = check_header(next(reader, None), path)
         rows = [parse_row(values, columns, reader.line_num, path.parent)
                 for values in reader if any(value.strip() for value in values)]
+    except csv.Error as exc:
+        raise ManifestError(f"{path} line {reader.line_num}: not readable as CSV ({exc}); a quote left open makes "
+                            f"the rest of the file one value: close every quote, or quote the whole value") from None
     if not rows:
         raise ManifestError(f"{path} has a header but no jobs; add one line per video, e.g. portrait.jpg,speech.wav")
     return mark_duplicates(rows)
+
+
+def manifest_text(path: Path) -> str:
+    """The manifest's text (UTF-8, with or without a byte-order mark); ManifestError naming the line otherwise."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ManifestError(f"{path} line {line}: byte 0x{data[exc.start]:02x} is not UTF-8 text; save the manifest "
+                            f"as UTF-8 (\"CSV UTF-8\" in spreadsheet programs)") from None
 
 
 def check_header(header: list[str] | None, path: Path) -> list[str]:

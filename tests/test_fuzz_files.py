@@ -1,0 +1,269 @@
+"""Every file format a user shares, fed hundreds of seeded mutations of a good file (truncated, bytes changed,
+header values replaced, other dtypes and shapes, NaN and infinity, huge sizes, metadata of the wrong type): each
+one is either loaded as a valid value or refused by the format's own error naming the file. Never another
+exception, a hang or a large allocation. Bounded: each case has a deadline, each format a case count."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+import resource
+import signal
+import struct
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import torch
+
+from ditto_core.batch import BadRow, ManifestError, Row, read_manifest
+from ditto_core.config_pickle import ConfigFileError, load_data_pickle
+from ditto_core.live import LiveError, StartRequest
+from ditto_core.motion import Motion, MotionFileError
+from ditto_core.motion.motion import MAX_FPS, MIN_FPS
+from ditto_core.release import release_path
+from ditto_core.release_config import ReleaseConfig, load_release_config
+
+CASE_DEADLINE_S = 2.0
+MAX_RSS_GROWTH_MB = 512
+WEIRD = [None, True, 0, -1, 1, 2**63, 10**12, -(10**12), 1.5, float("nan"), float("inf"), "", "x", "nan", "inf",
+         "-inf", "1e308", "-5", "0", "99", "1.0", "F16", "F64", "BF16", "I32", "U8", "BOOL", [], [1], [0, 265],
+         [12, 264], [12, 265, 1], [10**12, 265], [2**62, 265], {}, {"a": 1}, "[" * 5000, '{"a": NaN}', "[1]", "\x00"]
+
+
+class Hang(Exception):
+    pass
+
+
+@contextmanager
+def deadline(seconds: float):
+    """Raise Hang in this thread when the block runs longer than ``seconds``."""
+    def expire(signum, frame):
+        raise Hang(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def fuzz(cases, load, error: type, check, named: bool = True) -> dict[str, int]:
+    """Run ``load`` on every case; each must return a value that passes ``check`` or raise ``error`` whose message
+    names the case (its path) when ``named``. Returns how many loaded and how many were refused."""
+    counts, start_rss = {"loaded": 0, "refused": 0}, peak_rss_mb()
+    for index, case in enumerate(cases):
+        try:
+            with deadline(CASE_DEADLINE_S):
+                value = load(case)
+        except error as exc:
+            assert not named or str(case) in str(exc), f"case {index}: the message does not name the file: {exc}"
+            counts["refused"] += 1
+        else:
+            assert check(value), f"case {index} loaded an invalid value: {value!r}"[:400]
+            counts["loaded"] += 1
+    assert peak_rss_mb() - start_rss < MAX_RSS_GROWTH_MB, "a mutated file made the loader allocate too much"
+    return counts
+
+
+def mutate_bytes(rng: np.random.Generator, data: bytes) -> bytes:
+    """Truncated, a few bytes replaced, a span repeated or removed."""
+    choice = rng.integers(4)
+    if choice == 0:
+        return data[: rng.integers(len(data))]
+    if choice == 1:
+        out = bytearray(data)
+        for position in rng.integers(len(out), size=rng.integers(1, 9)):
+            out[position] = rng.integers(256)
+        return bytes(out)
+    start, stop = sorted(rng.integers(len(data), size=2))
+    return data[:start] + data[start:stop] * 2 + data[stop:] if choice == 2 else data[:start] + data[stop:]
+
+
+def weird(rng: np.random.Generator):
+    return WEIRD[rng.integers(len(WEIRD))]
+
+
+# ------------------------------------------------------------------------------------------------- motion files
+
+
+def safetensors_bytes(header: dict, data: bytes) -> bytes:
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def motion_parts(rng: np.random.Generator) -> tuple[dict, bytearray]:
+    """A good motion file as a header and data to mutate (12 frames, as Motion.save writes)."""
+    frames = rng.standard_normal((12, 265)).astype(np.float32) * 0.1
+    anchor = frames[0].copy()
+    header = {"frames": {"dtype": "F32", "shape": [12, 265], "data_offsets": [0, frames.nbytes]},
+              "anchor": {"dtype": "F32", "shape": [265], "data_offsets": [frames.nbytes, frames.nbytes + anchor.nbytes]},
+              "__metadata__": {"format": "ditto-motion", "version": "1", "fps": "25.0",
+                               "metadata": json.dumps({"source": "fuzz"})}}
+    return header, bytearray(frames.tobytes() + anchor.tobytes())
+
+
+def mutated_motion(rng: np.random.Generator) -> bytes:
+    header, data = motion_parts(rng)
+    choice = rng.integers(8)
+    if choice == 0:  # a header value of another type or size
+        key = ["frames", "anchor", "__metadata__"][rng.integers(3)]
+        field = list(header[key])[rng.integers(len(header[key]))]
+        header[key][field] = weird(rng)
+    elif choice == 1:  # NaN or infinity in the frames or the anchor
+        values = np.frombuffer(data, np.float32).copy()
+        values[rng.integers(len(values), size=rng.integers(1, 4))] = [np.nan, np.inf, -np.inf][rng.integers(3)]
+        data = bytearray(values.tobytes())
+    elif choice == 2:  # stored in another dtype, data to match
+        dtype, numpy_dtype = [("F16", np.float16), ("F64", np.float64), ("I32", np.int32), ("BF16", None)][rng.integers(4)]
+        values = np.frombuffer(data, np.float32)
+        stored = (torch.from_numpy(values.copy()).bfloat16().view(torch.int16).numpy() if numpy_dtype is None
+                  else values.astype(numpy_dtype))
+        size = stored.itemsize
+        header["frames"].update(dtype=dtype, data_offsets=[0, 12 * 265 * size])
+        header["anchor"].update(dtype=dtype, data_offsets=[12 * 265 * size, 13 * 265 * size])
+        data = bytearray(stored.tobytes())
+    elif choice == 3:  # other shapes, data to match
+        rows, columns = [(0, 265), (1, 265), (12, 264), (3, 530), (3180, 1)][rng.integers(5)]
+        header["frames"].update(shape=[rows, columns], data_offsets=[0, rows * columns * 4])
+        header["anchor"]["data_offsets"] = [rows * columns * 4, rows * columns * 4 + 265 * 4]
+        data = bytearray(bytes(rows * columns * 4) + bytes(data[-265 * 4:]))
+    elif choice == 4:  # huge sizes claimed
+        header["frames"].update(shape=[2**40, 265], data_offsets=[0, 2**40 * 265 * 4])
+    elif choice == 5:  # tensors missing or added
+        name = ["frames", "anchor", "extra"][rng.integers(3)]
+        if name == "extra":
+            header["extra"] = {"dtype": "F32", "shape": [1], "data_offsets": [len(data), len(data) + 4]}
+            data += bytes(4)
+        else:
+            header.pop(name)
+    elif choice == 6:  # header fields missing
+        header["__metadata__"].pop(list(header["__metadata__"])[rng.integers(4)])
+    else:
+        return mutate_bytes(rng, safetensors_bytes(header, bytes(data)))
+    if rng.integers(10) == 0:  # sometimes a header length that does not fit
+        return struct.pack("<Q", int(rng.choice([0, 7, 2**40, 2**63]))) + safetensors_bytes(header, bytes(data))[8:]
+    return safetensors_bytes(header, bytes(data))
+
+
+def valid_motion(motion: Motion) -> bool:
+    return (motion.frames.shape[1] == 265 and 1 <= len(motion) and bool(torch.isfinite(motion.frames).all())
+            and bool(torch.isfinite(motion.anchor).all()) and MIN_FPS <= motion.fps <= MAX_FPS
+            and isinstance(motion.metadata, dict))
+
+
+def test_mutated_motion_files_load_as_valid_motion_or_are_refused_naming_the_file(tmp_path):
+    rng = np.random.default_rng(27)
+    paths = []
+    for index in range(1000):
+        path = tmp_path / f"motion_{index}.safetensors"
+        path.write_bytes(mutated_motion(rng))
+        paths.append(path)
+    start = time.perf_counter()
+    counts = fuzz(paths, Motion.load, MotionFileError, valid_motion)
+    assert counts["refused"] > 600 and counts["loaded"] > 100, counts
+    assert time.perf_counter() - start < 30
+
+
+# ----------------------------------------------------------------------------------------------- batch manifests
+
+
+MANIFEST = ("portrait,audio,name,emotion,seed,fps,steps\n"
+            "alice.jpg,hello.wav,,,,,\n"
+            "alice.jpg,hello.wav,alice_happy,happy+surprise,7,30,2\n"
+            "/data/bob.mp4,speech/news.m4a,bob_news,\"0:neutral, 2.5:happy\",,,10\n")
+MANIFEST_INSERTS = [b",", b'"', b"\n", b"\r", b"\x00", b"\xff\xfe", b"\xef\xbb\xbf", b"\xc3", b"x" * 200_000,
+                    b",,,,,,,,", b"nan", b"-1", b"1e308", b"../..", b".hidden", b"portrait", b"\t", "é".encode()]
+
+
+def mutated_manifest(rng: np.random.Generator) -> bytes:
+    data = MANIFEST.encode()
+    if rng.integers(3) == 0:
+        return mutate_bytes(rng, data)
+    position = rng.integers(len(data) + 1)
+    return data[:position] + MANIFEST_INSERTS[rng.integers(len(MANIFEST_INSERTS))] + data[position:]
+
+
+def valid_rows(rows) -> bool:
+    return bool(rows) and all(isinstance(row, Row) or (isinstance(row, BadRow) and row.message.startswith(
+        f"line {row.line}: ")) for row in rows)
+
+
+def test_mutated_manifests_are_read_row_by_row_or_refused_naming_the_file(tmp_path):
+    rng = np.random.default_rng(2711)
+    paths = []
+    for index in range(500):
+        path = tmp_path / f"jobs_{index}.csv"
+        path.write_bytes(mutated_manifest(rng))
+        paths.append(path)
+    start = time.perf_counter()
+    counts = fuzz(paths, read_manifest, ManifestError, valid_rows)
+    assert counts["refused"] > 100 and counts["loaded"] > 250, counts
+    assert time.perf_counter() - start < 20
+    assert csv.field_size_limit() == 131072  # the reader's own limit was left as it is
+
+
+# ------------------------------------------------------------------------------------------------- release cfg
+
+
+def mutated_config(rng: np.random.Generator, data: dict, raw: bytes) -> bytes:
+    if rng.integers(2) == 0:
+        return mutate_bytes(rng, raw)
+    changed = {**data, "default_kwargs": dict(data["default_kwargs"])}
+    keys = list(changed["default_kwargs"])
+    key = keys[rng.integers(len(keys))]
+    value = weird(rng)
+    if rng.integers(3) == 0:  # an array of another shape, dtype or with NaN
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN and 1e308 cast to ints and halves on purpose
+            value = np.full(tuple(rng.integers(0, 4, size=rng.integers(1, 3))), [np.nan, 1e308, 0][rng.integers(3)],
+                            dtype=[np.float32, np.int64, np.float16][rng.integers(3)])
+    changed["default_kwargs"][key] = value
+    return pickle.dumps(changed, protocol=int(rng.integers(0, pickle.HIGHEST_PROTOCOL + 1)))
+
+
+def test_mutated_release_configs_load_or_are_refused_naming_the_file(small_release, tmp_path):
+    rng = np.random.default_rng(2712)
+    source = release_path(small_release, "config")
+    raw = source.read_bytes()
+    data = load_data_pickle(source)
+    paths = []
+    for index in range(500):
+        path = tmp_path / f"cfg_{index}.pkl"
+        path.write_bytes(mutated_config(rng, data, raw))
+        paths.append(path)
+    start = time.perf_counter()
+    counts = fuzz(paths, load_release_config, ConfigFileError, lambda cfg: isinstance(cfg, ReleaseConfig))
+    assert counts["refused"] > 300 and counts["loaded"] > 40, counts
+    assert time.perf_counter() - start < 30
+
+
+# ----------------------------------------------------------------------------------------- live start messages
+
+
+def mutated_start(rng: np.random.Generator) -> str:
+    message = {"type": "start", "sample_rate": 16000, "format": "s16le", "portrait": "a.png", "emotion": "happy",
+               "seed": 3, "token": "t"}
+    choice = rng.integers(3)
+    if choice == 0:
+        message[list(message)[rng.integers(len(message))]] = weird(rng)
+        return json.dumps(message)
+    if choice == 1:
+        return mutate_bytes(rng, json.dumps(message).encode()).decode("utf-8", errors="replace")
+    return ["[" * 100_000, "{" * 50_000, "1" * 5000, "null", '"start"', "NaN", ""][rng.integers(7)]
+
+
+def test_mutated_live_start_messages_are_parsed_or_refused(tmp_path):
+    rng = np.random.default_rng(2713)
+    messages = [mutated_start(rng) for _ in range(500)]
+    counts = fuzz(messages, StartRequest.parse, LiveError, lambda request: isinstance(request, StartRequest),
+                  named=False)
+    assert counts["refused"] > 300 and counts["loaded"] > 50, counts
+
