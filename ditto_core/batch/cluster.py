@@ -11,7 +11,10 @@ from pathlib import Path
 from .errors import BatchError
 from .jobs import Job
 from .results import Result
-from .worker import Worker
+from .worker import WORKER_RESTARTS, Worker
+
+
+RESTART_POLL_S = 1.0  # how often a restarting actor is asked to load the models again
 
 
 class RayWorker:
@@ -20,12 +23,12 @@ class RayWorker:
 
     def __init__(self, models: str, device: str, threads: int | None):
         self.stopping = threading.Event()
-        self.current = ("", 0)
+        self.current = ("", 0, 0)
         self.worker = Worker(models, device, threads, self.stopping.is_set, self.count)
         self.job_name = ""
 
-    def count(self, frames: int) -> None:
-        self.current = (self.job_name, frames)
+    def count(self, frames: int, beats: int) -> None:
+        self.current = (self.job_name, frames, beats)
 
     def start(self) -> tuple[str, str]:
         return self.worker.start()
@@ -37,7 +40,8 @@ class RayWorker:
     def stop(self) -> None:
         self.stopping.set()
 
-    def progress(self) -> tuple[str, int]:
+    def progress(self) -> tuple[str, int, int]:
+        """(job name, frames done, heartbeat)."""
         return self.current
 
 
@@ -87,26 +91,44 @@ class RayExecutor:
         self.ray = import_ray()
         self.started_local = connect_ray(self.ray, address)
         count, resources, device, threads = actor_shape(self.ray, workers)
-        remote = self.ray.remote(RayWorker).options(max_concurrency=2, **resources)
+        # Ray restarts a dead actor (a killed process, a lost node); the driver retries the job it held itself
+        remote = self.ray.remote(RayWorker).options(max_concurrency=2, max_restarts=WORKER_RESTARTS,
+                                                    max_task_retries=0, **resources)
         self.actors = [remote.remote(str(models), device, threads) for _ in range(count)]
         self.worker_count = count
         self.summary = f"{count} Ray actor(s), each with {', '.join(f'{k}={v:g}' for k, v in resources.items())}"
         self.calls: dict = {}  # object ref → (wid, job or None for start)
         self.progress_calls: dict = {}  # object ref → wid
-        self.progress: dict[int, tuple[str, int]] = {}
+        self.last_progress: dict[int, tuple[str, int, int]] = {}
+        self.restarting: dict[int, float] = {}  # wid → when to ask a restarting actor to load the models again
+        self.unavailable = getattr(self.ray.exceptions, "ActorUnavailableError", ())  # Ray ≥ 2.23
 
     def describe(self) -> str:
         return self.summary
 
     def start(self) -> None:
-        for wid, actor in enumerate(self.actors):
-            self.calls[actor.start.remote()] = (wid, None)
+        for wid in range(self.worker_count):
+            self.restart(wid)
+
+    def restart(self, wid: int) -> None:
+        """Load the models in actor ``wid`` again (Ray restarts a dead actor's process; its state starts empty)."""
+        self.calls[self.actors[wid].start.remote()] = (wid, None)
+
+    def kill(self, wid: int) -> None:
+        """End actor ``wid``'s process now (Ray restarts it); no event comes from its calls in flight."""
+        self.calls = {ref: call for ref, call in self.calls.items() if call[0] != wid}
+        self.progress_calls = {ref: other for ref, other in self.progress_calls.items() if other != wid}
+        self.ray.kill(self.actors[wid], no_restart=False)
 
     def submit(self, wid: int, job: Job) -> None:
-        self.progress[wid] = (job.name, 0)
+        self.last_progress[wid] = (job.name, 0, 0)
         self.calls[self.actors[wid].run.remote(job)] = (wid, job)
 
     def events(self, timeout: float) -> list[tuple]:
+        now = time.monotonic()
+        for wid in [wid for wid, due in self.restarting.items() if due <= now]:
+            del self.restarting[wid]
+            self.restart(wid)
         if not self.calls:
             time.sleep(timeout)
             return []
@@ -114,30 +136,34 @@ class RayExecutor:
         if not first:
             return []
         ready, _ = self.ray.wait(list(self.calls), num_returns=len(self.calls), timeout=0)
-        return [self.event(ref) for ref in ready]
+        return [event for event in map(self.event, ready) if event is not None]
 
-    def event(self, ref) -> tuple:
+    def event(self, ref) -> tuple | None:
         wid, job = self.calls.pop(ref)
         try:
             value = self.ray.get(ref)
         except (self.ray.exceptions.RayActorError, self.ray.exceptions.RayTaskError) as exc:
+            if job is None and isinstance(exc, self.unavailable):  # Ray is still restarting it: ask again soon
+                self.restarting[wid] = time.monotonic() + RESTART_POLL_S
+                return None
             return "lost", wid, f"Ray actor {wid} was lost: {str(exc).splitlines()[0]}"
         return ("done", wid, value) if job is not None else (value[0], wid, value[1])
 
-    def frames_in_flight(self, busy: dict[int, Job]) -> int:
-        """Frames done of the jobs in flight, as the actors last said (asked again when they have answered)."""
+    def progress(self, busy: dict[int, Job]) -> dict[int, tuple[int, int]]:
+        """(frames done, heartbeat) of each busy actor's current job, as it last said; each actor is asked again
+        once it has answered (one that hangs keeps its last answer, which is how a stall shows)."""
         if self.progress_calls:
             ready, _ = self.ray.wait(list(self.progress_calls), num_returns=len(self.progress_calls), timeout=0)
             for ref in ready:
                 wid = self.progress_calls.pop(ref)
                 try:
-                    self.progress[wid] = self.ray.get(ref)
-                except self.ray.exceptions.RayError:
-                    self.progress[wid] = ("", 0)
-        if not self.progress_calls:
-            self.progress_calls = {self.actors[wid].progress.remote(): wid for wid in busy}
-        return sum(self.progress.get(wid, ("", 0))[1] for wid, job in busy.items()
-                   if self.progress.get(wid, ("", 0))[0] == job.name)
+                    self.last_progress[wid] = self.ray.get(ref)
+                except self.ray.exceptions.RayError:  # lost: its job's call reports it
+                    continue
+        asked = set(self.progress_calls.values())
+        self.progress_calls.update({self.actors[wid].progress.remote(): wid for wid in busy if wid not in asked})
+        shown = {wid: self.last_progress.get(wid, ("", 0, 0)) for wid in busy}
+        return {wid: (frames if name == busy[wid].name else 0, beats) for wid, (name, frames, beats) in shown.items()}
 
     def stop(self) -> None:
         for actor in self.actors:

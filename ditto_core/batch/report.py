@@ -16,12 +16,15 @@ class Summary:
     skipped: int = 0
     failed: int = 0
     not_done: int = 0
+    lost: int = 0  # attempts lost with their worker and retried (not outcomes)
 
     def count(self, result: Result) -> None:
         if result.status == "ok":
             self.ok += 1
         elif result.status == "skipped":
             self.skipped += 1
+        elif result.status == "lost":
+            self.lost += 1
         else:
             self.failed += 1
 
@@ -31,6 +34,7 @@ class Summary:
 
     def line(self) -> str:
         text = f"{self.ok} ok, {self.skipped} skipped, {self.failed} failed"
+        text += f" ({self.lost} attempt(s) lost with a worker, retried)" if self.lost else ""
         return text + (f", {self.not_done} not done (run the same command again to resume)" if self.not_done else "")
 
 
@@ -59,7 +63,7 @@ class Progress:
         return self.err.isatty()
 
     def job(self, result: Result) -> None:
-        self.finished += 1
+        self.finished += result.status != "lost"  # a lost attempt is retried: the job is not finished
         if result.worker is not None and result.status != "skipped":  # rendered in this run
             self.rendered += 1
             self.frames += result.frames
@@ -93,4 +97,6 @@ def job_line(result: Result) -> str:
         return f"ok      {result.name}: {result.frames} frames in {result.seconds:.1f} s"
     if result.status == "skipped":
         return f"skipped {result.name}: already rendered from the same inputs and settings"
+    if result.status == "lost":
+        return f"retry   {result.name}: {result.error}"
     return f"error   {result.name}: {result.error}"

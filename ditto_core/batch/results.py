@@ -16,7 +16,9 @@ RESULTS_FILE = "results.jsonl"
 
 @dataclass(frozen=True)
 class Result:
-    """How one job ended: ok, error, skipped (done before, unchanged) or stopped (interrupted: not recorded)."""
+    """How one job ended: ok, error, skipped (done before, unchanged) or stopped (interrupted: not recorded); or
+    how one attempt at it ended: lost (its worker died or stalled; retried). ``attempt`` counts from 1 (None for a
+    job that was not rendered: skipped, or a bad row)."""
 
     name: str
     line: int
@@ -26,6 +28,7 @@ class Result:
     error: str | None = None
     key: str | None = None
     worker: str | None = None
+    attempt: int | None = None
 
     def record(self) -> dict:
         return {**asdict(self), "seconds": round(self.seconds, 3)}

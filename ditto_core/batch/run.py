@@ -1,15 +1,17 @@
-"""A batch from start to end: checks, the output folder's lock, planning, dispatch, Ctrl-C and the sweep of partial files."""
+"""A batch from start to end: checks, the output folder's lock, planning, dispatch, Ctrl-C and the sweep of
+partial files."""
 
 from __future__ import annotations
 
 import re
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from .cluster import RayExecutor, import_ray
-from .dispatch import Dispatcher
+from .dispatch import STALL_TIMEOUT_S, Dispatcher
 from .errors import BatchError
 from .jobs import Job, config_sha256, plan_job
 from .local import LocalExecutor
@@ -50,19 +52,38 @@ def sweep_partial_files(out_dir: Path, names: list[str]) -> int:
     return removed
 
 
-def make_executor(models: str | Path, workers: int | None, ray_address: str | None):
-    if ray_address:
-        return RayExecutor(str(models), workers, ray_address)
-    return LocalExecutor(str(models), workers)
+@dataclass(frozen=True)
+class WorkerPlan:
+    """Who renders: the release folder, how many workers and where (``ray_address`` None: processes on this
+    machine), and what brings back lost work (``retries`` per job, ``stall_timeout`` seconds; 0: never)."""
+
+    models: str
+    count: int | None = None
+    ray_address: str | None = None
+    retries: int = 1
+    stall_timeout: float = STALL_TIMEOUT_S
+
+    def check(self) -> None:
+        if self.count is not None and self.count < 1:
+            raise ValueError(f"--workers must be at least 1, got {self.count}")
+        if self.retries < 0:
+            raise ValueError(f"--retries must be 0 or more, got {self.retries}")
+        if not self.stall_timeout >= 0:
+            raise ValueError(f"--stall-timeout must be 0 (never) or a number of seconds, got {self.stall_timeout}")
+
+    def executor(self):
+        if self.ray_address:
+            return RayExecutor(self.models, self.count, self.ray_address)
+        return LocalExecutor(self.models, self.count)
 
 
 def run_batch(manifest: str | Path, models: str | Path, out_dir: str | Path, workers: int | None = None,
               ray_address: str | None = None, save_motion: bool = False, out: TextIO = sys.stdout,
-              err: TextIO = sys.stderr) -> Summary:
-    """Render every job of ``manifest`` not already rendered into ``out_dir``; see the module docstring.
+              err: TextIO = sys.stderr, retries: int = 1, stall_timeout: float = STALL_TIMEOUT_S) -> Summary:
+    """Render every job of ``manifest`` not already rendered into ``out_dir``; see the package docstring.
     KeyboardInterrupt stops the workers cleanly (finished files stay, no partial file) and is raised again."""
-    if workers is not None and workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {workers}")
+    plan = WorkerPlan(str(models), workers, ray_address, retries, stall_timeout)
+    plan.check()
     rows = read_manifest(manifest)
     cfg_sha256 = config_sha256(models)
     if ray_address is None:
@@ -72,11 +93,11 @@ def run_batch(manifest: str | Path, models: str | Path, out_dir: str | Path, wor
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     with output_folder_lock(out_dir):
-        return render_rows(rows, models, out_dir, cfg_sha256, workers, ray_address, save_motion, out, err)
+        return render_rows(rows, plan, out_dir, cfg_sha256, save_motion, out, err)
 
 
-def render_rows(rows: list[Row | BadRow], models, out_dir: Path, cfg_sha256: str, workers, ray_address,
-                save_motion: bool, out: TextIO, err: TextIO) -> Summary:
+def render_rows(rows: list[Row | BadRow], plan: WorkerPlan, out_dir: Path, cfg_sha256: str, save_motion: bool,
+                out: TextIO, err: TextIO) -> Summary:
     log = ResultsLog(out_dir / RESULTS_FILE)
     if log.unreadable:
         print(f"note: {log.unreadable} line(s) of {log.path} could not be read (a run cut off while writing); "
@@ -99,17 +120,17 @@ def render_rows(rows: list[Row | BadRow], models, out_dir: Path, cfg_sha256: str
         else:
             pending.append(planned)
     if pending:
-        dispatch(pending, models, workers, ray_address, record, progress, summary, out_dir, err)
+        dispatch(pending, plan, record, progress, summary, out_dir, err)
     progress.clear()
     print(summary.line(), file=out, flush=True)
     return summary
 
 
-def dispatch(jobs: list[Job], models, workers, ray_address, record, progress: Progress, summary: Summary,
-             out_dir: Path, err: TextIO) -> None:
-    executor = make_executor(models, workers, ray_address)
+def dispatch(jobs: list[Job], plan: WorkerPlan, record, progress: Progress, summary: Summary, out_dir: Path,
+             err: TextIO) -> None:
+    executor = plan.executor()
     print(f"rendering {len(jobs)} job(s) with {executor.describe()}", file=err, flush=True)
-    dispatcher = Dispatcher(executor, jobs, record, progress, err)
+    dispatcher = Dispatcher(executor, jobs, record, progress, err, plan.retries, plan.stall_timeout)
     try:
         dispatcher.run()
     except KeyboardInterrupt:

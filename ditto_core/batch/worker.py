@@ -13,6 +13,7 @@ from .results import Result
 
 
 SAMPLED_FPS = 25  # the rate motion is sampled at; other output rates are resampled from it
+WORKER_RESTARTS = 3  # how many times a lost worker is replaced (a Ray actor: its max_restarts)
 
 
 class ModelFilesMissing(FileNotFoundError):
@@ -65,14 +66,17 @@ def render_job(pipeline, job: Job, check: Callable[[], None], on_frame: Callable
 
 class Worker:
     """Holds the models (loaded once by :meth:`start`) and renders job after job; the same in a local worker
-    process and in a Ray actor. ``should_stop`` is polled between render batches; ``on_frame`` sees the frames
-    done of the current job."""
+    process and in a Ray actor. ``should_stop`` is polled at every check (each frame of a source video, each render
+    batch); ``on_progress`` sees the frames done of the current job and how many checks it has passed (the
+    heartbeat by which the driver tells a stalled worker from a slow one)."""
 
     def __init__(self, models: str, device: str, threads: int | None = None,
-                 should_stop: Callable[[], bool] | None = None, on_frame: Callable[[int], None] | None = None):
+                 should_stop: Callable[[], bool] | None = None,
+                 on_progress: Callable[[int, int], None] | None = None):
         self.models, self.device, self.threads = models, device, threads
         self.should_stop = should_stop or (lambda: False)
-        self.on_frame = on_frame or (lambda count: None)
+        self.on_progress = on_progress or (lambda frames, beats: None)
+        self.frames = self.beats = 0
         self.pipeline = None
         self.where = f"{socket.gethostname()}:{os.getpid()} {device}"
 
@@ -92,16 +96,22 @@ class Worker:
         return "ready", self.where
 
     def check(self) -> None:
+        self.beats += 1
+        self.on_progress(self.frames, self.beats)
         if self.should_stop():
             raise JobStopped()
+
+    def frame_done(self, frames: int) -> None:
+        self.frames = frames
+        self.on_progress(self.frames, self.beats)
 
     def run(self, job: Job) -> Result:
         """Render ``job``; a failure becomes an error result (the batch goes on), a stop a "stopped" one."""
         start = time.perf_counter()
-        self.on_frame(0)
+        self.frame_done(0)
         try:
             self.check()
-            frames = render_job(self.pipeline, job, self.check, self.on_frame)
+            frames = render_job(self.pipeline, job, self.check, self.frame_done)
         except JobStopped:
             return Result(job.name, job.row.line, "stopped", key=job.key, worker=self.where)
         except Exception as exc:  # a bad row fails alone; the worker renders the next one
