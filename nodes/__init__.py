@@ -2,6 +2,7 @@
 
 from .audio import DittoEncodeAudio
 from .batch import DittoLoadPortraits, DittoLoadSpeechClips, DittoTalkingHeadBatch
+from .common import with_checked_inputs
 from .models import DittoLoadModels
 from .motion import (
     DittoBlendMotion,
@@ -70,7 +71,7 @@ NODE_CLASSES = (
     DittoLoadSpeechClips,
     DittoTalkingHeadBatch,
 )
-NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in NODE_CLASSES}
+NODE_CLASS_MAPPINGS = {cls.__name__: with_checked_inputs(cls) for cls in NODE_CLASSES}
 
 try:  # the example workflows' sample inputs, into ComfyUI's input folder (never replacing a file)
     from .samples import stage_sample_inputs

@@ -196,8 +196,7 @@ def test_widget_validation(comfy):
     assert relax.VALIDATE_INPUTS(-20.0, -40.0) == "silence_db must be below speech_db"
     load = pack.NODE_CLASS_MAPPINGS["DittoLoadMotion"]
     assert "not found" in load.VALIDATE_INPUTS("missing.safetensors")
-    with pytest.raises(ValueError, match="outside ComfyUI's input folder"):
-        load.VALIDATE_INPUTS("../../etc/passwd")
+    assert "outside ComfyUI's input folder" in load.VALIDATE_INPUTS("../../etc/passwd")  # an answer, no traceback
 
 
 def test_load_models_node_offers_release_folders(comfy, small_release):
