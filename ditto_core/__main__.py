@@ -7,6 +7,7 @@
     python -m ditto_core features --audio FILE --models DIR --out FEATS.npy [--backend onnx|hubert]
     python -m ditto_core live --models DIR --portrait IMG [--host 127.0.0.1] [--port 8765] [--token T]
     python -m ditto_core batch JOBS.csv --models DIR --out OUT_DIR [--workers N] [--ray ADDRESS|auto|local]
+                               [--retries N] [--stall-timeout SECONDS]
 
 Every output path is checked, and its folder made, before any work starts; Ctrl-C stops with one line and exit
 code 130, leaving no partial file.

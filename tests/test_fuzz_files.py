@@ -13,6 +13,7 @@ import signal
 import struct
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,10 +57,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def fuzz(cases, load, error: type, check, named: bool = True) -> dict[str, int]:
-    """Run ``load`` on every case; each must return a value that passes ``check`` or raise ``error`` whose message
-    names the case (its path) when ``named``. Returns how many loaded and how many were refused."""
-    counts, start_rss = {"loaded": 0, "refused": 0}, peak_rss_mb()
+def written(folder: Path, pattern: str, count: int, make) -> list[Path]:
+    """``count`` files ``pattern.format(index)`` in ``folder``, each holding ``make()``."""
+    paths = [folder / pattern.format(index) for index in range(count)]
+    for path in paths:
+        path.write_bytes(make())
+    return paths
+
+
+def fuzz(cases, load, error: type, check, named: bool = True, seconds: float = 30) -> dict[str, int]:
+    """Run ``load`` on every case, all within ``seconds``; each must return a value that passes ``check`` or raise
+    ``error`` whose message names the case (its path) when ``named``. Returns how many loaded and were refused."""
+    counts, start_rss, start = {"loaded": 0, "refused": 0}, peak_rss_mb(), time.perf_counter()
     for index, case in enumerate(cases):
         try:
             with deadline(CASE_DEADLINE_S):
@@ -71,6 +80,7 @@ def fuzz(cases, load, error: type, check, named: bool = True) -> dict[str, int]:
             assert check(value), f"case {index} loaded an invalid value: {value!r}"[:400]
             counts["loaded"] += 1
     assert peak_rss_mb() - start_rss < MAX_RSS_GROWTH_MB, "a mutated file made the loader allocate too much"
+    assert time.perf_counter() - start < seconds
     return counts
 
 
@@ -105,7 +115,8 @@ def motion_parts(rng: np.random.Generator) -> tuple[dict, bytearray]:
     frames = rng.standard_normal((12, 265)).astype(np.float32) * 0.1
     anchor = frames[0].copy()
     header = {"frames": {"dtype": "F32", "shape": [12, 265], "data_offsets": [0, frames.nbytes]},
-              "anchor": {"dtype": "F32", "shape": [265], "data_offsets": [frames.nbytes, frames.nbytes + anchor.nbytes]},
+              "anchor": {"dtype": "F32", "shape": [265],
+                         "data_offsets": [frames.nbytes, frames.nbytes + anchor.nbytes]},
               "__metadata__": {"format": "ditto-motion", "version": "1", "fps": "25.0",
                                "metadata": json.dumps({"source": "fuzz"})}}
     return header, bytearray(frames.tobytes() + anchor.tobytes())
@@ -123,7 +134,8 @@ def mutated_motion(rng: np.random.Generator) -> bytes:
         values[rng.integers(len(values), size=rng.integers(1, 4))] = [np.nan, np.inf, -np.inf][rng.integers(3)]
         data = bytearray(values.tobytes())
     elif choice == 2:  # stored in another dtype, data to match
-        dtype, numpy_dtype = [("F16", np.float16), ("F64", np.float64), ("I32", np.int32), ("BF16", None)][rng.integers(4)]
+        dtype, numpy_dtype = [("F16", np.float16), ("F64", np.float64), ("I32", np.int32),
+                              ("BF16", None)][rng.integers(4)]
         values = np.frombuffer(data, np.float32)
         stored = (torch.from_numpy(values.copy()).bfloat16().view(torch.int16).numpy() if numpy_dtype is None
                   else values.astype(numpy_dtype))
@@ -162,15 +174,9 @@ def valid_motion(motion: Motion) -> bool:
 
 def test_mutated_motion_files_load_as_valid_motion_or_are_refused_naming_the_file(tmp_path):
     rng = np.random.default_rng(27)
-    paths = []
-    for index in range(1000):
-        path = tmp_path / f"motion_{index}.safetensors"
-        path.write_bytes(mutated_motion(rng))
-        paths.append(path)
-    start = time.perf_counter()
+    paths = written(tmp_path, "motion_{}.safetensors", 1000, lambda: mutated_motion(rng))
     counts = fuzz(paths, Motion.load, MotionFileError, valid_motion)
     assert counts["refused"] > 600 and counts["loaded"] > 100, counts
-    assert time.perf_counter() - start < 30
 
 
 # ----------------------------------------------------------------------------------------------- batch manifests
@@ -199,15 +205,9 @@ def valid_rows(rows) -> bool:
 
 def test_mutated_manifests_are_read_row_by_row_or_refused_naming_the_file(tmp_path):
     rng = np.random.default_rng(2711)
-    paths = []
-    for index in range(500):
-        path = tmp_path / f"jobs_{index}.csv"
-        path.write_bytes(mutated_manifest(rng))
-        paths.append(path)
-    start = time.perf_counter()
+    paths = written(tmp_path, "jobs_{}.csv", 500, lambda: mutated_manifest(rng))
     counts = fuzz(paths, read_manifest, ManifestError, valid_rows)
     assert counts["refused"] > 100 and counts["loaded"] > 250, counts
-    assert time.perf_counter() - start < 20
     assert csv.field_size_limit() == 131072  # the reader's own limit was left as it is
 
 
@@ -234,15 +234,9 @@ def test_mutated_release_configs_load_or_are_refused_naming_the_file(small_relea
     source = release_path(small_release, "config")
     raw = source.read_bytes()
     data = load_data_pickle(source)
-    paths = []
-    for index in range(500):
-        path = tmp_path / f"cfg_{index}.pkl"
-        path.write_bytes(mutated_config(rng, data, raw))
-        paths.append(path)
-    start = time.perf_counter()
+    paths = written(tmp_path, "cfg_{}.pkl", 500, lambda: mutated_config(rng, data, raw))
     counts = fuzz(paths, load_release_config, ConfigFileError, lambda cfg: isinstance(cfg, ReleaseConfig))
     assert counts["refused"] > 300 and counts["loaded"] > 40, counts
-    assert time.perf_counter() - start < 30
 
 
 # ----------------------------------------------------------------------------------------- live start messages

@@ -2,6 +2,7 @@
 cluster, resumable, nothing lost and nothing repeated.
 
     python -m ditto_core batch JOBS.csv --models DIR --out OUT_DIR [--workers N] [--ray ADDRESS|auto|local]
+                               [--retries N] [--stall-timeout SECONDS]
 
 The driver (this process) reads and checks the whole manifest before anything is rendered, decides which jobs
 need rendering, feeds them one at a time to workers that each load the models once, and appends one line per
@@ -9,6 +10,9 @@ finished job to ``OUT_DIR/results.jsonl`` (only the driver writes it). A job is 
 and its last record is a success with the same key: the sha256 of the input files' bytes, the row's settings and
 the release cfg's sha256. Workers write every output atomically (a hidden temporary file renamed into place), so
 an interrupted or failed job leaves nothing behind, and the next run renders exactly what is missing.
+
+A worker that dies or stalls loses only the attempt it was rendering: the job is tried again (``--retries``), the
+worker replaced, and every attempt recorded; see :mod:`.dispatch`.
 
 The local and the Ray executors run the same :class:`Worker`; only the transport differs.
 
