@@ -1,4 +1,4 @@
-"""Every file format a user shares, fed hundreds of seeded mutations of a good file (truncated, bytes changed,
+"""Every file format a user shares or downloads, fed hundreds of seeded mutations of a good file (truncated, bytes changed,
 header values replaced, other dtypes and shapes, NaN and infinity, huge sizes, metadata of the wrong type): each
 one is either loaded as a valid value or refused by the format's own error naming the file. Never another
 exception, a hang or a large allocation. Bounded: each case has a deadline, each format a case count."""
@@ -22,9 +22,10 @@ import torch
 from ditto_core.batch import BadRow, ManifestError, Row, read_manifest
 from ditto_core.config_pickle import ConfigFileError, load_data_pickle
 from ditto_core.live import LiveError, StartRequest
+from ditto_core.models import CheckpointError, load_network
 from ditto_core.motion import Motion, MotionFileError
 from ditto_core.motion.motion import MAX_FPS, MIN_FPS
-from ditto_core.release import release_path
+from ditto_core.release import NETWORK_FILES, release_path
 from ditto_core.release_config import ReleaseConfig, load_release_config
 
 CASE_DEADLINE_S = 2.0
@@ -237,6 +238,18 @@ def test_mutated_release_configs_load_or_are_refused_naming_the_file(small_relea
     paths = written(tmp_path, "cfg_{}.pkl", 500, lambda: mutated_config(rng, data, raw))
     counts = fuzz(paths, load_release_config, ConfigFileError, lambda cfg: isinstance(cfg, ReleaseConfig))
     assert counts["refused"] > 300 and counts["loaded"] > 40, counts
+
+
+# ---------------------------------------------------------------------------------------- network checkpoints
+
+
+def test_mutated_checkpoints_load_or_are_refused_naming_the_file(small_release, tmp_path):
+    rng = np.random.default_rng(2714)
+    raw = (small_release / NETWORK_FILES["stitch_network"].path).read_bytes()
+    paths = written(tmp_path, "stitch_{}.pth", 200, lambda: mutate_bytes(rng, raw))
+    counts = fuzz(paths, lambda path: load_network("stitch_network", path), CheckpointError,
+                  lambda network: isinstance(network, torch.nn.Module))
+    assert counts["refused"] > 100 and counts["loaded"] > 20, counts
 
 
 # ----------------------------------------------------------------------------------------- live start messages
