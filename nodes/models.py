@@ -12,10 +12,9 @@ from comfy import model_management
 from ..ditto_core.download import download_release
 from ..ditto_core.models import CheckpointError
 from ..ditto_core.networks import usable_device
-from ..ditto_core.pipeline import DittoPipeline
 from ..ditto_core.release import PYTORCH_DIR, check_release
 from .common import CATEGORY, check_interrupt
-from .memory import ManagedPipeline
+from .memory import shared_pipeline
 
 MODEL_FOLDER = "ditto"
 SETTINGS = {"as released (ditto_cfg)": False, "reference code defaults": True}
@@ -101,5 +100,4 @@ class DittoLoadModels:
             download_release(folder, progress=on_bytes)
         torch_device = model_management.get_torch_device() if device == "auto" else usable_device(device)
         # the networks start on ComfyUI's offload device; each Ditto node asks for them on torch_device as it runs
-        pipeline = DittoPipeline.load(folder, str(model_management.unet_offload_device()), code_defaults=code_defaults)
-        return (ManagedPipeline.manage(pipeline, torch_device),)
+        return (shared_pipeline(folder, torch_device, code_defaults),)

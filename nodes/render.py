@@ -22,10 +22,9 @@ from ..ditto_core.stream import (
     check_fps,
     clip_for_source,
     default_fps,
-    encode_video,
-    overlaps_by_default,
     speech_to_video,
 )
+from ..ditto_core.video import ENCODERS, NVENC_PRESETS, X264_PRESETS, VideoEncoding, write_mp4
 from .common import CATEGORY, Progress, audio_value, check_interrupt, output_ui_entry, unique_output_path
 from .memory import on_device
 from .motion import EMOTION_TIMELINE_WIDGET, SAMPLER_WIDGETS, sampler_settings, validate_emotion_timeline
@@ -73,6 +72,14 @@ def for_portrait(motion, audio, portrait, fps: float):
 VIDEO_WIDGETS = {
     "filename_prefix": ("STRING", {"default": "ditto/talking_head"}),
     "crf": ("INT", {"default": 18, "min": 0, "max": 51, "tooltip": "h264 quality; lower is better."}),
+}
+# optional, after the other inputs, so workflows saved before them keep their widget values
+ENCODER_WIDGETS = {
+    "encoder": (list(ENCODERS), {"default": "auto", "tooltip": "auto: the GPU's hardware encoder (h264_nvenc) when "
+                                 "the models run on an NVIDIA GPU and it can be opened, else libx264 (CPU)."}),
+    "preset": (["auto", *X264_PRESETS, *NVENC_PRESETS], {
+        "default": "auto", "tooltip": "Encoder speed against file size at the same quality (crf). auto: veryfast "
+        "for libx264, p4 for NVENC. libx264 takes ultrafast…veryslow, NVENC p1 (fastest)…p7."}),
 }
 
 
@@ -162,7 +169,7 @@ class DittoRender:
         images = crops = None
         done = 0
         for faces, placement in render_faces(models.networks, portrait, motion, options, check=check_interrupt):
-            crops = _filled(crops, len(motion), done, torch.from_numpy(faces))
+            crops = _filled(crops, len(motion), done, faces.cpu())
             for frame in faces_to_frames(faces, placement, options.paste_back):
                 images = _filled(images, len(motion), done, torch.from_numpy(frame)[None].float().div_(255))
                 done += 1
@@ -183,20 +190,22 @@ class DittoRenderVideo:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {**_render_inputs(), **VIDEO_WIDGETS}, "optional": {"audio": ("AUDIO",), "fps": FPS_WIDGET}}
+        return {"required": {**_render_inputs(), **VIDEO_WIDGETS},
+                "optional": {"audio": ("AUDIO",), "fps": FPS_WIDGET, **ENCODER_WIDGETS}}
 
     @classmethod
     def VALIDATE_INPUTS(cls, fps=0.0):
         return validate_fps(fps)
 
     def render(self, models, portrait, motion, paste_back, stitching, batch_size, precision, filename_prefix, crf,
-               audio=None, fps=0.0):
+               audio=None, fps=0.0, encoder="auto", preset="auto"):
+        encoding = VideoEncoding(crf, encoder, preset)
         models = on_device(models)
         motion, audio = for_portrait(motion, audio, portrait, fps)
         clip = load_audio(audio) if audio is not None else None
         frames = _frames(models, portrait, motion, paste_back, stitching, batch_size, precision, Progress(len(motion)))
-        ui, _ = _save_video(filename_prefix, lambda path: encode_video(path, frames, motion.fps, clip, crf,
-                                                                       overlap=overlaps_by_default(models)))
+        ui, _ = _save_video(filename_prefix, lambda path: write_mp4(path, frames, motion.fps, clip, encoding,
+                                                                    device_type=models.networks.device.type))
         return {"ui": ui}
 
 
@@ -221,7 +230,8 @@ class DittoTalkingHeadVideo:
             "optional": {"emotion_timeline": EMOTION_TIMELINE_WIDGET,
                          "fps": ("FLOAT", {**FPS_WIDGET[1], "tooltip": "Output frame rate, 10-60: the motion "
                                            "(sampled at 25) is resampled in keypoint space, the audio kept. 0: a "
-                                           "video source's own rate, else 25."})},
+                                           "video source's own rate, else 25."}),
+                         **ENCODER_WIDGETS},
         }
 
     @classmethod
@@ -230,9 +240,10 @@ class DittoTalkingHeadVideo:
         return timeline if timeline is not True else validate_fps(fps)
 
     def render(self, models, portrait, audio, emotion, seed, steps, overlap, smoothing, paste_back, stitching,
-               batch_size, precision, filename_prefix, crf, emotion_timeline="", fps=0.0):
+               batch_size, precision, filename_prefix, crf, emotion_timeline="", fps=0.0, encoder="auto",
+               preset="auto"):
         speech = SpeechToVideo(models, emotion, seed, steps, overlap, smoothing, paste_back, stitching, batch_size,
-                               precision, crf, emotion_timeline, fps)
+                               precision, crf, emotion_timeline, fps, encoder, preset)
         job = speech.job(portrait, load_audio(audio))
         ui, motion = speech.write(filename_prefix, job, Progress(job.num_frames))
         return {"ui": {**ui, "ditto_motion": [preview_curves(motion)]}, "result": (motion,)}
@@ -258,11 +269,12 @@ class SpeechToVideo:
     and render options), for one video or many."""
 
     def __init__(self, models, emotion, seed, steps, overlap, smoothing, paste_back, stitching, batch_size, precision,
-                 crf, emotion_timeline="", fps=0.0):
+                 crf, emotion_timeline="", fps=0.0, encoder="auto", preset="auto"):
+        self.encoding = VideoEncoding(crf, encoder, preset)
         self.models = on_device(models)
         self.emotion, self.sampler = sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline)
         self.options = _render_options(self.models, paste_back, stitching, batch_size, precision)
-        self.crf, self.fps = crf, fps
+        self.fps = fps
 
     def job(self, portrait: Portrait, clip: AudioClip) -> SpeechJob:
         """The video ``portrait`` speaking ``clip`` will be: at the chosen rate (0: a video source's own, else 25),
@@ -276,5 +288,5 @@ class SpeechToVideo:
         """The job's mp4, named after ``filename_prefix`` (written atomically), one ``progress`` step per frame.
         Returns the node's ui entry and the sampled motion."""
         return _save_video(filename_prefix, lambda path: speech_to_video(
-            path, self.models, job.portrait, job.clip, self.emotion, self.sampler, self.options, self.crf,
+            path, self.models, job.portrait, job.clip, self.emotion, self.sampler, self.options, self.encoding,
             check=check_interrupt, on_frame=lambda done: progress.update(), fps=job.fps))

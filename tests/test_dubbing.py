@@ -29,7 +29,7 @@ from ditto_core.portrait.registration import (
 from ditto_core.render import RenderOptions, render_frames
 from ditto_core.stream import clip_for_source
 from ditto_core.testing.fake_release import copy_release
-from ditto_core.video import read_video, video_rate, write_mp4
+from ditto_core.video import VideoEncoding, read_video, video_rate, write_mp4
 
 ROOT = Path(__file__).resolve().parents[1]
 CUT = range(3, 5)  # the source frames of the test video that are black: a cut, no face
@@ -189,7 +189,7 @@ def test_shortest_cuts_the_speech_where_the_video_ends(models):
 
 def test_a_long_video_decodes_into_a_disk_backed_array(tmp_path):
     frames = _video_frames()
-    write_mp4(tmp_path / "v.mp4", frames, fps=30.0, crf=0)
+    write_mp4(tmp_path / "v.mp4", frames, fps=30.0, encoding=VideoEncoding(crf=0))
     video = read_video(tmp_path / "v.mp4", max_frames=6)
     assert isinstance(video.frames, np.memmap) and video.frames.shape == (6, 96, 112, 3) and video.fps == 30.0
     assert np.abs(video.frames.astype(int) - frames[:6]).mean() < 3  # h264 at crf 0 in yuv420
@@ -226,7 +226,7 @@ def _decoded(path: Path) -> tuple[list[np.ndarray], float, float]:
 
 def test_the_render_command_dubs_a_video_at_its_own_rate(small_release, tmp_path):
     source = tmp_path / "talk.mp4"
-    write_mp4(source, _video_frames(15), fps=30.0, crf=0)  # 0.5 s, black at frames 3-4
+    write_mp4(source, _video_frames(15), fps=30.0, encoding=VideoEncoding(crf=0))  # 0.5 s, black at frames 3-4
     speech = ROOT / "assets" / "speech.wav"
     done = subprocess.run([sys.executable, "-m", "ditto_core", "render", "--portrait", str(source), "--audio",
                            str(speech), "--models", str(small_release), "--out", str(tmp_path / "dub.mp4"),
