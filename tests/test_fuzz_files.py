@@ -1,7 +1,7 @@
-"""Every file format a user shares or downloads, fed hundreds of seeded mutations of a good file (truncated, bytes changed,
-header values replaced, other dtypes and shapes, NaN and infinity, huge sizes, metadata of the wrong type): each
-one is either loaded as a valid value or refused by the format's own error naming the file. Never another
-exception, a hang or a large allocation. Bounded: each case has a deadline, each format a case count."""
+"""Every file format a user shares or downloads, fed hundreds of seeded mutations of a good file (truncated, bytes
+changed, header values replaced, other dtypes and shapes, NaN and infinity, huge sizes, metadata of the wrong
+type): each one is either loaded as a valid value or refused by the format's own error naming the file. Never
+another exception, a hang or a large allocation. Bounded: each case has a deadline, each format a case count."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from ditto_core.batch import BadRow, ManifestError, Row, read_manifest
+from ditto_core.batch import BadRow, ManifestError, ResultsLog, Row, read_manifest
+from ditto_core.batch.results import well_formed
 from ditto_core.config_pickle import ConfigFileError, load_data_pickle
 from ditto_core.live import LiveError, StartRequest
 from ditto_core.models import CheckpointError, load_network
@@ -66,7 +67,7 @@ def written(folder: Path, pattern: str, count: int, make) -> list[Path]:
     return paths
 
 
-def fuzz(cases, load, error: type, check, named: bool = True, seconds: float = 30) -> dict[str, int]:
+def fuzz(cases, load, error: type | tuple, check, named: bool = True, seconds: float = 30) -> dict[str, int]:
     """Run ``load`` on every case, all within ``seconds``; each must return a value that passes ``check`` or raise
     ``error`` whose message names the case (its path) when ``named``. Returns how many loaded and were refused."""
     counts, start_rss, start = {"loaded": 0, "refused": 0}, peak_rss_mb(), time.perf_counter()
@@ -238,6 +239,42 @@ def test_mutated_release_configs_load_or_are_refused_naming_the_file(small_relea
     paths = written(tmp_path, "cfg_{}.pkl", 500, lambda: mutated_config(rng, data, raw))
     counts = fuzz(paths, load_release_config, ConfigFileError, lambda cfg: isinstance(cfg, ReleaseConfig))
     assert counts["refused"] > 300 and counts["loaded"] > 40, counts
+
+
+# ------------------------------------------------------------------------------------- batch results.jsonl
+
+
+RESULTS = ('{"name": "a", "line": 2, "status": "ok", "frames": 8, "seconds": 1.5, "error": null, "key": "k1", '
+           '"worker": "host:1 cpu", "attempt": 1}\n'
+           '{"name": "b", "line": 3, "status": "lost", "frames": 0, "seconds": 0.0, "error": "line 3: lost", '
+           '"key": "k2", "worker": null, "attempt": 1}\n'
+           '{"name": "b", "line": 3, "status": "ok", "frames": 12, "seconds": 2.0, "error": null, "key": "k2", '
+           '"worker": "host:2 cpu", "attempt": 2}\n')
+
+
+def mutated_results(rng: np.random.Generator) -> bytes:
+    choice = rng.integers(3)
+    if choice == 0:
+        return mutate_bytes(rng, RESULTS.encode())
+    if choice == 1:  # a line nested thousands deep
+        return RESULTS.encode() + b"[" * 100_000 + b"\n"
+    records = [json.loads(line) for line in RESULTS.splitlines()]
+    record = records[rng.integers(len(records))]
+    record[list(record)[rng.integers(len(record))]] = weird(rng)
+    return "".join(json.dumps(record) + "\n" for record in records).encode()
+
+
+def test_mutated_results_files_resume_from_the_lines_that_are_whole(tmp_path):
+    """results.jsonl is never refused: a line that is not a whole record is counted and its job rendered again."""
+    rng = np.random.default_rng(2715)
+    paths = written(tmp_path, "results_{}.jsonl", 300, lambda: mutated_results(rng))
+
+    def whole(log: ResultsLog) -> bool:
+        return all(well_formed(record) and name == record["name"] for name, record in log.previous.items())
+
+    counts = fuzz(paths, ResultsLog, (), whole)  # no error of its own to raise
+    assert counts["loaded"] == 300
+    assert sum(ResultsLog(path).unreadable > 0 for path in paths) > 100
 
 
 # ---------------------------------------------------------------------------------------- network checkpoints

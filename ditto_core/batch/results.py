@@ -63,7 +63,7 @@ class ResultsLog:
 def read_results(path: Path) -> tuple[dict[str, dict], int]:
     """The last record of each name that describes a render (one with a key: a row refused before rendering,
     such as a duplicate name, says nothing about the output), and how many lines could not be read (a line cut
-    off by a crash)."""
+    off by a crash, or edited by hand into something else)."""
     if not path.is_file():
         return {}, 0
     latest, unreadable = {}, 0
@@ -72,11 +72,20 @@ def read_results(path: Path) -> tuple[dict[str, dict], int]:
             continue
         try:
             record = json.loads(text)
-            if record.get("key"):
-                latest[record["name"]] = record
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, RecursionError):
+            record = None
+        if not well_formed(record):
             unreadable += 1
+        elif record.get("key"):
+            latest[record["name"]] = record
     return latest, unreadable
+
+
+def well_formed(record) -> bool:
+    """Whether a parsed line has the fields a resume reads, of their types."""
+    return (isinstance(record, dict) and isinstance(record.get("name"), str) and isinstance(record.get("status"), str)
+            and isinstance(record.get("key"), (str, type(None)))
+            and isinstance(record.get("frames", 0), int) and not isinstance(record.get("frames"), bool))
 
 
 def bad_row_result(row: BadRow) -> Result:
