@@ -23,6 +23,7 @@ from ditto_core.batch import BadRow, ManifestError, ResultsLog, Row, read_manife
 from ditto_core.batch.results import well_formed
 from ditto_core.config_pickle import ConfigFileError, load_data_pickle
 from ditto_core.live import LiveError, StartRequest
+from ditto_core.live.protocol import OfferRequest
 from ditto_core.models import CheckpointError, load_network
 from ditto_core.motion import Motion, MotionFileError
 from ditto_core.motion.motion import MAX_FPS, MIN_FPS
@@ -292,9 +293,15 @@ def test_mutated_checkpoints_load_or_are_refused_naming_the_file(small_release, 
 # ----------------------------------------------------------------------------------------- live start messages
 
 
-def mutated_start(rng: np.random.Generator) -> str:
-    message = {"type": "start", "sample_rate": 16000, "format": "s16le", "portrait": "a.png", "emotion": "happy",
-               "seed": 3, "token": "t"}
+LIVE_MESSAGES = {
+    StartRequest: {"type": "start", "sample_rate": 16000, "format": "s16le", "portrait": "a.png", "emotion": "happy",
+                   "seed": 3, "token": "t"},
+    OfferRequest: {"type": "offer", "sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n", "portrait": "a.png", "seed": 3},
+}
+
+
+def mutated_message(rng: np.random.Generator, message: dict) -> str:
+    message = dict(message)
     choice = rng.integers(3)
     if choice == 0:
         message[list(message)[rng.integers(len(message))]] = weird(rng)
@@ -304,10 +311,10 @@ def mutated_start(rng: np.random.Generator) -> str:
     return ["[" * 100_000, "{" * 50_000, "1" * 5000, "null", '"start"', "NaN", ""][rng.integers(7)]
 
 
-def test_mutated_live_start_messages_are_parsed_or_refused(tmp_path):
+@pytest.mark.parametrize("kind", list(LIVE_MESSAGES), ids=lambda kind: kind.__name__)
+def test_mutated_live_messages_are_parsed_or_refused(kind):
+    """The WebSocket's start message and the WebRTC offer, as a client may send them."""
     rng = np.random.default_rng(2713)
-    messages = [mutated_start(rng) for _ in range(500)]
-    counts = fuzz(messages, StartRequest.parse, LiveError, lambda request: isinstance(request, StartRequest),
-                  named=False)
-    assert counts["refused"] > 300 and counts["loaded"] > 50, counts
-
+    messages = [mutated_message(rng, LIVE_MESSAGES[kind]) for _ in range(500)]
+    counts = fuzz(messages, kind.parse, LiveError, lambda request: isinstance(request, kind), named=False)
+    assert counts["refused"] > 250 and counts["loaded"] > 50, counts
