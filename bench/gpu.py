@@ -495,18 +495,26 @@ def live_sessions(bench: Bench, sessions: int) -> dict:
 
     seconds = 0.6 if bench.quick else 4.0
     samples = bench.clip(seconds).samples
-    settings = LiveSettings(max_sessions=sessions, sampler=bench.sampler())
+    settings = LiveSettings(max_sessions=sessions, admit_by_capacity=False,  # every session is measured
+                            sampler=bench.sampler())
     service = LiveService(bench.pipeline, PortraitLibrary(default=str(ROOT / "assets" / "portrait.jpg")), settings)
     service.portraits.get(None, bench.pipeline)
 
-    async def clients(url: str) -> list[dict]:
-        return await asyncio.gather(*[live_bench.client(url, samples, None) for _ in range(sessions)])
+    async def clients(url: str) -> list:
+        return await asyncio.gather(*[live_bench.client(url, samples, None) for _ in range(sessions)],
+                                    return_exceptions=True)
 
     with live_bench.Server(service) as server:
         asyncio.run(live_bench.client(server.url, samples[:8000], None))  # warm-up
-        results = asyncio.run(clients(server.url))
+        outcomes = asyncio.run(clients(server.url))
+    results = [r for r in outcomes if isinstance(r, dict)]
+    refused = [str(r) for r in outcomes if not isinstance(r, dict)]
+    if not results:
+        raise RuntimeError(f"every session was refused: {refused[0]}")
     split = (results[0]["server"] or {}).get("first_frame_split_ms") or {}
-    return {"first frame ms (client)": float(np.mean([r["first_ms"] for r in results])),
+    return {"sessions admitted": len(results), "sessions refused": len(refused),
+            "refusal": refused[0] if refused else None,
+            "first frame ms (client)": float(np.mean([r["first_ms"] for r in results])),
             "look-ahead ms": split.get("lookahead"),
             "compute after the look-ahead ms": (sum(split.get(k, 0) for k in ("waiting", "sampling", "rendering"))
                                                 if split else None),

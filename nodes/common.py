@@ -17,6 +17,7 @@ import torch
 from ..ditto_core.node_inputs import check_node_inputs
 
 CATEGORY = "Ditto"
+ESSENTIALS = "Video Tools"  # the Essentials tab's place for the few nodes a newcomer needs
 
 
 def check_interrupt() -> None:
@@ -37,23 +38,23 @@ class Progress:
 
 
 def with_checked_inputs(cls):
-    """``cls`` with its FUNCTION checking every widget value against ``INPUT_TYPES()`` before it runs: values sent
-    to ComfyUI's /prompt API without the front end, or wired in from another node, get one error naming the node,
-    the input and the value (``ditto_core.node_inputs``) instead of failing somewhere inside."""
-    function = getattr(cls, cls.FUNCTION)
-    signature = inspect.signature(function)
+    """The V3 node class ``cls`` with its ``execute`` checking every widget value against ``INPUT_TYPES()`` first:
+    values sent to ComfyUI's /prompt API without the front end, or wired in from another node, get one error naming
+    the node, the input and the value (``ditto_core.node_inputs``) instead of failing somewhere inside."""
+    execute = inspect.getattr_static(cls, "execute").__func__  # its own or a base class's
+    signature = inspect.signature(execute)
     spread = [p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
 
-    @functools.wraps(function)
-    def run(self, *args, **kwargs):
-        values = dict(signature.bind(self, *args, **kwargs).arguments)
-        values.pop(next(iter(signature.parameters)))  # self
+    @functools.wraps(execute)
+    def checked(node, *args, **kwargs):
+        values = dict(signature.bind(node, *args, **kwargs).arguments)
+        values.pop(next(iter(signature.parameters)))  # the class
         for name in spread:
             values.update(values.pop(name, {}))
-        check_node_inputs(cls.__name__, cls.INPUT_TYPES(), values, getattr(cls, "INPUT_IS_LIST", False))
-        return function(self, *args, **kwargs)
+        check_node_inputs(cls.__name__, node.INPUT_TYPES(), values, node.GET_SCHEMA().is_input_list)
+        return execute(node, *args, **kwargs)
 
-    setattr(cls, cls.FUNCTION, run)
+    cls.execute = classmethod(checked)
     return cls
 
 

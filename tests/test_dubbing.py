@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from comfy_stubs import install, load_pack
+from comfy_stubs import install, load_pack, register
 
 from ditto_core.audio import load_audio
 from ditto_core.audio.clip import num_video_frames
@@ -257,21 +257,21 @@ def test_nodes_dub_a_video_batch_at_the_source_rate(tmp_path, small_release):
     install(tmp_path)
     pack = load_pack()
     copy_release(small_release, tmp_path / "models" / "ditto")
-    nodes = {name: cls() for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
-    (models,) = nodes["DittoLoadModels"].load(release="ditto_pytorch", device="cpu")
+    nodes = register(pack)
+    (models,) = nodes["DittoLoadModels"].execute(release="ditto_pytorch", device="cpu")
     video = torch.from_numpy(_video_frames()).float() / 255
-    (portrait,) = nodes["DittoRegisterPortrait"].register(models, video, "video source", 0, "as released", 2.3,
+    (portrait,) = nodes["DittoRegisterPortrait"].execute(models, video, "video source", 0, "as released", 2.3,
                                                           -0.125, 0, 0.5, loop="shortest", source_fps=20.0)
     assert portrait.has_face.tolist() == [i not in CUT for i in range(8)] and portrait.fps == 20.0
     audio = {"waveform": torch.randn(1, 1, 16000) * 0.1, "sample_rate": 16000}  # 1 s, longer than the video
-    features, _ = nodes["DittoEncodeAudio"].encode(models, audio)
-    motion = nodes["DittoSampleMotion"].sample(models, portrait, features, "neutral", 1, 1, 10, 1)["result"][0]
-    frames, cut_audio, rendered, crops, placement, fps = nodes["DittoRender"].render(
+    features, _ = nodes["DittoEncodeAudio"].execute(models, audio)
+    motion = nodes["DittoSampleMotion"].execute(models, portrait, features, "neutral", 1, 1, 10, 1).result[0]
+    frames, cut_audio, rendered, crops, placement, fps = nodes["DittoRender"].execute(
         models, portrait, motion, True, "as released", 4, "fp32", audio)
     assert len(frames) == 8 and rendered.get_components().frame_rate == 20 == fps  # the video's length and rate
     assert cut_audio["waveform"].shape[-1] == 6400  # 0.4 s
     for index in CUT:
         torch.testing.assert_close(frames[index], torch.from_numpy(_video_frames()[index]).float() / 255)
     assert placement.has_face.tolist() == portrait.has_face.tolist() and len(crops) == 8
-    pasted, masks = nodes["DittoPasteBack"].paste(crops, placement, 0.05)
+    pasted, masks = nodes["DittoPasteBack"].execute(crops, placement, 0.05)
     assert torch.equal(pasted, frames) and masks[list(CUT)].abs().max() == 0

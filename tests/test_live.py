@@ -358,6 +358,7 @@ def test_the_pack_adds_the_endpoint_and_page_to_comfyuis_server(small_release, p
     server.PromptServer = types.SimpleNamespace(instance=types.SimpleNamespace(routes=routes, app=web.Application()))
     monkeypatch.setitem(sys.modules, "server", server)
     pack = comfy_stubs.load_pack()
+    comfy_stubs.register(pack)  # the extension's on_load adds the routes
     paths = {route.path for route in routes}
     assert {"/ditto/live", "/ditto/live/offer", "/ditto/live/page/", "/ditto/live/portraits"} <= paths
     service = next(route.handler.__self__ for route in routes if route.path == "/ditto/live")
@@ -394,4 +395,4 @@ def test_the_pack_loads_without_a_comfyui_server(tmp_path):
     comfy_stubs.install(tmp_path)
     sys.modules.pop("server", None)
     pack = comfy_stubs.load_pack()
-    assert "DittoLoadModels" in pack.NODE_CLASS_MAPPINGS
+    assert "DittoLoadModels" in comfy_stubs.register(pack)
