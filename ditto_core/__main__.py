@@ -7,6 +7,7 @@
     python -m ditto_core features --audio FILE --models DIR --out FEATS.npy [--backend onnx|hubert]
     python -m ditto_core live --models DIR --portrait IMG [--host 127.0.0.1] [--port 8765] [--token T]
     python -m ditto_core batch JOBS.csv --models DIR --out OUT_DIR [--workers N] [--ray ADDRESS|auto|local]
+                               [--retries N] [--stall-timeout SECONDS]
 
 Every output path is checked, and its folder made, before any work starts; Ctrl-C stops with one line and exit
 code 130, leaving no partial file.
@@ -195,7 +196,7 @@ def batch(args) -> int:
     from .batch import run_batch
 
     summary = run_batch(args.jobs, args.models, args.out, workers=args.workers, ray_address=args.ray,
-                        save_motion=args.save_motion)
+                        save_motion=args.save_motion, retries=args.retries, stall_timeout=args.stall_timeout)
     return 0 if summary.all_good else 1
 
 
@@ -300,6 +301,7 @@ def default_device() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .batch.dispatch import STALL_TIMEOUT_S
     from .portrait.registration import LOOP_POLICIES
     from .precision import PRECISIONS
     from .video import ENCODERS, NVENC_PRESETS, X264_PRESETS
@@ -394,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the workers as Ray actors: 'local' (a throwaway local Ray instance), 'auto' (the "
                         "running cluster) or a cluster address; needs pip install ray")
     b.add_argument("--save-motion", action="store_true", help="also save each job's motion as NAME.safetensors")
+    b.add_argument("--retries", type=int, default=1, help="times a job is tried again when its worker dies (killed, "
+                                                        "out of memory, a lost node) or stalls; the worker is "
+                                                        "replaced (default %(default)s)")
+    b.add_argument("--stall-timeout", type=float, default=STALL_TIMEOUT_S, metavar="SECONDS",
+                   help="a busy worker without progress (no frame, no render batch) for this long is ended and "
+                        "its job retried; 0: never (default %(default)g)")
 
     v = commands.add_parser("live", help="realtime: serve a page, a WebSocket endpoint and WebRTC, speech in, "
                                          "frames out")

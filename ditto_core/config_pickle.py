@@ -3,7 +3,8 @@
 The release ships its settings as a Python pickle (``ditto_cfg/*.pkl``). A plain ``pickle.load`` would run any
 callable the file names, so this reader allows only the globals that rebuild numpy arrays, dtypes and scalars
 (under numpy 1.x and 2.x module names) and a few builtin containers, and refuses every other global when the
-pickle *names* it, before anything could call it.
+pickle *names* it, before anything could call it. The opcodes are scanned first: CPython's unpickler sizes its
+memo table by the largest index a file names, so one damaged index could ask for gigabytes.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import codecs
 import io
 import pickle
+import pickletools
 from pathlib import Path
 
 import numpy as np
@@ -83,9 +85,21 @@ def load_data_pickle(path: str | Path) -> object:
     except OSError as exc:
         raise ConfigFileError(f"cannot read the configuration file {path}: {exc}") from exc
     try:
+        check_memo_indexes(data)
         return DataOnlyUnpickler(io.BytesIO(data), str(path)).load()
     except ConfigFileError:
         raise
     except Exception as exc:  # truncated or corrupt pickles raise many different errors
         raise ConfigFileError(f"{path} is not a readable configuration pickle (damaged or incomplete: {exc}); "
                               f"download it again") from exc
+
+
+MEMO_PUTS = ("PUT", "BINPUT", "LONG_BINPUT")
+
+
+def check_memo_indexes(data: bytes) -> None:
+    """ValueError when a memo index exceeds the number of operations before it (never so in a pickle as written)."""
+    for count, (opcode, argument, _) in enumerate(pickletools.genops(data)):
+        if opcode.name in MEMO_PUTS and int(argument) > count:
+            raise ValueError(f"memo index {argument} at operation {count}")
+

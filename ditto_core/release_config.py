@@ -9,6 +9,7 @@ motion chain, blinks, driving and fades. ``ReleaseConfig.code_defaults()`` is th
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,9 +169,15 @@ def _bad(source: str, key: str, value, expected: str) -> ConfigFileError:
 def _number(source, key, value, integer=False):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise _bad(source, key, value, "an integer" if integer else "a number")
-    if integer and float(value) != int(value):
+    try:
+        number = float(value)
+    except OverflowError:  # an integer past float's range
+        number = math.inf
+    if not math.isfinite(number):
+        raise _bad(source, key, value, "a finite number")
+    if integer and not number.is_integer():
         raise _bad(source, key, value, "an integer")
-    return int(value) if integer else float(value)
+    return int(value) if integer else number
 
 
 def _flag(source, key, value, allow_none=False):
@@ -341,7 +348,7 @@ def config_from_data(data: object, name: str, sha256: str | None) -> ReleaseConf
         max_frames=template_frames if template_frames > 0 else blinks.schedule_frames,
     )
     fade_target = kw["fade_type"]
-    if fade_target not in ("", "d0", "s"):
+    if not isinstance(fade_target, str) or fade_target not in ("", "d0", "s"):
         raise _bad(name, "fade_type", fade_target, '"", "d0" or "s"')
     fade_fields = tuple(kw["fade_out_keys"]) if isinstance(kw["fade_out_keys"], (list, tuple)) else None
     if not fade_fields or any(f not in DRIVABLE_FIELDS for f in fade_fields):

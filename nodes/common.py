@@ -1,7 +1,10 @@
-"""What every Ditto node shares: ComfyUI progress and interrupt hooks, and safe output paths."""
+"""What every Ditto node shares: ComfyUI progress and interrupt hooks, input checks, and safe input and output
+paths."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 from pathlib import Path
 
@@ -10,6 +13,8 @@ import comfy.utils
 import folder_paths
 import numpy as np
 import torch
+
+from ..ditto_core.node_inputs import check_node_inputs
 
 CATEGORY = "Ditto"
 ESSENTIALS = "Video Tools"  # the Essentials tab's place for the few nodes a newcomer needs
@@ -32,14 +37,48 @@ class Progress:
         self.bar.update_absolute(self.done)
 
 
+def with_checked_inputs(cls):
+    """The V3 node class ``cls`` with its ``execute`` checking every widget value against ``INPUT_TYPES()`` first:
+    values sent to ComfyUI's /prompt API without the front end, or wired in from another node, get one error naming
+    the node, the input and the value (``ditto_core.node_inputs``) instead of failing somewhere inside."""
+    execute = inspect.getattr_static(cls, "execute").__func__  # its own or a base class's
+    signature = inspect.signature(execute)
+    spread = [p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
+
+    @functools.wraps(execute)
+    def checked(node, *args, **kwargs):
+        values = dict(signature.bind(node, *args, **kwargs).arguments)
+        values.pop(next(iter(signature.parameters)))  # the class
+        for name in spread:
+            values.update(values.pop(name, {}))
+        check_node_inputs(cls.__name__, node.INPUT_TYPES(), values, node.GET_SCHEMA().is_input_list)
+        return execute(node, *args, **kwargs)
+
+    cls.execute = classmethod(checked)
+    return cls
+
+
 def input_path(relative: str) -> Path:
     """``relative`` (a file or folder named by a widget) inside ComfyUI's input folder; ValueError when it points
     outside it."""
+    if not isinstance(relative, str):
+        raise ValueError(f"{relative!r} is not a file or folder name; give a path relative to ComfyUI's input folder")
     root = Path(folder_paths.get_input_directory()).resolve()
     path = (root / relative).resolve()
     if root not in path.parents:
-        raise ValueError(f"{relative!r} is outside ComfyUI's input folder")
+        raise ValueError(f"{relative!r} is outside ComfyUI's input folder; put the file in the input folder and "
+                         f"name it relative to it")
     return path
+
+
+def input_file_check(relative: str, what: str) -> bool | str:
+    """ComfyUI's VALIDATE_INPUTS answer for a file named by a widget: True, or why it cannot be used (an answer,
+    not an exception, which ComfyUI would show as a traceback)."""
+    try:
+        path = input_path(relative)
+    except ValueError as exc:
+        return str(exc)
+    return True if path.is_file() else f"{what} not found in input/: {relative}"
 
 
 def unique_output_path(prefix: str, extension: str) -> Path:

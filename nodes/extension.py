@@ -7,6 +7,7 @@ from comfy_api.latest import ComfyExtension, io
 
 from .audio import DittoEncodeAudio
 from .batch import DittoLoadPortraits, DittoLoadSpeechClips, DittoTalkingHeadBatch
+from .common import with_checked_inputs
 from .models import DittoLoadModels
 from .motion import (
     DittoBlendMotion,
@@ -28,7 +29,7 @@ from .render import DittoRender, DittoRenderVideo, DittoTalkingHeadVideo
 
 log = logging.getLogger("ComfyUI-Ditto")
 
-NODE_CLASSES = (
+NODE_CLASSES = tuple(map(with_checked_inputs, (
     DittoLoadModels,
     DittoRegisterPortrait,
     DittoEncodeAudio,
@@ -51,7 +52,7 @@ NODE_CLASSES = (
     DittoLoadPortraits,
     DittoLoadSpeechClips,
     DittoTalkingHeadBatch,
-)
+)))
 
 
 def stage_samples() -> None:

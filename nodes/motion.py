@@ -15,7 +15,8 @@ from ..ditto_core.motion.conditions import parse_emotion
 from ..ditto_core.motion.motion import preview_curves
 from ..ditto_core.motion.sampler import num_windows
 from ..ditto_core.pipeline import motion_from_video
-from .common import CATEGORY, Progress, check_interrupt, input_path, output_ui_entry, unique_output_path
+from .common import (CATEGORY, Progress, check_interrupt, input_file_check, input_path, output_ui_entry,
+                     unique_output_path)
 from .memory import on_device
 from .types import DittoAudioFeatures, DittoModels, DittoMotion, DittoPortrait
 
@@ -396,7 +397,7 @@ class DittoLoadMotion(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, motion_file):
-        return True if input_path(motion_file).is_file() else f"motion file not found in input/: {motion_file}"
+        return input_file_check(motion_file, "motion file")
 
     @classmethod
     def execute(cls, motion_file) -> io.NodeOutput:

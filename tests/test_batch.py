@@ -3,6 +3,7 @@ files, every bad row failing alone, re-runs rendering only what is missing, fail
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -177,6 +178,108 @@ def test_ctrl_c_mid_batch_keeps_finished_videos_leaves_no_partial_file_and_resum
     assert [(r["name"], r["status"]) for r in records(out)[1:]] == [("first", "skipped"), ("second", "ok"),
                                                                     ("third", "ok")]
     assert [video_frames(out / f"{name}.mp4") for name in ("first", "second", "third")] == [8, 12, 8]
+
+
+# ------------------------------------------------------------------------------------ lost work comes back by itself
+
+
+def descendants(root: int, marker: bytes) -> list[int]:
+    """Processes under ``root`` whose command line holds ``marker`` (Linux /proc)."""
+    parents, lines = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                lines[int(entry.name)] = (entry / "cmdline").read_bytes()
+            except (OSError, IndexError):  # a process that ended while being read
+                continue
+
+    def under(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == root:
+                return True
+        return False
+
+    return [pid for pid, line in lines.items() if marker in line and under(pid)]
+
+
+def start_batch(manifest: Path, small_release: Path, out: Path, *extra) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ditto_core", "batch", str(manifest), "--models",
+                             str(small_release), "--out", str(out), *map(str, extra)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def when_second_is_written(out: Path, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 300
+    while not list(out.glob(".second.*.mp4")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    assert list(out.glob(".second.*.mp4")), "the job 'second' never started writing"
+
+
+THREE_JOBS = ["portrait.jpg,short.wav,first,,,1", "portrait.jpg,longer.wav,second,,,1",
+              "portrait.jpg,short.wav,third,,,1"]
+
+
+def check_retried(out: Path, stdout: str, lost_worker: str) -> None:
+    """Every job ok, "second" rendered twice: attempt 1 lost with its worker, attempt 2 ok; nothing else twice."""
+    assert stdout.splitlines()[-1] == "3 ok, 0 skipped, 0 failed (1 attempt(s) lost with a worker, retried)"
+    lines = records(out)
+    assert [(r["name"], r["status"], r["attempt"]) for r in lines] == [
+        ("first", "ok", 1), ("second", "lost", 1), ("second", "ok", 2), ("third", "ok", 1)]
+    assert lines[1]["error"].startswith(f"line 3: attempt 1 was lost with its worker ({lost_worker}")
+    assert lines[1]["error"].endswith("trying again (1 of 1 retries)")
+    assert [video_frames(out / f"{name}.mp4") for name in ("first", "second", "third")] == [8, 12, 8]
+    assert hidden_files(out) == []
+
+
+def test_a_local_worker_killed_mid_job_is_replaced_and_its_job_retried(inputs, small_release, tmp_path):
+    out = tmp_path / "out"
+    process = start_batch(write_manifest(inputs, "sigkill.csv", THREE_JOBS), small_release, out, "--workers", 1)
+    when_second_is_written(out, process)
+    [worker] = descendants(process.pid, b"spawn_main")
+    os.kill(worker, signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    lost = f"worker process {worker} ended with exit code -9 (killed by SIGKILL)"
+    assert f"warning: {lost}; a new worker takes its place (restart 1 of 3)" in stderr
+    check_retried(out, stdout, lost)
+    assert records(out)[2]["worker"] != records(out)[0]["worker"]  # the replacement process rendered it
+
+    again = start_batch(inputs / "sigkill.csv", small_release, out)
+    stdout, _ = again.communicate(timeout=600)
+    assert again.returncode == 0 and stdout.splitlines()[-1] == "0 ok, 3 skipped, 0 failed"
+
+
+def test_a_stalled_local_worker_is_ended_after_the_stall_timeout_and_its_job_retried(inputs, small_release,
+                                                                                     tmp_path):
+    out = tmp_path / "out"
+    process = start_batch(write_manifest(inputs, "stall.csv", THREE_JOBS), small_release, out, "--workers", 1,
+                          "--stall-timeout", 20)
+    when_second_is_written(out, process)
+    [worker] = descendants(process.pid, b"spawn_main")
+    os.kill(worker, signal.SIGSTOP)  # alive, but no frame or render batch any more
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    stalled = "worker 0 made no progress for 20 s (--stall-timeout) and was ended"
+    assert f"warning: {stalled}; a new worker takes its place (restart 1 of 3)" in stderr
+    check_retried(out, stdout, stalled)
+
+
+def test_a_ray_actor_whose_process_is_killed_mid_job_restarts_and_its_job_is_retried(inputs, small_release,
+                                                                                    tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install ray); --ray is optional")
+    out = tmp_path / "out"
+    process = start_batch(write_manifest(inputs, "ray_kill.csv", THREE_JOBS), small_release, out, "--ray", "local",
+                          "--workers", 1)
+    when_second_is_written(out, process)
+    [actor] = descendants(process.pid, b"ray::RayWorker")
+    os.kill(actor, signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    assert "warning: Ray actor 0 was lost: " in stderr and "a new worker takes its place (restart 1 of 3)" in stderr
+    check_retried(out, stdout, "Ray actor 0 was lost: ")
+    assert records(out)[2]["worker"] != records(out)[0]["worker"]  # the restarted actor is another process
 
 
 # ---------------------------------------------------------------------------------- the manifest, said up front

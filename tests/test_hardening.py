@@ -13,12 +13,13 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
-from comfy_stubs import InterruptProcessingException, install, load_pack, register
+from comfy_stubs import InterruptProcessingException, constants, install, load_pack, register, run_node
 
 from ditto_core.audio import AudioInputError, OnnxHubertEncoder, extract_features, load_audio
 from ditto_core.config_pickle import ConfigFileError
 from ditto_core.download import DownloadError, download_release
 from ditto_core.lists import pair_up
+from ditto_core.batch import ManifestError, read_manifest
 from ditto_core.models import CheckpointError, load_network
 from ditto_core.motion import Motion, MotionFileError
 from ditto_core.motion.sampler import ChainConfig
@@ -205,14 +206,44 @@ def _widget_ranges(env):
     return spec["overlap"][1]["max"], spec["steps"][1]["min"]
 
 
-def _paste(env, crops=4, crop_side=512, masks=None, frames=None, feather=0.05):
+def _paste(env, crops=4, crop_side=512, masks=None, frames=None, feather=0.05, mask_value=1.0):
     """Paste ``crops`` grey crops into a 4-frame placement on a 64x64 portrait (``masks``: ``(count, side)``,
     ``frames``: ``(count, height, width)``)."""
     placement = FacePlacement.of(env.register(_photo(64, 64)), 0, 4)
     faces = np.full((crops, crop_side, crop_side, 3), 0.5, np.float32)
-    face_masks = None if masks is None else np.ones((masks[0], masks[1], masks[1]), np.float32)
+    face_masks = None if masks is None else np.full((masks[0], masks[1], masks[1]), mask_value, np.float32)
     targets = None if frames is None else np.zeros((frames[0], frames[1], frames[2], 3), np.uint8)
     return list(paste_faces(faces, placement, targets, feather, face_masks))
+
+
+def _hand_made_motion(env, anchor: float | None = None, **header):
+    """A copy of assets/nod.safetensors with one value changed, as a user would make by hand."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(Path(__file__).resolve().parents[1] / "assets" / "nod.safetensors"), "pt") as handle:
+        metadata, tensors = handle.metadata(), {key: handle.get_tensor(key) for key in handle.keys()}
+    if anchor is not None:
+        tensors["anchor"] = torch.full((265,), anchor)
+    path = env.file("hand_made.safetensors")
+    save_file(tensors, str(path), metadata={**metadata, **header})
+    return Motion.load(path)
+
+
+def _prompt(env, node: str, **widgets):
+    """A node run with widget values as a script may send them to /prompt (its other inputs: a short motion and
+    silence), as ComfyUI runs it."""
+    pack, _, _ = env.comfy()
+    inputs = {"motion": Motion(torch.zeros(5, 265)),
+              "audio": {"waveform": torch.zeros(1, 1, 1600), "sample_rate": 16000}}
+    cls = register(pack)[node]
+    wanted = cls.INPUT_TYPES()["required"]
+    return run_node(cls, constants(**{k: v for k, v in inputs.items() if k in wanted}, **widgets))
+
+
+def _load_motion_check(env, motion_file: str):
+    pack, _, _ = env.comfy()
+    return register(pack)["DittoLoadMotion"].validate_inputs(motion_file)
 
 
 def _batch(env, portraits: int = 2, clips: int = 2, portrait_names=None):
@@ -319,6 +350,8 @@ CASES = [
          error=ConfigFileError, message=r"asks to run posix.system while loading.*refused without running anything"),
     Case("damaged cfg", lambda e: _config(e, b"\x80\x04\x95garbage"), error=ConfigFileError,
          message="damaged or incomplete"),
+    Case("cfg whose memo index asks for gigabytes", lambda e: _config(e, b"\x80\x04K\x01r\xff\xff\xff\x7f."),
+         error=ConfigFileError, message="damaged or incomplete: memo index 2147483647 at operation 2"),
     Case("cfg from another release (conditions of another width)",
          lambda e: _config(e, pickle.dumps({"default_kwargs": {}, "audio2motion_cfg": {"audio_feat_dim": 1059}})),
          error=ConfigFileError, message="audio_feat_dim gives 1059, but the motion model"),
@@ -330,7 +363,7 @@ CASES = [
     Case("output frame rate outside 10-60", lambda e: check_fps(75.0), error=ValueError,
          message="between 10 and 60 fps, got 75"),
     Case("output frame rate outside 10-60 wired into Render", _linked_fps_out_of_range, error=ValueError,
-         message="between 10 and 60 fps, got 120"),
+         message=r"DittoRender: input 'fps' is 120.0; it must be from 0.0 to 60.0"),
     Case("video source with frames without a face", _video_with_a_cut,
          check=lambda p: p.has_face.tolist() == [True, True, False, True, True]),
     Case("video source with no face at all", lambda e: e.register(np.zeros((4, 64, 64, 3), np.uint8)),
@@ -353,10 +386,20 @@ CASES = [
          message="3 frames for 4 face crops: give one frame"),
     Case("Paste Back: feather out of range", lambda e: _paste(e, feather=0.8), error=PasteBackError,
          message="feather must be between 0 .* and 0.5"),
+    Case("Paste Back: face mask with NaN", lambda e: _paste(e, masks=(1, 512), mask_value=float("nan")),
+         error=PasteBackError, message=r"the face mask holds 262144 NaN or infinite value\(s\)"),
     Case("Paste Back: one mask and one frame for every crop", lambda e: _paste(e, masks=(1, 512), frames=(1, 64, 64)),
          check=lambda out: len(out) == 4 and all(frame.shape == (64, 64, 3) for frame, _ in out)),
     Case("corrupt motion file", lambda e: Motion.load(e.file("bad.safetensors", b"\x10\x00garbage")),
          error=MotionFileError, message="not a readable motion file"),
+    Case("motion file with fps 0, -5, nan, inf or 1e308", lambda e: _hand_made_motion(e, fps="1e308"),
+         error=MotionFileError, message=r"hand_made.safetensors: fps is 1e\+308; a motion's frame rate must be a "
+                                        r"number from 1 to 1000"),
+    Case("motion file whose anchor is NaN", lambda e: _hand_made_motion(e, anchor=float("nan")),
+         error=MotionFileError, message=r"hand_made.safetensors: 265 NaN or infinite value\(s\) in the anchor"),
+    Case("motion file from a newer version of the pack", lambda e: _hand_made_motion(e, version="99"),
+         error=MotionFileError, message=r"hand_made.safetensors was made by a newer version of the pack \(motion "
+                                        r"format version 99; this one reads versions up to 1\): update ComfyUI-Ditto"),
     # many portraits and clips (Talking Head Batch and its folder loaders)
     Case("a folder with no images (Load Portraits)", _empty_portrait_folder, error=ValueError,
          message=r"no_faces holds no images \(.bmp, .jpeg, .jpg, .png, .tif, .tiff, .webp\); put them there"),
@@ -368,6 +411,22 @@ CASES = [
          message=r"there are 3 portraits and 2 clips; .* or choose 'every portrait × every clip'"),
     Case("'pairs' with one portrait and 3 clips", lambda e: pair_up(1, 3, "pairs"),
          check=lambda pairs: pairs == [(0, 0), (0, 1), (0, 2)]),
+    Case("manifest that is not UTF-8 text", lambda e: read_manifest(e.file("jobs.csv", b"portrait,audio\na.jpg,\xe9t\xe9.wav\n")),
+         error=ManifestError, message=r"jobs.csv line 2: byte 0xe9 is not UTF-8 text; save the manifest as UTF-8"),
+    # values sent to ComfyUI's /prompt API without the front end (or wired in from another node): NodeInputError, a
+    # ValueError (the pack loads under another module name here, so its own class is not this process's)
+    Case("a number as text sent to a node", lambda e: _prompt(e, "DittoSmoothMotion", window="5", what="pose"),
+         error=ValueError, message="DittoSmoothMotion: input 'window' is '5'; it must be a whole number"),
+    Case("NaN sent to a node (passes ComfyUI's range check)",
+         lambda e: _prompt(e, "DittoRelaxOnSilence", strength=float("nan"), silence_db=-45.0, speech_db=-25.0),
+         error=ValueError, message="DittoRelaxOnSilence: input 'strength' is nan; it must be a finite number"),
+    Case("out-of-range number ComfyUI leaves to the node (an input of VALIDATE_INPUTS)",
+         lambda e: _prompt(e, "DittoRelaxOnSilence", strength=1.0, silence_db=-1000.0, speech_db=-25.0),
+         error=ValueError, message=r"input 'silence_db' is -1000.0; it must be from -90.0 to 0.0"),
+    Case("an unknown choice sent to a node", lambda e: _prompt(e, "DittoSmoothMotion", window=5, what="all"),
+         error=ValueError, message="input 'what' is 'all'; choose one of pose, "),
+    Case("a motion file outside input/ named through the API", lambda e: _load_motion_check(e, "../../etc/passwd"),
+         check=lambda answer: "is outside ComfyUI's input folder; put the file in the input folder" in answer),
     Case("portrait names of another length than the portraits", lambda e: _batch(e, portrait_names=["a.png"]),
          error=ValueError, message="portrait_names has 1 names for 2 portraits; wire the names output"),
 ]

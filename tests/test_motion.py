@@ -1,6 +1,7 @@
 """Motion sampling, chaining, the Motion type, conditions and driving."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +26,8 @@ from ditto_core.networks import load_networks
 from ditto_core.pipeline import ConditionSource, motion_conditions, sample_motion
 from ditto_core.portrait import load_face_models, register_portrait
 from ditto_core.release_config import ReleaseConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class EchoSampler:
@@ -221,6 +224,44 @@ def test_motion_file_errors(tmp_path):
     save_file({"weight": torch.zeros(3)}, str(other))
     with pytest.raises(MotionFileError, match="not a Ditto motion"):
         Motion.load(other)
+
+
+def test_the_three_hand_made_motions_of_issue_27_are_refused(tmp_path):
+    """A copy of assets/nod.safetensors with one header value changed: fps 0, -5, nan, inf, 1e308; an anchor of
+    NaN; version 99."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(ROOT / "assets" / "nod.safetensors"), "pt") as handle:
+        header, tensors = handle.metadata(), {key: handle.get_tensor(key) for key in handle.keys()}
+
+    def variant(name: str, changed: dict | None = None, **values) -> Path:
+        path = tmp_path / f"{name}.safetensors"
+        save_file({**tensors, **(changed or {})}, str(path), metadata={**header, **values})
+        return path
+
+    for fps in ("0", "-5", "nan", "inf", "1e308"):
+        path = variant(f"fps_{fps}", fps=fps)
+        with pytest.raises(MotionFileError, match=rf"{path}: fps is .*; a motion's frame rate must be a number from "
+                                                  rf"1 to 1000"):
+            Motion.load(path)
+    path = variant("nan_anchor", {"anchor": torch.full((265,), float("nan"))})
+    with pytest.raises(MotionFileError, match=rf"{path}: 265 NaN or infinite value\(s\) in the anchor"):
+        Motion.load(path)
+    path = variant("v99", version="99")
+    with pytest.raises(MotionFileError, match=rf"{path} was made by a newer version of the pack \(motion format "
+                                              rf"version 99; this one reads versions up to 1\): update ComfyUI-Ditto"):
+        Motion.load(path)
+    assert len(Motion.load(variant("as_shipped"))) == 100  # the unchanged copy still loads
+
+
+def test_a_motion_made_in_memory_is_checked_the_same_way():
+    with pytest.raises(ValueError, match="fps is 0; a motion's frame rate must be a number from 1 to 1000"):
+        Motion(torch.zeros(3, 265), fps=0)
+    with pytest.raises(ValueError, match=r"2 NaN or infinite value\(s\) in the frames, the first in frame 1"):
+        Motion(torch.zeros(3, 265).index_put_((torch.tensor([1, 2]), torch.tensor([0, 0])), torch.tensor(math.inf)))
+    with pytest.raises(ValueError, match="fps is nan"):
+        Motion(torch.zeros(3, 265)).resample(math.nan)
 
 
 def test_motion_time_edits():

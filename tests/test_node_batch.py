@@ -197,7 +197,8 @@ def test_an_empty_folder_or_a_broken_file_is_refused(comfy):
         run_node(nodes["DittoLoadPortraits"], constants(folder="empty"))
     with pytest.raises(batch_list_error, match=r"empty holds no audio files \(.aac, .aif"):
         run_node(nodes["DittoLoadSpeechClips"], constants(folder="empty"))
-    with pytest.raises(ValueError, match="outside ComfyUI's input folder"):
+    with pytest.raises(ValueError, match=r"DittoLoadSpeechClips: input 'folder' is '../output'; choose one of "
+                                         r"ditto_batch, empty, "):  # refused before the path is used
         run_node(nodes["DittoLoadSpeechClips"], constants(folder="../output"))
     (base / "input" / "empty" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match=r"cannot read .*empty/broken.png as an image"):

@@ -212,8 +212,7 @@ def test_widget_validation(comfy):
     assert relax.validate_inputs(-20.0, -40.0) == "silence_db must be below speech_db"
     load = register(pack)["DittoLoadMotion"]
     assert "not found" in load.validate_inputs("missing.safetensors")
-    with pytest.raises(ValueError, match="outside ComfyUI's input folder"):
-        load.validate_inputs("../../etc/passwd")
+    assert "outside ComfyUI's input folder" in load.validate_inputs("../../etc/passwd")  # an answer, no traceback
 
 
 def test_load_models_node_offers_release_folders(comfy, small_release):

@@ -50,7 +50,7 @@ class StartRequest(SessionOptions):
         if not isinstance(rate, int) or isinstance(rate, bool) or not MIN_RATE <= rate <= MAX_RATE:
             raise LiveError(f"\"sample_rate\" must be a whole number of samples per second from {MIN_RATE:,} to "
                             f"{MAX_RATE:,}; got {rate!r}")
-        if fmt not in FORMATS:
+        if not isinstance(fmt, str) or fmt not in FORMATS:
             raise LiveError(f"\"format\" must be \"s16le\" (16-bit signed little-endian) or \"f32le\" (32-bit float "
                             f"little-endian), mono; got {fmt!r}")
         return cls(rate, fmt, **session_options(message))
@@ -77,7 +77,7 @@ def _message(text: str, kind: str, not_json: str, not_kind: str) -> dict:
     """``text`` as a JSON object of type ``kind``; LiveError(``not_json``) or LiveError(``not_kind``) otherwise."""
     try:
         message = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         raise LiveError(not_json) from None
     if not isinstance(message, dict) or message.get("type") != kind:
         raise LiveError(not_kind)

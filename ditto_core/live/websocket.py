@@ -132,7 +132,7 @@ class _Connection:
             elif message.type is WSMsgType.TEXT:
                 try:
                     data = json.loads(message.data)
-                except ValueError:
+                except (ValueError, RecursionError):
                     raise LiveError("a text message that is not JSON; after start only binary audio and "
                                     "{\"type\": \"end\"} are expected") from None
                 kind = data.get("type") if isinstance(data, dict) else None

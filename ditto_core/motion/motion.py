@@ -8,14 +8,15 @@ Layout of one frame (the LMDM's output and the motion extractor's fields, ``kp``
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field, replace
+from numbers import Real
 from pathlib import Path
 
 import torch
 
 from ..keypoints import bins_to_degrees, shift_bins
+from .storage import MOTION_DIM, MotionFileError, motion_header, read_motion_file
 
 FIELDS = {
     "scale": slice(0, 1),
@@ -25,14 +26,23 @@ FIELDS = {
     "t": slice(199, 202),
     "exp": slice(202, 265),
 }
-MOTION_DIM = 265
 NUM_KP = 21
 DEFAULT_FPS = 25.0
-FORMAT_VERSION = 1
+MIN_FPS, MAX_FPS = 1.0, 1000.0  # a rate outside these is a damaged value, not a camera's
 
 
-class MotionFileError(ValueError):
-    """A motion file that cannot be read."""
+def check_motion_fps(fps) -> float:
+    """``fps`` as a float when a motion can run at it; ValueError naming the value otherwise."""
+    if isinstance(fps, bool) or not isinstance(fps, Real) or not MIN_FPS <= fps <= MAX_FPS:
+        raise ValueError(f"fps is {fps!r}; a motion's frame rate must be a number from {MIN_FPS:g} to {MAX_FPS:g}")
+    return float(fps)
+
+
+def check_finite(values: torch.Tensor, what: str) -> None:
+    bad = ~torch.isfinite(values)
+    if bad.any():
+        where = f", the first in frame {int(bad.any(dim=-1).nonzero()[0])}" if values.ndim == 2 else ""
+        raise ValueError(f"{int(bad.sum())} NaN or infinite value(s) in {what}{where}; motion values must be finite")
 
 
 def keypoint_fields_to_vector(fields: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -58,11 +68,16 @@ class Motion:
             raise ValueError(f"motion frames must have shape [N, {MOTION_DIM}], got {tuple(self.frames.shape)}")
         if self.frames.shape[0] == 0:
             raise ValueError("motion has no frames")
-        if not torch.isfinite(self.frames).all():
-            raise ValueError("motion contains NaN or infinite values")
+        check_finite(self.frames, "the frames")
+        object.__setattr__(self, "fps", check_motion_fps(self.fps))
         object.__setattr__(self, "frames", self.frames.detach().float().cpu().contiguous())
+        if self.anchor is not None and self.anchor.numel() != MOTION_DIM:
+            raise ValueError(f"the anchor must have {MOTION_DIM} values, got shape {tuple(self.anchor.shape)}")
         anchor = self.frames[0] if self.anchor is None else self.anchor.detach().float().cpu().reshape(MOTION_DIM)
+        check_finite(anchor, "the anchor")
         object.__setattr__(self, "anchor", anchor.clone())
+        if not isinstance(self.metadata, dict):
+            raise ValueError(f"the metadata must be a dict, got {type(self.metadata).__name__}")
 
     def __len__(self) -> int:
         return self.frames.shape[0]
@@ -101,8 +116,7 @@ class Motion:
     def resample(self, fps: float, count: int | None = None) -> "Motion":
         """The motion at ``fps`` over the same time span: ``count`` frames (default ⌈N·fps/old_fps⌉), see
         ``resample_frames``."""
-        if fps <= 0:
-            raise ValueError(f"fps must be positive, got {fps}")
+        fps = check_motion_fps(fps)
         count = count if count is not None else max(1, math.ceil(len(self) * fps / self.fps - 1e-9))
         positions = torch.arange(count, dtype=torch.float64) * (self.fps / fps)
         return replace(self, frames=resample_frames(self.frames, positions), fps=fps)
@@ -119,35 +133,27 @@ class Motion:
 
     # --- files ------------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write ``.safetensors`` with frames, anchor and JSON metadata (atomically)."""
+        """Write ``.safetensors`` with frames, anchor and JSON metadata (atomically); see ``storage``."""
         from safetensors.torch import save
 
         from ..files import atomic_write_bytes
 
-        header = {"format": "ditto-motion", "version": str(FORMAT_VERSION), "fps": repr(float(self.fps)),
-                  "metadata": json.dumps(self.metadata)}
+        header = motion_header(self.fps, self.metadata)
         return atomic_write_bytes(path, save({"frames": self.frames, "anchor": self.anchor}, metadata=header))
 
     @classmethod
     def load(cls, path: str | Path) -> "Motion":
-        from safetensors import safe_open
-
+        """A motion file, every value checked; MotionFileError naming the file and the value otherwise."""
         path = Path(path)
-        if not path.is_file():
-            raise MotionFileError(f"motion file not found: {path}")
+        tensors, header, metadata = read_motion_file(path)
         try:
-            with safe_open(str(path), framework="pt") as handle:
-                header = handle.metadata() or {}
-                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-        except Exception as exc:  # safetensors raises its own error types for damaged files
-            raise MotionFileError(f"{path} is not a readable motion file (damaged or not safetensors): {exc}") from exc
-        if header.get("format") != "ditto-motion" or "frames" not in tensors:
-            raise MotionFileError(f"{path} is a safetensors file but not a Ditto motion (no ditto-motion header)")
+            fps = float(header.get("fps"))
+        except (TypeError, ValueError):
+            fps = header.get("fps")  # not a number: the fps check below names it
         try:
-            return cls(frames=tensors["frames"], fps=float(header["fps"]), anchor=tensors.get("anchor"),
-                       metadata=json.loads(header.get("metadata", "{}")))
-        except (ValueError, KeyError) as exc:
-            raise MotionFileError(f"{path}: {exc}") from exc
+            return cls(frames=tensors["frames"], fps=fps, anchor=tensors.get("anchor"), metadata=metadata)
+        except ValueError as exc:
+            raise MotionFileError(f"{path}: {exc}") from None
 
 
 def resample_frames(frames: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
