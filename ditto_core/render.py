@@ -104,6 +104,7 @@ def decode_batches(networks: DittoNetworks, precision: str, batches: list[Render
     return list(faces.split([len(b) for b in batches]))
 
 
+@torch.inference_mode()  # faces are inference tensors: updated in place only inside it
 def finish_faces(portrait: Portrait, batch: RenderBatch, faces: torch.Tensor) -> torch.Tensor:
     """``faces`` with each frame whose source has no face replaced by that source frame's own crop."""
     for index in np.flatnonzero(~batch.placement.has_face):
