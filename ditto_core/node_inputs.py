@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from numbers import Integral, Real
 
-
 SHOWN_CHOICES = 12  # a choice list (input/ folders, say) is cut after this many in a message
 
 

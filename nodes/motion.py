@@ -15,8 +15,15 @@ from ..ditto_core.motion.conditions import parse_emotion
 from ..ditto_core.motion.motion import preview_curves
 from ..ditto_core.motion.sampler import num_windows
 from ..ditto_core.pipeline import motion_from_video
-from .common import (CATEGORY, Progress, check_interrupt, input_file_check, input_path, output_ui_entry,
-                     unique_output_path)
+from .common import (
+    CATEGORY,
+    Progress,
+    check_interrupt,
+    input_file_check,
+    input_path,
+    output_ui_entry,
+    unique_output_path,
+)
 from .memory import on_device
 from .types import DittoAudioFeatures, DittoModels, DittoMotion, DittoPortrait
 

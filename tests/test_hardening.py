@@ -16,10 +16,10 @@ import torch
 from comfy_stubs import InterruptProcessingException, constants, install, load_pack, register, run_node
 
 from ditto_core.audio import AudioInputError, OnnxHubertEncoder, extract_features, load_audio
+from ditto_core.batch import ManifestError, read_manifest
 from ditto_core.config_pickle import ConfigFileError
 from ditto_core.download import DownloadError, download_release
 from ditto_core.lists import pair_up
-from ditto_core.batch import ManifestError, read_manifest
 from ditto_core.models import CheckpointError, load_network
 from ditto_core.motion import Motion, MotionFileError
 from ditto_core.motion.sampler import ChainConfig

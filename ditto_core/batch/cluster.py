@@ -13,7 +13,6 @@ from .jobs import Job
 from .results import Result
 from .worker import WORKER_RESTARTS, Worker
 
-
 RESTART_POLL_S = 1.0  # how often a restarting actor is asked to load the models again
 
 

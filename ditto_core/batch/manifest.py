@@ -7,7 +7,6 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-
 REQUIRED_COLUMNS = ("portrait", "audio")
 OPTIONAL_COLUMNS = ("name", "emotion", "seed", "fps", "steps")
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from .jobs import Job
 from .manifest import BadRow
 
-
 RESULTS_FILE = "results.jsonl"
 
 

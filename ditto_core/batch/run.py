@@ -20,7 +20,6 @@ from .report import Progress, Summary
 from .results import RESULTS_FILE, Result, ResultsLog, bad_row_result, skipped_result
 from .worker import require_model_files
 
-
 LOCK_FILE = ".batch.lock"
 STOP_GRACE_S = 60.0  # how long a stopped worker may take to finish its current render batch
 

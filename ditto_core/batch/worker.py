@@ -11,7 +11,6 @@ from pathlib import Path
 from .jobs import Job, describe_error
 from .results import Result
 
-
 SAMPLED_FPS = 25  # the rate motion is sampled at; other output rates are resampled from it
 WORKER_RESTARTS = 3  # how many times a lost worker is replaced (a Ray actor: its max_restarts)
 
