@@ -1,11 +1,10 @@
-"""A stand-in for the part of ComfyUI 0.33's V3 node API (``comfy_api.latest``: ``io``, ``ui``, ``ComfyExtension``)
+"""A stand-in for the part of ComfyUI 0.33's V3 node API (``comfy_api.latest``: ``io``, ``ComfyExtension``)
 the pack uses, so CI, which has no ComfyUI, defines and calls the nodes as ComfyUI does.
 
 It follows ``comfy_api/latest/_io.py`` where that matters to the tests: each input's ``as_dict``, the V1 view ComfyUI
 serves at ``/object_info`` and validates against (``INPUT_TYPES()``: ``(io_type, options)`` per input, combos as
-``("COMBO", {"options": […]})``, dynamic inputs under their ``COMFY_…_V3`` type), ``RETURN_TYPES`` and friends
-derived from the schema's outputs, ``EXECUTE_NORMALIZED`` turning what ``execute`` returns into a ``NodeOutput``, and
-``build_nested_inputs`` regrouping a DynamicCombo's dotted keys into the dict ``execute`` receives.
+``("COMBO", {"options": […]})``), ``RETURN_TYPES`` and friends derived from the schema's outputs, and
+``EXECUTE_NORMALIZED`` turning what ``execute`` returns into a ``NodeOutput``.
 """
 
 from __future__ import annotations
@@ -18,18 +17,6 @@ from enum import Enum
 
 def prune_dict(d: dict) -> dict:
     return {k: v for k, v in d.items() if v is not None}
-
-
-class UploadType(str, Enum):
-    image = "image_upload"
-    audio = "audio_upload"
-    video = "video_upload"
-
-
-class FolderType(str, Enum):
-    input = "input"
-    output = "output"
-    temp = "temp"
 
 
 class Input:
@@ -89,15 +76,10 @@ def Custom(io_type: str):  # noqa: N802 (ComfyUI's name)
 
 class _ComboInput(WidgetInput):
     def __init__(self, id, options=None, display_name=None, optional=False, tooltip=None, lazy=None, default=None,
-                 control_after_generate=None, upload=None, socketless=None, extra_dict=None, raw_link=None,
-                 advanced=None):
+                 control_after_generate=None, socketless=None, extra_dict=None, raw_link=None, advanced=None):
         super().__init__(id, display_name, optional, tooltip, lazy, default, socketless, None, None, extra_dict,
                          raw_link, advanced, multiselect=False, options=options,
                          control_after_generate=control_after_generate)
-        self.upload = upload
-
-    def as_dict(self) -> dict:
-        return super().as_dict() | ({self.upload.value: True} if self.upload is not None else {})
 
 
 Combo = _comfy_type("COMBO", _ComboInput)
@@ -125,52 +107,6 @@ def _v1_inputs(inputs: list[Input]) -> dict:
         options.pop("optional", None)
         spec.setdefault("optional" if item.optional else "required", {})[item.id] = (item.get_io_type(), options)
     return spec
-
-
-class _DynamicComboOption:
-    def __init__(self, key: str, inputs: list[Input]):
-        self.key, self.inputs = key, inputs
-
-
-class _DynamicComboInput(Input):
-    io_type = "COMFY_DYNAMICCOMBO_V3"
-
-    def __init__(self, id, options: list[_DynamicComboOption], display_name=None, optional=False, tooltip=None,
-                 lazy=None, extra_dict=None):
-        super().__init__(id, display_name, optional, tooltip, lazy, extra_dict)
-        self.options = options
-
-    def as_dict(self) -> dict:
-        return super().as_dict() | {"options": [{"key": o.key, "inputs": _v1_inputs(o.inputs)} for o in self.options]}
-
-
-DynamicCombo = types.SimpleNamespace(io_type="COMFY_DYNAMICCOMBO_V3", Input=_DynamicComboInput,
-                                     Option=_DynamicComboOption)
-
-
-class _AutogrowTemplatePrefix:
-    def __init__(self, input: Input, prefix: str, min: int = 1, max: int = 10):
-        self.input, self.prefix, self.min, self.max = input, prefix, min, max
-        self.input.force_input = True if isinstance(input, WidgetInput) else None
-
-    def as_dict(self) -> dict:
-        return {"input": _v1_inputs([self.input]), "prefix": self.prefix, "min": self.min, "max": self.max}
-
-
-class _AutogrowInput(Input):
-    io_type = "COMFY_AUTOGROW_V3"
-
-    def __init__(self, id, template: _AutogrowTemplatePrefix, display_name=None, optional=False, tooltip=None,
-                 lazy=None, extra_dict=None):
-        super().__init__(id, display_name, optional, tooltip, lazy, extra_dict)
-        self.template = template
-
-    def as_dict(self) -> dict:
-        return super().as_dict() | {"template": self.template.as_dict()}
-
-
-Autogrow = types.SimpleNamespace(io_type="COMFY_AUTOGROW_V3", Input=_AutogrowInput,
-                                 TemplatePrefix=_AutogrowTemplatePrefix)
 
 
 class Hidden(str, Enum):
@@ -275,52 +211,9 @@ class NodeOutput:
         return self.args[index]
 
 
-def build_nested_inputs(values: dict, schema: Schema) -> dict:
-    """A DynamicCombo's flat keys (``crop``, ``crop.crop_scale``) as the dict ``execute`` receives (``crop=
-    {"crop": "custom", "crop_scale": 2.3}``), as ComfyUI's ``build_nested_inputs`` regroups them."""
-    values = dict(values)
-    for item in schema.inputs:
-        if isinstance(item, _DynamicComboInput) and item.id in values:
-            nested = {item.id: values.pop(item.id)}
-            for key in [k for k in values if k.startswith(item.id + ".")]:
-                nested[key[len(item.id) + 1:]] = values.pop(key)
-            values[item.id] = nested
-    return values
-
-
 class ComfyExtension(ABC):
     async def on_load(self) -> None:
         """Called once when ComfyUI loads the extension."""
 
     @abstractmethod
     async def get_node_list(self) -> list[type[ComfyNode]]: ...
-
-
-class SavedResult(dict):
-    def __init__(self, filename: str, subfolder: str, type: FolderType):
-        super().__init__(filename=filename, subfolder=subfolder, type=type.value)
-
-
-class PreviewVideo:
-    def __init__(self, values: list, **kwargs):
-        self.values = values
-
-    def as_dict(self) -> dict:
-        return {"images": self.values, "animated": (True,)}
-
-
-ui = types.SimpleNamespace(SavedResult=SavedResult, PreviewVideo=PreviewVideo)
-
-
-def finalized_inputs(spec: dict, given: dict) -> dict:
-    """The inputs a node has for these prompt values (ComfyUI's ``get_finalized_class_inputs``): a DynamicCombo's
-    chosen option's inputs join under dotted ids (``crop.crop_scale``)."""
-    out = {"required": {}, "optional": {}}
-    for section in ("required", "optional"):
-        for name, (kind, options) in spec.get(section, {}).items():
-            out[section][name] = (kind, options)
-            if kind == DynamicCombo.io_type and name in given:
-                chosen = next((o for o in options["options"] if o["key"] == given[name]), None)
-                for inner_section, inner in (chosen["inputs"] if chosen else {}).items():
-                    out[inner_section].update({f"{name}.{key}": value for key, value in inner.items()})
-    return out

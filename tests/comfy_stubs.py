@@ -133,7 +133,7 @@ def install(base: Path) -> types.SimpleNamespace:
         def get_components(self):
             return self.components
 
-    latest.io, latest.ui, latest.ComfyExtension = comfy_api_stub, comfy_api_stub.ui, comfy_api_stub.ComfyExtension
+    latest.io, latest.ComfyExtension = comfy_api_stub, comfy_api_stub.ComfyExtension
     latest.Types = types.SimpleNamespace(VideoComponents=VideoComponents)
     latest.InputImpl = types.SimpleNamespace(VideoFromComponents=VideoFromComponents)
     comfy_api = types.ModuleType("comfy_api")
@@ -149,23 +149,19 @@ def install(base: Path) -> types.SimpleNamespace:
 
 def run_node(node, inputs: dict[str, list]) -> tuple[list[list], dict]:
     """Call the V3 node class ``node`` as ComfyUI 0.33's executor does (execution.py: ``_async_map_node_over_list``,
-    ``build_nested_inputs``, ``get_output_from_returns``, ``merge_result_data``). Every input is a list: a link gives
-    the list the source's output holds, a widget a list of one (use :func:`constants`); a DynamicCombo's options come
-    as dotted keys (``crop.crop_scale``), as in an API prompt. A node whose schema has is_input_list gets the lists in
-    one call; any other is called once per index of the longest list, shorter lists repeating their last item.
+    ``get_output_from_returns``, ``merge_result_data``). Every input is a list: a link gives the list the source's
+    output holds, a widget a list of one (use :func:`constants`). A node whose schema has is_input_list gets the
+    lists in one call; any other is called once per index of the longest list, shorter lists repeating their last
+    item.
     Returns one list per output (an is_output_list output's lists joined, any other one item per call) and the
     calls' ui dicts joined per key."""
-    schema = node.GET_SCHEMA()
-
-    def call(values: dict):
-        return node.EXECUTE_NORMALIZED(**comfy_api_stub.build_nested_inputs(values, schema))
-
+    schema, call = node.GET_SCHEMA(), node.EXECUTE_NORMALIZED
     if schema.is_input_list:
-        returns = [call(inputs)]
+        returns = [call(**inputs)]
     else:
         count = max((len(values) for values in inputs.values()), default=0)
-        returns = [call({name: values[min(index, len(values) - 1)] for name, values in inputs.items()})
-                   for index in range(count)] if count else [call({})]
+        returns = [call(**{name: values[min(index, len(values) - 1)] for name, values in inputs.items()})
+                   for index in range(count)] if count else [call()]
     results = [r.result for r in returns if r.result is not None]
     uis = [r.ui if isinstance(r.ui, dict) else r.ui.as_dict() for r in returns if r.ui is not None]
     outputs = []
@@ -223,8 +219,8 @@ def validate_prompt_node(nodes: dict[str, type], prompt: dict, node_id: str) -> 
     input the node does not have, which ComfyUI would drop silently (a saved setting lost)."""
     entry = prompt[node_id]
     cls, given = nodes[entry["class_type"]], entry["inputs"]
-    spec = comfy_api_stub.finalized_inputs(cls.INPUT_TYPES(), given)
-    known = {**spec["optional"], **spec["required"]}
+    spec = cls.INPUT_TYPES()
+    known = {**spec.get("optional", {}), **spec["required"]}
     errors = [f"{name}: not an input of {entry['class_type']}" for name in given if name not in known]
     constants = {}
     for name, (kind, options) in known.items():

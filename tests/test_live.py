@@ -358,7 +358,7 @@ def test_the_pack_adds_the_endpoint_and_page_to_comfyuis_server(small_release, p
     server.PromptServer = types.SimpleNamespace(instance=types.SimpleNamespace(routes=routes, app=web.Application()))
     monkeypatch.setitem(sys.modules, "server", server)
     pack = comfy_stubs.load_pack()
-    comfy_stubs.register(pack)  # the extension's on_load adds the routes
+    nodes = comfy_stubs.register(pack)  # the extension's on_load adds the routes
     paths = {route.path for route in routes}
     assert {"/ditto/live", "/ditto/live/offer", "/ditto/live/page/", "/ditto/live/portraits"} <= paths
     service = next(route.handler.__self__ for route in routes if route.path == "/ditto/live")
@@ -375,7 +375,7 @@ def test_the_pack_adds_the_endpoint_and_page_to_comfyuis_server(small_release, p
                                          start_message(22050, "f32le", portrait="me.png"))
             return listed, page.status, missing, frames, texts
 
-    (graph_models,), _ = comfy_stubs.run_node(pack.NODE_CLASS_MAPPINGS["DittoLoadModels"](), comfy_stubs.constants(
+    (graph_models,), _ = comfy_stubs.run_node(nodes["DittoLoadModels"], comfy_stubs.constants(
         release="ditto_pytorch", device="auto"))
     graph_models = graph_models[0]
     state.loaded_models.clear()  # as after ComfyUI offloaded everything for a graph
