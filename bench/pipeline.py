@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT))
 from ditto_core.motion import Motion  # noqa: E402
 from ditto_core.motion.sampler import WindowSampler, first_frame_vector  # noqa: E402
 from ditto_core.pipeline import DittoPipeline  # noqa: E402
-from ditto_core.portrait import paste_back  # noqa: E402
+from ditto_core.portrait import FacePlacement  # noqa: E402
 from ditto_core.precision import PRECISIONS, DeviceDescription, precision_plan  # noqa: E402
-from ditto_core.render import RenderOptions  # noqa: E402
+from ditto_core.render import RenderOptions, faces_to_frames  # noqa: E402
 from ditto_core.testing.fake_release import write_fake_release  # noqa: E402
 from ditto_core.video import write_mp4  # noqa: E402
 
@@ -88,7 +88,8 @@ def ours(root: Path, frames: int, steps: int, device: str, render: RenderOptions
 
     with torch.inference_mode():
         warped = warp()
-        face = (decode()[0].permute(1, 2, 0).clamp(0, 1) * 255).cpu().numpy()
+        face = decode().float().clamp(0, 1).permute(0, 2, 3, 1)[:1]
+    placement = FacePlacement.of(portrait, 0, 1)
     out = {}
     out["LMDM window (80 frames)"] = timed(lambda: sampler(first, cond))
     window = WindowSampler(nets.lmdm, steps, seed=0)(first, cond)
@@ -101,9 +102,9 @@ def ours(root: Path, frames: int, steps: int, device: str, render: RenderOptions
     with torch.inference_mode():
         out["warp (per frame)"] = timed(warp)
         out["decode (per frame)"] = timed(decode)
-    out["paste-back (per frame)"] = timed(lambda: paste_back(portrait.images[0], face, portrait.crop_to_image[0]), 5)
+    out["paste-back (per frame)"] = timed(lambda: next(faces_to_frames(face, placement)), 5)
     with tempfile.TemporaryDirectory() as tmp:
-        still = paste_back(portrait.images[0], face, portrait.crop_to_image[0])
+        still = next(faces_to_frames(face, placement))
         out["video encode (per frame)"] = timed(lambda: write_mp4(Path(tmp) / "v.mp4", [still] * 25), 1) / 25
         motion = Motion(torch.randn(frames, 265) * 0.1)
         start = time.perf_counter()

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from ditto_core.motion import SamplerOptions  # noqa: E402
 from ditto_core.networks import compile_renderer  # noqa: E402
 from ditto_core.pipeline import DittoPipeline  # noqa: E402
-from ditto_core.portrait.paste import blend_mask, paste_back  # noqa: E402
+from ditto_core.portrait.paste import FacePlacement, blend_mask  # noqa: E402
 from ditto_core.precision import (  # noqa: E402
     MAX_MEAN_LEVELS,
     MAX_P999_LEVELS,
@@ -49,7 +49,7 @@ from ditto_core.precision import (  # noqa: E402
     auto_precision,
     fast_precisions,
 )
-from ditto_core.render import render_frames  # noqa: E402
+from ditto_core.render import faces_to_frames, render_frames  # noqa: E402
 from ditto_core.testing.fake_release import write_fake_release  # noqa: E402
 
 NETWORK_STAGES = {"stitching": "stitch_network", "warp": "warp_network", "decoder": "decoder"}
@@ -90,9 +90,10 @@ def render_timed(networks, portrait, motion, options) -> tuple[dict[str, float],
     frames = np.stack(list(render_frames(networks, portrait, motion, options)))
     total = time.perf_counter() - start
     clock.detach()
-    face = (clock.face.clamp(0, 1) * 255).permute(1, 2, 0).cpu().numpy()
+    face = clock.face.float().clamp(0, 1).permute(1, 2, 0)[None]
+    placement = FacePlacement.of(portrait, 0, 1)
     seconds = {stage: clock.seconds[stage] / len(motion) for stage in NETWORK_STAGES}
-    seconds["paste-back"] = timed(lambda: paste_back(portrait.images[0], face, portrait.crop_to_image[0]), 5)
+    seconds["paste-back"] = timed(lambda: next(faces_to_frames(face, placement)), 5)
     seconds["end to end (render)"] = total / len(motion)
     return seconds, frames
 

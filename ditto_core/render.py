@@ -40,7 +40,7 @@ def render_faces(
     first_index: int = 0,
 ) -> Iterator[tuple[np.ndarray, FacePlacement]]:
     """Yield, per batch of motion frames ``start:stop``, the rendered faces ``[B, 512, 512, 3]`` float32 in [0, 1]
-    (the decoder's output, not quantised) and where they go (a FacePlacement of B frames). ``check`` runs before
+    (the decoder's output, not quantised, a tensor on the networks' device) and where they go (a FacePlacement of B frames). ``check`` runs before
     every batch (e.g. to raise on user interrupt). ``first_index``: the position of motion frame 0 in a longer
     stream (chooses the frame of a source video, at the motion's fps). A source frame without a face gets its own
     crop, not a rendered face. ``options.paste_back`` is not used here."""
@@ -75,22 +75,22 @@ def render_faces(
                 warped = networks.warp_network(appearance, x_s, x_d)
             with plan.autocast("decoder", device.type):
                 faces = networks.decoder(warped)
-            faces = faces.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+            faces = faces.float().clamp_(0, 1).permute(0, 2, 3, 1)
         for index in np.flatnonzero(~placement.has_face):
             source_crop = warp(portrait.images[sources[index]], portrait.image_to_crop[sources[index]], CROP_SIZE)
-            faces[index] = source_crop / np.float32(255)
+            faces[index] = torch.from_numpy(source_crop).to(device) / 255
         yield faces, placement
 
 
-def faces_to_frames(faces: np.ndarray, placement: FacePlacement, paste: bool = True) -> Iterator[np.ndarray]:
-    """Frames ``[H, W, 3]`` uint8 with ``faces`` (``[B, h, w, 3]`` float in [0, 1]) pasted back by the placement
-    (the reference's blend), or with ``paste`` False the faces themselves as ``[h, w, 3]`` uint8 (truncated)."""
+def faces_to_frames(faces: torch.Tensor, placement: FacePlacement, paste: bool = True) -> Iterator[np.ndarray]:
+    """Frames ``[H, W, 3]`` uint8 with ``faces`` (``[B, h, w, 3]`` float in [0, 1], on any device) pasted back by
+    the placement on the faces' device (the reference's blend), or with ``paste`` False the faces themselves as
+    ``[h, w, 3]`` uint8 (truncated)."""
     if paste:
-        for frame, _ in paste_faces(faces, placement):
+        for frame, _ in paste_faces(faces, placement, with_masks=False):
             yield frame
     else:
-        for face in faces:
-            yield (face * np.float32(255)).astype(np.uint8)
+        yield from (faces * 255).to(torch.uint8).cpu().numpy()
 
 
 def render_frames(

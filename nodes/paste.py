@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import comfy.model_management
 import torch
 
 from ..ditto_core.portrait.images import to_rgb_frames
@@ -50,16 +51,16 @@ class DittoPasteBack:
         }
 
     def paste(self, face_crops, placement, feather, frames=None, face_mask=None):
-        faces = face_crops.detach().cpu().float().numpy()
-        masks = None if face_mask is None else face_mask.detach().cpu().float().numpy()
+        masks = None if face_mask is None else face_mask.detach().float()
         if masks is not None and masks.ndim == 2:  # a single mask [h, w]
             masks = masks[None]
         targets = None if frames is None else to_rgb_frames(frames)
-        pasted = paste_faces(faces, placement, targets, feather, masks, check=check_interrupt)
+        pasted = paste_faces(face_crops.detach().float(), placement, targets, feather, masks, check=check_interrupt,
+                             device=comfy.model_management.get_torch_device())
         height, width = placement.frame_size
-        images = torch.empty((len(faces), height, width, 3), dtype=torch.float32)
-        blend = torch.empty((len(faces), height, width), dtype=torch.float32)
-        progress = Progress(len(faces))
+        images = torch.empty((len(face_crops), height, width, 3), dtype=torch.float32)
+        blend = torch.empty((len(face_crops), height, width), dtype=torch.float32)
+        progress = Progress(len(face_crops))
         for index, (frame, mask) in enumerate(pasted):
             images[index] = torch.from_numpy(frame).float().div_(255)
             blend[index] = torch.from_numpy(mask)

@@ -162,7 +162,7 @@ class DittoRender:
         images = crops = None
         done = 0
         for faces, placement in render_faces(models.networks, portrait, motion, options, check=check_interrupt):
-            crops = _filled(crops, len(motion), done, torch.from_numpy(faces))
+            crops = _filled(crops, len(motion), done, faces.cpu())
             for frame in faces_to_frames(faces, placement, options.paste_back):
                 images = _filled(images, len(motion), done, torch.from_numpy(frame)[None].float().div_(255))
                 done += 1

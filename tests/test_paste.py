@@ -11,7 +11,7 @@ from comfy_stubs import InterruptProcessingException, install, load_pack
 
 from ditto_core.motion import Motion
 from ditto_core.networks import load_networks
-from ditto_core.portrait import FacePlacement, blend_mask, load_face_models, paste_back, paste_faces, register_portrait
+from ditto_core.portrait import FacePlacement, blend_mask, load_face_models, paste_faces, register_portrait
 from ditto_core.render import RenderOptions, render_faces, render_frames
 from ditto_core.testing.fake_release import copy_release
 
@@ -37,6 +37,19 @@ def reference_paste(frame: np.ndarray, render: np.ndarray, crop_to_image: np.nda
     return np.clip(blended, 0, 255).astype(np.uint8), warped_mask
 
 
+# grid_sample takes the warp's coordinates normalised to [-1, 1] in float32: about 3e-5 px of rounding against
+# cv2's float64 coordinates, so warped masks agree to 1e-4 (0.03 of a level in the blend)
+MASK_ATOL = 1e-4
+
+
+def assert_within_one_level(pasted: np.ndarray, expected: np.ndarray) -> None:
+    """Paste-back runs with torch (grid_sample, float32) where the reference runs cv2.warpAffine: the same bilinear
+    blend, rounded differently (and TRUNCATION_GUARD), so a truncated level can flip in a few pixels, never by more
+    than one."""
+    diff = np.abs(pasted.astype(int) - expected.astype(int))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.99
+
+
 @pytest.fixture(scope="module")
 def rendered(small_release):
     """A registered 240x300 portrait, a 5-frame motion, the rendered faces and Render's own pasted frames."""
@@ -46,7 +59,7 @@ def rendered(small_release):
                                  load_face_models(small_release))
     motion = Motion(torch.from_numpy(np.random.default_rng(1).standard_normal((5, 265)).astype(np.float32) * 0.1))
     options = RenderOptions(batch_size=2, precision="fp32")
-    faces = np.concatenate([f for f, _ in render_faces(networks, portrait, motion, options)])
+    faces = torch.cat([f for f, _ in render_faces(networks, portrait, motion, options)]).numpy()
     frames = np.stack(list(render_frames(networks, portrait, motion, options)))
     return portrait, faces, frames, FacePlacement.of(portrait, 0, len(motion))
 
@@ -75,9 +88,9 @@ def test_pasting_the_rendered_faces_gives_render_frames_exactly(rendered):
         np.testing.assert_allclose(mask, expected_mask, atol=1e-5)
 
 
-def test_quantised_crops_paste_exactly_as_their_levels_and_within_one_level_of_render(rendered):
+def test_quantised_crops_paste_as_their_levels_and_within_one_level_of_render(rendered):
     """Crops that went through 8 bits (a PNG, a restorer working in uint8) and came back as IMAGE floats (level/255)
-    paste exactly as the float render of those levels would, and within one level of Render's frames."""
+    paste as the reference would paste those levels, and within one level of Render's frames."""
     portrait, faces, frames, placement = rendered
     levels = np.rint(faces * 255).astype(np.uint8)
     image_floats = torch.from_numpy(levels).float().div(255).numpy()  # what ComfyUI's IMAGE carries
@@ -85,7 +98,7 @@ def test_quantised_crops_paste_exactly_as_their_levels_and_within_one_level_of_r
     for face, out in zip(levels, pasted):
         expected, _ = reference_paste(portrait.images[0], face.astype(np.float32), portrait.crop_to_image[0],
                                       blend_mask(512))
-        np.testing.assert_array_equal(out, expected)
+        assert_within_one_level(out, expected)
     assert np.abs(pasted.astype(int) - frames.astype(int)).max() <= 1
 
 
@@ -128,11 +141,11 @@ def test_feather_zero_gives_a_hard_edge(rendered):
     well_inside = ((inside_crop >= 0.1) & (inside_crop <= 510.9)).all(-1)
     outside = ((inside_crop < -1.1) | (inside_crop > 512.1)).any(-1)
     assert well_inside.sum() > 1000 and outside.sum() > 1000
-    assert (masks[0][well_inside] == 1).all() and (masks[0][outside] == 0).all()
-    edge = (masks[0] > 0) & (masks[0] < 1)
+    assert (masks[0][well_inside] > 1 - MASK_ATOL).all() and (masks[0][outside] == 0).all()
+    edge = (masks[0] > MASK_ATOL) & (masks[0] < 1 - MASK_ATOL)
     assert not (edge & well_inside).any() and not (edge & outside).any()  # fractional only on the square's edge
     centre = np.rint(portrait.crop_to_image[0] @ [255.5, 255.5, 1]).astype(int)
-    assert masks[0][centre[1], centre[0]] == 1
+    assert masks[0][centre[1], centre[0]] > 1 - MASK_ATOL
     soft = _pasted(faces, placement)[1][0]
     assert ((soft > 0) & (soft < 1)).sum() > 10 * edge.sum()  # the default feather: a wide soft band
 
@@ -156,11 +169,11 @@ def test_a_face_mask_replaces_the_blend_mask(rendered):
     matrix = portrait.crop_to_image[0][:2].astype(np.float64)
     expected_mask = cv2.warpAffine(disc, matrix, (w, h)).clip(0, 1)
     warped_face = cv2.warpAffine(faces[0] * np.float32(255), matrix, (w, h))
-    np.testing.assert_allclose(masks[0], expected_mask, atol=1e-6)
+    np.testing.assert_allclose(masks[0], expected_mask, atol=MASK_ATOL)
     untouched = expected_mask == 0
     np.testing.assert_array_equal(pasted[0][untouched], portrait.images[0][untouched])
     full = expected_mask == 1
-    np.testing.assert_array_equal(pasted[0][full], np.clip(warped_face[full], 0, 255).astype(np.uint8))
+    assert_within_one_level(pasted[0][full], np.clip(warped_face[full], 0, 255).astype(np.uint8))
     assert not np.array_equal(pasted[0], frames[0])
 
 
@@ -181,7 +194,7 @@ def test_faces_go_into_the_frames_given(rendered):
     outside = masks[0] == 0
     assert outside.sum() > 1000 and (pasted[:, outside] == 90).all()
     expected, _ = reference_paste(grey[0], faces[2] * np.float32(255), portrait.crop_to_image[0], blend_mask(512))
-    np.testing.assert_array_equal(pasted[2], expected)
+    assert_within_one_level(pasted[2], expected)
 
 
 def test_placement_follows_the_portraits_source_frames(small_release):
@@ -201,13 +214,6 @@ def test_placement_follows_the_portraits_source_frames(small_release):
     batches = [p for _, p in render_faces(networks, portrait, motion, RenderOptions(batch_size=2), start=2,
                                           first_index=3)]
     np.testing.assert_array_equal(np.concatenate([p.source_frames for p in batches]), sources)
-
-
-def test_paste_back_keeps_its_reference_form(rendered):
-    """paste_back(frame, render in [0, 255], M_c2o) is the reference's put-back of a 512² render."""
-    portrait, faces, frames, _ = rendered
-    out = paste_back(portrait.images[0], faces[0] * np.float32(255), portrait.crop_to_image[0])
-    np.testing.assert_array_equal(out, frames[0])
 
 
 # --- the nodes ------------------------------------------------------------------------------------------------------
@@ -255,7 +261,7 @@ def test_paste_back_node_takes_upscaled_crops_a_single_mask_and_frame(nodes):
     halve = np.array([[0.5, 0, -0.25], [0, 0.5, -0.25], [0, 0, 1]])  # 1024 px → 512 px, pixel centres aligned
     matrix = (placement.crop_to_image[0].astype(np.float64) @ halve)[:2]
     expected = cv2.warpAffine(square.numpy(), matrix, (150, 120)).clip(0, 1)
-    torch.testing.assert_close(mask[2], torch.from_numpy(expected), rtol=0, atol=1e-6)
+    torch.testing.assert_close(mask[2], torch.from_numpy(expected), rtol=0, atol=MASK_ATOL)
     untouched = pasted[:, mask[0] == 0]
     assert untouched.numel() > 1000 and ((untouched * 255).round() == 128).all()  # the grey frame, for every crop
 
@@ -271,3 +277,39 @@ def test_paste_back_node_errors_and_interrupts(nodes):
     with pytest.raises(InterruptProcessingException):
         nodes["DittoPasteBack"].paste(crops, placement, 0.05)
     assert state.interrupt_checks == 3
+
+
+def test_hd_frames_with_crops_of_every_pose_match_the_reference_and_keep_the_rest(rendered):
+    """1080p frames, one batch of faces whose crops differ in scale, rotation and place (a source video), one of
+    them reaching past the frame's corner: within one level of the reference's whole-frame warp, and every pixel
+    out of the crop's reach is the frame's own, bit for bit."""
+    _, faces, _, _ = rendered
+    rng = np.random.default_rng(7)
+    frames = rng.integers(0, 256, (len(faces), 1080, 1920, 3), dtype=np.uint8)
+    matrices = []
+    for index, (scale, angle, x, y) in enumerate([(1.2, 0.0, 700, 300), (0.8, 0.3, 1500, 600), (1.7, -0.5, 100, 50),
+                                                  (1.0, 2.5, 1800, 1000), (0.5, 1.0, 900, 500)]):
+        c, s = scale * np.cos(angle), scale * np.sin(angle)
+        matrices.append(np.array([[c, -s, x - 256], [s, c, y - 256], [0, 0, 1]], np.float32))
+    placement = FacePlacement(crop_to_image=np.stack(matrices), source_frames=np.arange(len(faces)),
+                              source_images=frames, has_face=np.ones(len(faces), bool))
+    pasted, masks = _pasted(faces, placement)
+    for index, (frame, out, mask) in enumerate(zip(frames, pasted, masks)):
+        expected, expected_mask = reference_paste(frame, faces[index] * np.float32(255), matrices[index],
+                                                  reference_mask())
+        assert_within_one_level(out, expected)
+        np.testing.assert_allclose(mask, expected_mask, atol=MASK_ATOL)
+        coordinates = np.linalg.inv(matrices[index].astype(np.float64))
+        ys, xs = np.mgrid[0:1080, 0:1920]
+        crop_x = coordinates[0, 0] * xs + coordinates[0, 1] * ys + coordinates[0, 2]
+        crop_y = coordinates[1, 0] * xs + coordinates[1, 1] * ys + coordinates[1, 2]
+        beyond = (crop_x <= -1) | (crop_x >= 512) | (crop_y <= -1) | (crop_y >= 512)
+        assert beyond.sum() > 1000
+        np.testing.assert_array_equal(out[beyond], frame[beyond])
+
+
+def test_paste_runs_on_the_device_asked_for_and_yields_no_masks_when_not_wanted(rendered):
+    _, faces, frames, placement = rendered
+    out = list(paste_faces(torch.from_numpy(faces), placement, with_masks=False, device="cpu", batch_size=2))
+    assert all(mask is None for _, mask in out)
+    np.testing.assert_array_equal(np.stack([f for f, _ in out]), frames)

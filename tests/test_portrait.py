@@ -8,6 +8,7 @@ import torch
 
 from ditto_core.networks import load_networks
 from ditto_core.portrait import (
+    FacePlacement,
     FaceModelError,
     NoFaceError,
     PortraitInputError,
@@ -15,7 +16,7 @@ from ditto_core.portrait import (
     blend_mask,
     load_face_models,
     mirror_index,
-    paste_back,
+    paste_faces,
     register_portrait,
 )
 from ditto_core.portrait.face_models import FaceDetector
@@ -141,6 +142,14 @@ def test_blend_mask_shape():
     np.testing.assert_allclose(mask[:26, 256], np.arange(26) / 25, atol=1e-6)
     np.testing.assert_allclose(mask[256, 486:], np.arange(25, -1, -1) / 25, atol=1e-6)
     assert (mask[26:486, 26:486] == 1).all()
+
+
+def paste_back(frame: np.ndarray, render: np.ndarray, crop_to_image: np.ndarray) -> np.ndarray:
+    """One ``[h, w, 3]`` render in [0, 255] pasted into ``frame`` through ``crop_to_image``."""
+    placement = FacePlacement(crop_to_image=crop_to_image[None], source_frames=np.zeros(1, np.int64),
+                              source_images=frame[None], has_face=np.ones(1, bool))
+    ((out, _),) = paste_faces(render[None] / np.float32(255), placement)
+    return out
 
 
 def test_paste_back_touches_only_the_masked_area():

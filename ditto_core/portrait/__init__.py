@@ -2,7 +2,7 @@
 
 from .face_models import FaceModelError, FaceModels, NoFaceError, load_face_models
 from .images import PortraitInputError
-from .paste import FacePlacement, PasteBackError, blend_mask, paste_back, paste_faces
+from .paste import FacePlacement, PasteBackError, blend_mask, paste_faces
 from .registration import Portrait, RegistrationOptions, mirror_index, register_portrait
 
 __all__ = [
@@ -17,7 +17,6 @@ __all__ = [
     "blend_mask",
     "load_face_models",
     "mirror_index",
-    "paste_back",
     "paste_faces",
     "register_portrait",
 ]

@@ -8,12 +8,18 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import torch
 
-from .geometry import CROP_SIZE, warp
+from .geometry import CROP_SIZE
 from .registration import Portrait
 
 MASK_FEATHER = 0.05  # the reference's blend mask: (1 − 0.9) / 2 of the side falls off linearly
 MAX_FEATHER = 0.5  # the fall-off bands then meet in the middle
+PASTE_BATCH = 8  # faces warped and blended in one call
+# grid_sample's bilinear weights sum to 1 within float32 rounding (≈1e-7), so a flat 255 can come out as 254.99998
+# and truncate to 254 where the reference's warp gives 255: a level is truncated after adding this guard, far above
+# the warp's float error and far below a level.
+TRUNCATION_GUARD = 1e-3
 
 
 class PasteBackError(ValueError):
@@ -98,32 +104,82 @@ def crop_matrix(crop_to_image: np.ndarray, crop_shape: tuple[int, int], crop_siz
     return crop_to_image.astype(np.float64) @ resized_to_crop
 
 
-def frame_mask(crop_mask: np.ndarray, crop_to_image: np.ndarray, frame_size: tuple[int, int],
-               crop_size: int = CROP_SIZE) -> np.ndarray:
-    """``[H, W]`` float32 in [0, 1]: a crop's mask ``[h, w]`` warped into the frame (0 where the crop does not
-    reach). frame_size: (H, W)."""
-    matrix = crop_matrix(crop_to_image, crop_mask.shape, crop_size)
-    return warp(crop_mask.astype(np.float32), matrix, frame_size[::-1]).clip(0, 1)
+@dataclass(frozen=True)
+class FrameBox:
+    """A rectangle of frame pixels: rows ``top:top + height``, columns ``left:left + width``."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.top, self.top + self.height), slice(self.left, self.left + self.width)
 
 
-def paste_back(frame: np.ndarray, render: np.ndarray, crop_to_image: np.ndarray, mask: np.ndarray | None = None,
-               crop_size: int = CROP_SIZE) -> np.ndarray:
-    """Blend ``render`` into ``frame``.
+def reach(matrix: np.ndarray, crop_shape: tuple[int, int], frame_size: tuple[int, int]) -> FrameBox:
+    """The frame pixels a crop ``crop_shape`` (h, w) warped by ``matrix`` (crop → frame, ``[3, 3]``) can touch:
+    a bilinear tap reaches frame pixel p when its crop coordinate lies in (−1, w) × (−1, h), so the box bounds the
+    image of that rectangle, clipped to the frame (H, W). Pixels outside it keep the frame's values exactly."""
+    height, width = crop_shape
+    corners = np.array([[-1, -1, 1], [width, -1, 1], [-1, height, 1], [width, height, 1]], np.float64)
+    mapped = corners @ matrix[:2].T
+    low = np.maximum(np.floor(mapped.min(axis=0)), 0).astype(int)
+    high = np.minimum(np.ceil(mapped.max(axis=0)), np.array(frame_size[::-1]) - 1).astype(int)
+    if (high < low).any():
+        return FrameBox(0, 0, 0, 0)
+    return FrameBox(int(low[1]), int(low[0]), int(high[1] - low[1] + 1), int(high[0] - low[0] + 1))
 
-    frame: ``[H, W, 3]`` uint8; render: ``[h, w, 3]`` float in [0, 255], the ``crop_size``² crop or a resized copy
-    of it; crop_to_image: ``[3, 3]`` for the ``crop_size``² crop; mask: ``[H, W]`` in [0, 1] (``frame_mask``), None:
-    the reference's blend mask. Returns ``[H, W, 3]`` uint8: m·render + (1 − m)·frame, truncated like the
-    reference. Pixels the mask does not reach are the frame's own.
+
+def common_boxes(boxes: Sequence[FrameBox], frame_size: tuple[int, int]) -> list[FrameBox]:
+    """Boxes of one size (the largest height and width among ``boxes``), each covering its own box and moved
+    inside the frame (H, W) where it would stick out, so a batch's boxes stack into one tensor."""
+    height = max(box.height for box in boxes)
+    width = max(box.width for box in boxes)
+    return [FrameBox(min(box.top, frame_size[0] - height), min(box.left, frame_size[1] - width), height, width)
+            for box in boxes]
+
+
+def sampling_grid(matrices: np.ndarray, boxes: Sequence[FrameBox], crop_shape: tuple[int, int],
+                  device: torch.device) -> torch.Tensor:
+    """``[B, h_box, w_box, 2]`` float32 for ``grid_sample(..., align_corners=False)``: for each box pixel, where it
+    comes from in the crop (the inverse of ``matrices`` ``[B, 3, 3]`` crop → frame, float64), normalised."""
+    height, width = boxes[0].height, boxes[0].width
+    inverse = np.linalg.inv(matrices)[:, :2]  # frame → crop, [B, 2, 3]
+    origin = np.array([[box.left, box.top, 1.0] for box in boxes])  # [B, 3]
+    offsets = np.einsum("bij,bj->bi", inverse, origin)  # each box's top-left pixel in the crop, [B, 2]
+    # normalise here (float64), so the device only scales the box's own small coordinates
+    scale = np.array([2 / crop_shape[1], 2 / crop_shape[0]])[None, :, None]
+    linear = torch.as_tensor(inverse[:, :, :2] * scale, dtype=torch.float32, device=device)  # [B, 2, 2]
+    shift = torch.as_tensor(offsets * scale[..., 0] + scale[..., 0] / 2 - 1, dtype=torch.float32, device=device)
+    ys, xs = torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32),
+                            torch.arange(width, device=device, dtype=torch.float32), indexing="ij")
+    pixels = torch.stack([xs, ys], dim=-1)  # [h, w, 2] as (x, y)
+    return torch.einsum("hwj,bij->bhwi", pixels, linear) + shift[:, None, None, :]
+
+
+def blend_boxes(faces: torch.Tensor, masks: torch.Tensor, grid: torch.Tensor, backgrounds: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Warp faces and their masks into the frame boxes and blend them over ``backgrounds``, all on one device.
+
+    faces: ``[B, h, w, 3]`` float in [0, 1]; masks: ``[B | 1, h, w]`` in [0, 1]; grid: ``[B, H_box, W_box, 2]``
+    (``sampling_grid``); backgrounds: ``[B, H_box, W_box, 3]`` uint8. Returns the boxes ``[B, H_box, W_box, 3]``
+    uint8, m·face·255 + (1 − m)·background truncated as the reference does (bilinear, zero outside the crop; see
+    TRUNCATION_GUARD), and
+    the warped masks ``[B, H_box, W_box]`` float32.
     """
-    size = frame.shape[:2]
-    if mask is None:
-        mask = frame_mask(blend_mask(render.shape[:2]), crop_to_image, size, crop_size)
-    warped = warp(render.astype(np.float32), crop_matrix(crop_to_image, render.shape[:2], crop_size), size[::-1])
-    mask = mask[..., None]
-    return np.clip(mask * warped + (1 - mask) * frame, 0, 255).astype(np.uint8)
+    count = len(faces)
+    layers = torch.cat([faces.permute(0, 3, 1, 2).float() * 255, masks.float()[:, None].expand(count, -1, -1, -1)],
+                       dim=1)  # [B, 4, h, w]
+    warped = torch.nn.functional.grid_sample(layers, grid, mode="bilinear", padding_mode="zeros",
+                                             align_corners=False).permute(0, 2, 3, 1)
+    mask = warped[..., 3:].clamp_(0, 1)
+    blended = mask * warped[..., :3] + (1 - mask) * backgrounds.float() + TRUNCATION_GUARD
+    return blended.clamp_(0, 255).to(torch.uint8), mask[..., 0]
 
 
-def check_paste_inputs(faces: np.ndarray, placement: FacePlacement, frames: Sequence[np.ndarray] | None,
+def check_paste_inputs(faces: np.ndarray | torch.Tensor, placement: FacePlacement, frames: Sequence[np.ndarray] | None,
                        face_masks: np.ndarray | None, feather: float) -> None:
     """Raise PasteBackError, saying what to change, unless the inputs of ``paste_faces`` fit together."""
     check_feather(feather)
@@ -159,34 +215,72 @@ def check_paste_inputs(faces: np.ndarray, placement: FacePlacement, frames: Sequ
                 f"(the portrait's own frames)")
 
 
-def paste_faces(faces: np.ndarray, placement: FacePlacement, frames: Sequence[np.ndarray] | None = None,
-                feather: float = MASK_FEATHER, face_masks: np.ndarray | None = None,
-                check: Callable[[], None] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def paste_faces(faces: np.ndarray | torch.Tensor, placement: FacePlacement,
+                frames: Sequence[np.ndarray] | None = None, feather: float = MASK_FEATHER,
+                face_masks: np.ndarray | torch.Tensor | None = None, check: Callable[[], None] | None = None,
+                device: str | torch.device | None = None, with_masks: bool = True,
+                batch_size: int = PASTE_BATCH) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """Paste each face into its frame; yield ``(frame [H, W, 3] uint8, mask [H, W] float32 in [0, 1])`` per face.
 
-    faces: ``[N, h, w, 3]`` float in [0, 1] (any crop size); frames: 1 or N ``[H, W, 3]`` uint8 frames to paste
-    into (None: the portrait's, by the placement); feather: the blend mask's fall-off band as a fraction of the
-    crop side; face_masks: ``[1 | N, h, w]`` in [0, 1], replacing the blend mask. Frames without a face come back
+    faces: ``[N, h, w, 3]`` float in [0, 1] (any crop size), an array or a tensor; frames: 1 or N ``[H, W, 3]``
+    uint8 frames to paste into (None: the portrait's, by the placement); feather: the blend mask's fall-off band as
+    a fraction of the crop side; face_masks: ``[1 | N, h, w]`` in [0, 1], replacing the blend mask. The warp and
+    blend run with torch on ``device`` (default: the faces' own device), only inside each face's reach
+    (``reach``), ``batch_size`` faces at a time; each frame's box leaves the device once, as uint8, into a copy of
+    its frame, so pixels out of the face's reach are the frame's own, bit for bit. ``with_masks`` False yields
+    None for the masks (a full-size float mask per frame costs 4 bytes a pixel). Frames without a face come back
     unchanged with an all-zero mask. ``check`` runs before every frame. Raises PasteBackError on inputs that do
     not fit together, before any work.
     """
     check_paste_inputs(faces, placement, frames, face_masks, feather)
-    return _pasted(faces, placement, frames, feather, face_masks, check)
+    if device is None:
+        device = faces.device if isinstance(faces, torch.Tensor) else torch.device("cpu")
+    faces = torch.as_tensor(faces, device=device)
+    crop_shape = tuple(faces.shape[1:3])
+    masks = blend_mask(crop_shape, feather) if face_masks is None else face_masks
+    masks = torch.as_tensor(masks, dtype=torch.float32, device=device).reshape(-1, *crop_shape)
+    return _pasted(faces, masks, placement, frames, check, with_masks, batch_size)
 
 
-def _pasted(faces, placement, frames, feather, face_masks, check):
+def _pasted(faces, masks, placement, frames, check, with_masks, batch_size):
+    for start in range(0, len(faces), batch_size):
+        if check is not None:
+            check()
+        stop = min(start + batch_size, len(faces))
+        for offset, pasted in enumerate(_paste_batch(faces, masks, placement, frames, range(start, stop),
+                                                     with_masks)):
+            if offset and check is not None:
+                check()
+            yield pasted
+
+
+def _paste_batch(faces: torch.Tensor, masks: torch.Tensor, placement: FacePlacement,
+                 frames: Sequence[np.ndarray] | None, indices: range, with_masks: bool
+                 ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Frames (and masks) for faces ``indices``: the boxes of all faces that have one warped and blended in one
+    call on the faces' device."""
     def pick(items, index):
         return items[index if len(items) > 1 else 0]
 
-    crop_mask = blend_mask(faces.shape[1:3], feather)
-    for index, face in enumerate(faces):
-        if check is not None:
-            check()
-        frame = placement.source_image(index) if frames is None else pick(frames, index)
-        if not placement.has_face[index]:
-            yield frame.copy(), np.zeros(frame.shape[:2], np.float32)
-            continue
-        mask = frame_mask(crop_mask if face_masks is None else pick(face_masks, index),
-                          placement.crop_to_image[index], frame.shape[:2], placement.crop_size)
-        render = face * np.float32(255)
-        yield paste_back(frame, render, placement.crop_to_image[index], mask, placement.crop_size), mask
+    size = placement.frame_size
+    out = [(placement.source_image(i) if frames is None else pick(frames, i)).copy() for i in indices]
+    out_masks = [np.zeros(size, np.float32) if with_masks else None for _ in indices]
+    crop_shape = tuple(faces.shape[1:3])
+    matrices = {k: crop_matrix(placement.crop_to_image[i], crop_shape, placement.crop_size)
+                for k, i in enumerate(indices) if placement.has_face[i]}
+    boxes = {k: reach(m, crop_shape, size) for k, m in matrices.items()}
+    rows = [k for k, box in boxes.items() if box.height and box.width]
+    if rows:
+        shared = common_boxes([boxes[k] for k in rows], size)
+        grid = sampling_grid(np.stack([matrices[k] for k in rows]), shared, crop_shape, faces.device)
+        backgrounds = torch.from_numpy(np.stack([out[k][box.slices] for k, box in zip(rows, shared)]))
+        selected = [indices[k] for k in rows]
+        blended, warped_masks = blend_boxes(faces[selected], masks[selected] if len(masks) > 1 else masks, grid,
+                                            backgrounds.to(faces.device, non_blocking=True))
+        blended = blended.cpu().numpy()
+        warped_masks = warped_masks.cpu().numpy() if with_masks else None
+        for j, (k, box) in enumerate(zip(rows, shared)):
+            out[k][box.slices] = blended[j]
+            if with_masks:
+                out_masks[k][box.slices] = warped_masks[j]
+    return list(zip(out, out_masks))
