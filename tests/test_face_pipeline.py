@@ -1,15 +1,25 @@
 """The pipeline side of face editing on a fake release: one frame rendered alone equals that frame of the full
 render exactly, a face's motion read from an image, and face edits reaching the pixels."""
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from ditto_core.motion import Motion
-from ditto_core.motion.face import edit_face
+from ditto_core.motion.drive import LIP_KEYPOINTS
+from ditto_core.motion.face import edit_face, face_amounts
 from ditto_core.motion.motion import keypoint_fields_to_vector
 from ditto_core.pipeline import DittoPipeline
 from ditto_core.portrait import NoFaceError
+from ditto_core.testing.fake_release import copy_release
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +88,26 @@ def test_an_image_without_a_face_says_so(pipeline):
     blank = np.zeros((200, 200, 3), dtype=np.uint8)  # the fake detector finds no face in black
     with pytest.raises(NoFaceError, match="no face found in the 200x200 source image"):
         pipeline.motion_of_image(blank)
+
+
+def test_the_readme_face_editing_example_runs_as_written(small_release, tmp_path):
+    section = ROOT.joinpath("README.md").read_text().split("Face editing, from the same start", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    copy_release(small_release, tmp_path / "models" / "ditto")
+    (tmp_path / "assets").symlink_to(ROOT / "assets")
+    (tmp_path / "output").mkdir()
+    script = block + "\nimport numpy\nnumpy.save('frame.npy', frame)\nmotion.save('output/edited.safetensors')\n"
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    frame = np.load(tmp_path / "frame.npy")
+    assert frame.dtype == np.uint8 and frame.ndim == 3
+    edited = Motion.load(tmp_path / "output" / "edited.safetensors")
+    expression = Motion.load(tmp_path / "output" / "expression.safetensors")
+    lips = torch.zeros(21, 3, dtype=torch.bool)
+    lips[list(LIP_KEYPOINTS)] = True
+    ramp = torch.clamp(torch.arange(len(edited)) / 25.0, max=1)[:, None] * 0.8  # "0:0, 1:0.8"
+    taken = ramp * (expression.field("exp")[0] - edited.anchor[202:]) * ~lips.reshape(63)
+    amounts = face_amounts(edited.offsets - taken)
+    assert abs(float(amounts["smile"][40]) - 1) < 1e-3 and abs(float(amounts["eyebrows"][-1]) - 1) < 1e-3
+    assert edited.metadata["reference"]["parts"] == ["expression"]
