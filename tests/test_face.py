@@ -17,6 +17,7 @@ from ditto_core.motion.face import (
     apply_reference,
     edit_face,
     face_amounts,
+    parse_face_keyframes,
 )
 from ditto_core.motion.motion import FIELDS, preview_curves
 
@@ -261,3 +262,15 @@ def test_the_curve_preview_shows_the_expression_amounts():
     np.testing.assert_allclose(curves["face"]["smile"], amount_curve("0:0, 1:1", 50, 25.0).numpy(), atol=1e-4)
     np.testing.assert_allclose(curves["face"]["eyebrows"], -0.5, atol=1e-4)
     assert "face" not in preview_curves(_motion(n=5))
+
+
+def test_keyframe_lines_name_one_control_each():
+    text = "smile = 0:0, 1.5:1, 3:0\n\n  eyebrows: 2:0, 3:1\nreference = 0:0, 1:1\npupil_x = -0.5"
+    assert parse_face_keyframes(text) == {"smile": "0:0, 1.5:1, 3:0", "eyebrows": "2:0, 3:1",
+                                          "reference": "0:0, 1:1", "pupil_x": "-0.5"}
+    with pytest.raises(FaceEditError, match="line 2 .*unknown control 'grin'.*smile, eyebrows"):
+        parse_face_keyframes("smile = 1\ngrin = 0:1")
+    with pytest.raises(FaceEditError, match="smile: cannot read the keyframes"):
+        parse_face_keyframes("smile = 0:0, 1")
+    with pytest.raises(FaceEditError, match="line 2: smile is given twice"):
+        parse_face_keyframes("smile = 1\nsmile = 2")

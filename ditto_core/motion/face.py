@@ -147,6 +147,28 @@ def amount_curve(value, num_frames: int, fps: float = 25.0, name: str = "amount"
     return curve
 
 
+def parse_face_keyframes(text: str, extra_names=("reference",)) -> dict[str, str]:
+    """Keyframe lines, one control each: ``"smile = 0:0, 1.5:1, 3:0"`` (or ``smile: …``) → ``{"smile": "0:0, 1.5:1,
+    3:0"}``; blank lines are skipped. Names: the face controls and ``extra_names``. Each line's keyframes are checked
+    here, so a mistake is reported before anything runs."""
+    names = (*FACE_CONTROLS, *extra_names)
+    out = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        separator = "=" if "=" in line else ":"
+        name, _, keyframes = line.partition(separator)
+        name = name.strip()
+        if name not in names:
+            raise FaceEditError(f"line {number} ({line.strip()!r}): unknown control {name!r}; write one control per "
+                                f"line as name = seconds:value, …, with a name among {', '.join(names)}")
+        if name in out:
+            raise FaceEditError(f"line {number}: {name} is given twice; give each control one line")
+        amount_curve(keyframes, 1, name=name)  # raises with what to write
+        out[name] = keyframes.strip()
+    return out
+
+
 def face_offsets(amounts: dict[str, torch.Tensor]) -> torch.Tensor:
     """Per-frame amounts ``{name: [N]}`` → summed expression offsets ``[N, 63]``."""
     unknown = sorted(set(amounts) - set(FACE_CONTROLS))
