@@ -5,6 +5,7 @@ the driving keypoints on every keypoint (brows included, which the reference's m
 import numpy as np
 import pytest
 import torch
+from test_controls import _motion
 
 from ditto_core import controls
 from ditto_core.keypoints import bins_to_degrees
@@ -20,8 +21,6 @@ from ditto_core.motion.face import (
     parse_face_keyframes,
 )
 from ditto_core.motion.motion import FIELDS, preview_curves
-
-from test_controls import _motion
 
 # (keypoint, axis) moved by each control: written out here from the module's documentation, not read from it
 DOCUMENTED = {

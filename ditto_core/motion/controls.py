@@ -149,6 +149,13 @@ def keyframe_curve(text: str, num_frames: int, fps: float = 25.0) -> torch.Tenso
         points = sorted((float(t), float(v)) for t, v in (item.split(":") for item in text.split(",") if item.strip()))
     except ValueError as exc:
         raise ValueError(f"cannot read the curve {text!r}; write keyframes as seconds:value, e.g. 0:0, 2:15, 4:0") from exc
+    return keyframe_values(points, num_frames, fps)
+
+
+def keyframe_values(points, num_frames: int, fps: float = 25.0) -> torch.Tensor:
+    """``(seconds, value)`` pairs → ``[num_frames]`` values, linear between them and held before the first and
+    after the last (zeros without pairs)."""
+    points = sorted((float(t), float(v)) for t, v in points)
     if not points:
         return torch.zeros(num_frames)
     times = np.arange(num_frames) / fps

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from .controls import keyframe_curve, offset_pose, per_frame
+from .controls import keyframe_curve, keyframe_values, offset_pose, per_frame
 from .drive import LIP_KEYPOINTS
 from .motion import EXP_DIM, FIELDS, Motion, interpolate_rows
 
@@ -134,9 +133,7 @@ def amount_curve(value, num_frames: int, fps: float = 25.0, name: str = "amount"
     if isinstance(value, (list, tuple)) and value and all(isinstance(p, (list, tuple)) for p in value):
         if any(len(p) != 2 for p in value):
             raise FaceEditError(f"{name}: keyframes must be (seconds, value) pairs, got {value!r}")
-        points = sorted((float(t), float(v)) for t, v in value)
-        times = np.arange(num_frames) / fps
-        return torch.from_numpy(np.interp(times, [t for t, _ in points], [v for _, v in points]).astype(np.float32))
+        return keyframe_values(value, num_frames, fps)
     try:
         curve = per_frame(value, num_frames)
     except (TypeError, RuntimeError, ValueError) as exc:
