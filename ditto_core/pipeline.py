@@ -18,9 +18,9 @@ from .motion.motion import Motion
 from .motion.sampler import MotionChain, SamplerOptions, WindowSampler, first_frame_vector
 from .networks import DittoNetworks, load_networks
 from .portrait import FaceModels, Portrait, RegistrationOptions, load_face_models, register_portrait
+from .portrait.images import to_rgb_frames
 from .portrait.registration import SourceTimeline
 from .release_config import ReleaseConfig, load_configs, missing_config_message
-from .portrait.images import to_rgb_frames
 from .render import RenderOptions, render_frames, render_one
 from .video import VIDEO_SUFFIXES, read_video
 
