@@ -50,7 +50,7 @@ def one_frame(pipeline, portrait, motion, batch_size: int) -> None:
     start = time.perf_counter()
     full = list(pipeline.render(portrait, motion, options))
     full_s = time.perf_counter() - start
-    index = len(motion) - 1
+    index = 0  # in a full batch (the last one may be short)
     start = time.perf_counter()
     frame = pipeline.render_frame(portrait, motion, index, options)
     one_s = time.perf_counter() - start
