@@ -75,9 +75,9 @@ def driving_frames(portrait: Path):
 
 
 def make_driving_video(portrait: Path, out: Path) -> Path:
-    from ditto_core.video import write_mp4
+    from ditto_core.video import VideoEncoding, write_mp4
 
-    write_mp4(out, driving_frames(portrait), FPS, crf=23)
+    write_mp4(out, driving_frames(portrait), FPS, encoding=VideoEncoding(crf=23))
     return out
 
 

@@ -5,12 +5,16 @@ its speech each frame arrives.
     python bench/live.py [--seconds 6] [--sessions 1] [--official] [--device cuda] [--steps N]
     python bench/live.py --models DIR --portrait IMG [--device cuda]      # a real release
     python bench/live.py --url ws://HOST:PORT/ditto/live [--token T]      # a server already running
+    python bench/live.py --webrtc [--sessions N] …                         # WebRTC sessions instead
 
 Speech is the shipped sample (repeated to length), sent as s16le at 16 kHz in 20-ms messages on a fixed
 schedule. By default the server runs in this process with the fake release (small test network sizes, quick on a
 CPU; ``--official`` for official sizes, random weights) and the shipped portrait. ``--sessions N`` runs N clients
-side by side. The server's own split of the first frame's delay (look-ahead, waiting, sampling, rendering) is
-printed beside the client's figures.
+side by side: their frames are batched into one warp/decoder call by the device's render scheduler (admission by
+measured capacity is off here, so that N sessions are measured even past realtime). The server's own split of the first frame's delay (look-ahead, waiting, sampling, rendering) is
+printed beside the client's figures. Each session's bandwidth (kbit/s received) is printed too; with ``--webrtc``
+the clients are aiortc peers (the speech as their microphone track, then silence: the avatar listens) and the
+figures are the video frames received while the speech lasts, plus 2 s.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ async def client(url: str, samples: np.ndarray, token: str | None) -> dict:
     pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
     step = int(16000 * MESSAGE_S)
     received: list[tuple[int, float]] = []
+    payload = 0
     async with aiohttp.ClientSession() as http, http.ws_connect(url, max_msg_size=0) as ws:
         start = {"type": "start", "sample_rate": 16000, "format": "s16le"}
         if token:
@@ -73,6 +78,7 @@ async def client(url: str, samples: np.ndarray, token: str | None) -> dict:
             if message.type == aiohttp.WSMsgType.BINARY:
                 (index,) = FRAME_HEADER.unpack_from(message.data)
                 received.append((index, time.perf_counter()))
+                payload += len(message.data)
             elif message.type == aiohttp.WSMsgType.TEXT:
                 reply = json.loads(message.data)
                 if reply["type"] == "error":
@@ -85,8 +91,58 @@ async def client(url: str, samples: np.ndarray, token: str | None) -> dict:
     # frame i shows speech up to (i + 1) / 25 s, sent at began + (i + 1) / 25 (speaking pace)
     lags = [t - began - (i + 1) / 25 for i, t in received]
     steady = (len(received) - 1) / (received[-1][1] - received[0][1]) if len(received) > 1 else None
+    span = received[-1][1] - began
     return {"frames": len(received), "first_ms": first * 1000, "fps": steady, "lag_median_s": statistics.median(lags),
-            "lag_max_s": max(lags), "after_end_s": received[-1][1] - ended, "server": done}
+            "lag_max_s": max(lags), "after_end_s": received[-1][1] - ended, "server": done,
+            "kbit_s": payload * 8 / span / 1000}
+
+
+async def rtc_client(url: str, samples: np.ndarray, token: str | None) -> dict:
+    """One WebRTC session (``url``: the server's …/ditto/live/offer): the speech as the microphone track at
+    speaking pace; video frames received until the speech's length plus 2 s; figures as ``client``'s."""
+    import soxr
+
+    from ditto_core.live.rtc_client import RATE, SpeechTrack, bytes_received, offer, peer
+
+    speech = soxr.resample(samples, 16000, RATE).astype(np.float32)
+    microphone = SpeechTrack([speech])
+    pc = peer(microphone)
+    arrivals: list[float] = []
+
+    async def read(track):
+        while True:
+            await track.recv()
+            if track.kind == "video":
+                arrivals.append(time.perf_counter())
+
+    readers = []
+    pc.on("track", lambda track: readers.append(asyncio.ensure_future(read(track))))
+    try:
+        async with aiohttp.ClientSession() as http:
+            status, answer = await offer(http, url, pc, **({"token": token} if token else {}))
+        if status != 200:
+            raise RuntimeError(answer.get("message", answer))
+        deadline = time.perf_counter() + 30
+        while microphone.began is None:  # the microphone starts once the connection is up
+            if time.perf_counter() > deadline:
+                raise RuntimeError("the WebRTC connection did not come up within 30 s")
+            await asyncio.sleep(0.01)
+        began = microphone.began
+        await asyncio.sleep(len(samples) / 16000 + 2)
+        received = await bytes_received(pc)
+    finally:
+        for reader in readers:
+            reader.cancel()
+        await pc.close()
+    if not arrivals:
+        raise RuntimeError("no video frame arrived")
+    # frame i shows speech up to (i + 1) / 25 s, sent at began + (i + 1) / 25 (speaking pace)
+    lags = [t - began - (i + 1) / 25 for i, t in enumerate(arrivals)]
+    steady = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else None
+    return {"frames": len(arrivals), "first_ms": (arrivals[0] - began) * 1000, "fps": steady,
+            "lag_median_s": statistics.median(lags), "lag_max_s": max(lags),
+            "after_end_s": arrivals[-1] - began - len(samples) / 16000, "server": None,
+            "kbit_s": received * 8 / (time.perf_counter() - began) / 1000}
 
 
 class Server:
@@ -134,6 +190,7 @@ def show(label: str, result: dict) -> None:
     print(f"  steady frames/s (received)               {fps:>8}")
     print(f"  behind its speech: median {result['lag_median_s']:.2f} s, worst {result['lag_max_s']:.2f} s; last "
           f"frame {result['after_end_s']:.2f} s after the end of speech")
+    print(f"  received                                 {result['kbit_s']:8.0f} kbit/s")
     if server:
         print(f"  server: {server.get('compute_fps')} frames/s of compute (sampling "
               f"{server.get('sampling_ms_per_frame')} + rendering {server.get('rendering_ms_per_frame')} ms a frame)")
@@ -150,6 +207,7 @@ def main() -> None:
     parser.add_argument("--portrait", default=str(ROOT / "assets" / "portrait.jpg"))
     parser.add_argument("--url", help="measure a server already running instead")
     parser.add_argument("--token")
+    parser.add_argument("--webrtc", action="store_true", help="WebRTC sessions (aiortc clients) instead of WebSockets")
     args = parser.parse_args()
 
     speech = load_audio(ROOT / "assets" / "speech.wav")
@@ -157,12 +215,16 @@ def main() -> None:
     samples = np.tile(speech.samples, reps)[: int(args.seconds * 16000)]
 
     async def run_clients(url: str) -> list[dict]:
+        if args.webrtc:
+            offer_url = url.replace("ws", "http", 1).rstrip("/") + "/offer"
+            return await asyncio.gather(*[rtc_client(offer_url, samples, args.token) for _ in range(args.sessions)])
         return await asyncio.gather(*[client(url, samples, args.token) for _ in range(args.sessions)])
 
     what = (args.url or (args.models and f"release {args.models}") or
             f"fake release, {'official' if args.official else 'small test'} network sizes")
     print(f"machine: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, device {args.device}; {what}; "
-          f"{args.seconds:g} s of speech per session, {args.sessions} session(s), steps "
+          f"{args.seconds:g} s of speech per session, {args.sessions} {'WebRTC' if args.webrtc else 'WebSocket'} "
+          f"session(s), steps "
           f"{args.steps or 'as the online cfg'}")
     print(f"before: {machine_load()}")
     if args.url:
@@ -174,7 +236,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             root = args.models or write_fake_release(tmp, small=not args.official)
             pipeline = DittoPipeline.load(root, args.device)
-        settings = LiveSettings(max_sessions=args.sessions,
+        settings = LiveSettings(max_sessions=args.sessions, admit_by_capacity=False,  # every session measured
                                 sampler=SamplerOptions(steps=args.steps) if args.steps else None)
         service = LiveService(pipeline, PortraitLibrary(default=args.portrait), settings)
         service.portraits.get(None, pipeline)  # registered before the clock starts, as the server does

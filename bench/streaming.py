@@ -29,7 +29,8 @@ from ditto_core.audio import load_audio  # noqa: E402
 from ditto_core.motion import SamplerOptions  # noqa: E402
 from ditto_core.online import OnlineSession  # noqa: E402
 from ditto_core.pipeline import DittoPipeline  # noqa: E402
-from ditto_core.stream import encode_video, speech_to_frames  # noqa: E402
+from ditto_core.stream import speech_to_frames  # noqa: E402
+from ditto_core.video import write_mp4  # noqa: E402
 from ditto_core.testing.fake_release import write_fake_release  # noqa: E402
 
 CUDA_TARGETS = {"first frame (s)": 0.25, "frames/s": 60.0}
@@ -62,7 +63,7 @@ def streamed_path(pipeline, portrait, clip, steps: int, overlap_stages: bool) ->
         start = time.perf_counter()
         frames = speech_to_frames(pipeline, portrait, clip, sampler=SamplerOptions(steps=steps),
                                   overlap_stages=overlap_stages)
-        count = encode_video(Path(tmp) / "out.mp4", frames, 25.0, clip, overlap=overlap_stages)
+        count = write_mp4(Path(tmp) / "out.mp4", frames, 25.0, clip, device_type=pipeline.networks.device.type)
         return count / (time.perf_counter() - start)
 
 

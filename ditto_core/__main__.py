@@ -139,8 +139,9 @@ def render(args) -> int:
     from .portrait.images import load_image
     from .release import check_release
     from .stream import check_fps, clip_for_source, default_fps, speech_to_video
-    from .video import VIDEO_SUFFIXES, video_rate
+    from .video import VIDEO_SUFFIXES, VideoEncoding, video_rate
 
+    encoding = VideoEncoding(args.crf, args.encoder, args.preset)  # a bad choice is told before anything loads
     if args.fps is not None:
         check_fps(args.fps)
     out = output_path(args.out, ".mp4", "--out")
@@ -177,7 +178,7 @@ def render(args) -> int:
     options = pipeline.render_options(stitching=False if args.no_stitching else None, batch_size=args.batch_size,
                                       paste_back=not args.no_paste_back, precision=args.precision)
     start = time.perf_counter()
-    motion = speech_to_video(out, pipeline, portrait, clip, emotion, sampler, options, fps=fps,
+    motion = speech_to_video(out, pipeline, portrait, clip, emotion, sampler, options, encoding, fps=fps,
                              on_frame=Progress(num_video_frames(len(clip.samples), fps), "rendering"))
     elapsed = time.perf_counter() - start
     if motion_path is not None:
@@ -246,7 +247,8 @@ def download(args) -> int:
 
 
 def live(args) -> int:
-    """Serve the live page and the /ditto/live WebSocket endpoint: speech in, frames out, in realtime."""
+    """Serve the live page, the /ditto/live WebSocket endpoint and WebRTC offers: speech in, frames out, in
+    realtime."""
     import os
 
     from .live import LiveService, LiveSettings, PortraitLibrary, is_loopback, serve
@@ -278,12 +280,14 @@ def live(args) -> int:
           file=sys.stderr)
     sampler = SamplerOptions(steps=args.steps) if args.steps is not None else None
     settings = LiveSettings(max_sessions=args.max_sessions, token=token, allowed_origins=tuple(args.allow_origin),
-                            max_message_bytes=args.max_message_bytes, sampler=sampler)
+                            max_message_bytes=args.max_message_bytes, sampler=sampler,
+                            ice_servers=tuple(args.ice_server))
 
     def ready(url: str) -> None:
         suffix = "?token=<the token>" if token else ""
         print(f"Ditto live: open {url}{suffix} in a browser; WebSocket endpoint "
-              f"{url.replace('http', 'ws', 1)}ditto/live (Ctrl-C stops)", file=sys.stderr, flush=True)
+              f"{url.replace('http', 'ws', 1)}ditto/live, WebRTC offers to {url}ditto/live/offer (Ctrl-C stops)",
+              file=sys.stderr, flush=True)
 
     serve(LiveService(pipeline, portraits, settings), args.host, args.port, on_ready=ready)
     return 0
@@ -298,6 +302,7 @@ def default_device() -> str:
 def build_parser() -> argparse.ArgumentParser:
     from .portrait.registration import LOOP_POLICIES
     from .precision import PRECISIONS
+    from .video import ENCODERS, NVENC_PRESETS, X264_PRESETS
 
     parser = argparse.ArgumentParser(prog="python -m ditto_core", description="ComfyUI-Ditto core tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -335,6 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--detection-threshold", type=float,
                    help="face detector confidence, 0-1 (default 0.5); lower it when a face is not found")
     r.add_argument("--no-paste-back", action="store_true", help="output the 512x512 face crop only")
+    r.add_argument("--encoder", choices=ENCODERS, default="auto", metavar="ENCODER",
+                   help="video encoder: auto (h264_nvenc, the GPU's, when rendering on CUDA and it can be opened; "
+                        "else libx264), libx264, h264_nvenc, hevc_nvenc (default %(default)s)")
+    r.add_argument("--preset", choices=("auto", *X264_PRESETS, *NVENC_PRESETS), default="auto", metavar="PRESET",
+                   help="encoder speed against file size at the same quality: auto (veryfast for libx264, p4 for "
+                        "NVENC), libx264's ultrafast…veryslow or NVENC's p1…p7 (default %(default)s)")
+    r.add_argument("--crf", type=int, default=18, help="video quality 0-51, lower is better (default %(default)s)")
     r.add_argument("--no-stitching", action="store_true",
                    help="skip the stitching network that keeps the face aligned with the shoulders")
     r.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -383,7 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "running cluster) or a cluster address; needs pip install ray")
     b.add_argument("--save-motion", action="store_true", help="also save each job's motion as NAME.safetensors")
 
-    v = commands.add_parser("live", help="realtime: serve a page and a WebSocket endpoint, speech in, frames out")
+    v = commands.add_parser("live", help="realtime: serve a page, a WebSocket endpoint and WebRTC, speech in, "
+                                         "frames out")
     v.add_argument("--models", default="models/ditto", help=f"{models_help} (default: %(default)s)")
     v.add_argument("--portrait", required=True, help="the image to animate (used when a session names none)")
     v.add_argument("--portraits", help="also offer the images of this folder (a session's \"portrait\" names one)")
@@ -395,7 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--allow-origin", action="append", default=[],
                    help="a page origin (https://host:port) allowed to connect besides this server's own; repeatable")
     v.add_argument("--max-sessions", type=int, default=2, help="sessions run side by side (default %(default)s); "
-                                                               "more get a busy error")
+                                                               "more get a busy error, and so does a session the "
+                                                               "device could not keep at 25 frames/s, as measured")
+    v.add_argument("--ice-server", action="append", default=[],
+                   help="a STUN or TURN URL for WebRTC (stun:host:port); repeatable. None by default: host "
+                        "candidates only, enough on this machine or a LAN")
     v.add_argument("--max-message-bytes", type=int, default=1 << 20,
                    help="largest message accepted (default %(default)s)")
     v.add_argument("--steps", type=int, help="diffusion steps per window (default: the release's online cfg)")

@@ -46,14 +46,16 @@ class OnlineSession:
     overlap, steps, blinks, …); ``emotion``, ``sampler`` and ``render`` left as None keep its values.
 
     ``check`` runs after every motion window and before every render batch (raise there to stop a session early,
-    e.g. when its client has gone)."""
+    e.g. when its client has gone). ``renderer``: a stand-in for :func:`~ditto_core.render.render_frames` with
+    its arguments (the live server's scheduler, which batches several sessions' frames on one device)."""
 
     def __init__(self, pipeline: DittoPipeline, portrait: Portrait, emotion=None,
                  sampler: SamplerOptions | None = None, render: RenderOptions | None = None,
-                 check: Callable[[], None] | None = None):
+                 check: Callable[[], None] | None = None, renderer: Callable[..., Iterator[np.ndarray]] = render_frames):
         self.pipeline, self.portrait = pipeline, portrait
         self.render_options = render or pipeline.render_options(online=True)
         self.check = check
+        self.renderer = renderer
         self.stream = SpeechMotionStream(pipeline, portrait, emotion, sampler, online=True, on_window=check)
         self.stats = OnlineStats()
 
@@ -69,7 +71,7 @@ class OnlineSession:
         if len(motion_rows) == 0:
             return
         motion = Motion(motion_rows, anchor=self.stream.anchor)
-        frames = render_frames(self.pipeline.networks, self.portrait, motion, self.render_options,
+        frames = self.renderer(self.pipeline.networks, self.portrait, motion, self.render_options,
                                check=self.check, first_index=self.stats.frames)
         while True:
             begun = time.perf_counter()

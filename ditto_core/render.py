@@ -29,7 +29,22 @@ class RenderOptions:
         check_precision(self.precision)
 
 
-def render_faces(
+@dataclass
+class RenderBatch:
+    """One batch's warp-network inputs on the device (``appearance [B, 32, 16, 64, 64]``, source and driving
+    keypoints ``x_s``, ``x_d [B, 21, 3]``), the source frames they come from and where the faces go."""
+
+    appearance: torch.Tensor
+    x_s: torch.Tensor
+    x_d: torch.Tensor
+    sources: list[int]
+    placement: FacePlacement
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+
+def render_batches(
     networks: DittoNetworks,
     portrait: Portrait,
     motion: Motion,
@@ -38,16 +53,13 @@ def render_faces(
     stop: int | None = None,
     check: Callable[[], None] | None = None,
     first_index: int = 0,
-) -> Iterator[tuple[np.ndarray, FacePlacement]]:
-    """Yield, per batch of motion frames ``start:stop``, the rendered faces ``[B, 512, 512, 3]`` float32 in [0, 1]
-    (the decoder's output, not quantised, a tensor on the networks' device) and where they go (a FacePlacement of B frames). ``check`` runs before
-    every batch (e.g. to raise on user interrupt). ``first_index``: the position of motion frame 0 in a longer
-    stream (chooses the frame of a source video, at the motion's fps). A source frame without a face gets its own
-    crop, not a rendered face. ``options.paste_back`` is not used here."""
+) -> Iterator[RenderBatch]:
+    """The batches of motion frames ``start:stop`` ready for :func:`decode_batches` (driving keypoints made and
+    stitched). ``check`` runs before every batch; ``first_index``: the position of motion frame 0 in a longer
+    stream (chooses the frame of a source video, at the motion's fps)."""
     if options.batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {options.batch_size}")
     device = networks.device
-    plan = precision_plan(DeviceDescription.of(device), options.precision)
     stop = len(motion) if stop is None else min(stop, len(motion))
     source = portrait.keypoints
     yaw_s = bins_to_degrees(source["yaw"][:1]).item()
@@ -71,15 +83,48 @@ def render_faces(
             if options.drive.stitching:
                 x_d = networks.stitch_network(x_s, x_d)
             appearance = source_appearance(portrait, sources, networks.appearance_extractor, device)
-            with plan.autocast("warp_network", device.type):
-                warped = networks.warp_network(appearance, x_s, x_d)
-            with plan.autocast("decoder", device.type):
-                faces = networks.decoder(warped)
-            faces = faces.float().clamp_(0, 1).permute(0, 2, 3, 1)
-        for index in np.flatnonzero(~placement.has_face):
-            source_crop = warp(portrait.images[sources[index]], portrait.image_to_crop[sources[index]], CROP_SIZE)
-            faces[index] = torch.from_numpy(source_crop).to(device) / 255
-        yield faces, placement
+        yield RenderBatch(appearance, x_s, x_d, sources, placement)
+
+
+def decode_batches(networks: DittoNetworks, precision: str, batches: list[RenderBatch]) -> list[torch.Tensor]:
+    """The faces ``[B, 512, 512, 3]`` float32 in [0, 1] of each batch, tensors on the networks' device, from one
+    warp-network and decoder call for all of them (several sessions' batches at once); a frame without a face is
+    left as rendered (see :func:`finish_faces`)."""
+    device = networks.device
+    plan = precision_plan(DeviceDescription.of(device), precision)
+    with torch.inference_mode():
+        appearance = torch.cat([b.appearance for b in batches]) if len(batches) > 1 else batches[0].appearance
+        x_s = torch.cat([b.x_s for b in batches])
+        x_d = torch.cat([b.x_d for b in batches])
+        with plan.autocast("warp_network", device.type):
+            warped = networks.warp_network(appearance, x_s, x_d)
+        with plan.autocast("decoder", device.type):
+            faces = networks.decoder(warped)
+        faces = faces.float().clamp_(0, 1).permute(0, 2, 3, 1)
+    return list(faces.split([len(b) for b in batches]))
+
+
+def finish_faces(portrait: Portrait, batch: RenderBatch, faces: torch.Tensor) -> torch.Tensor:
+    """``faces`` with each frame whose source has no face replaced by that source frame's own crop."""
+    for index in np.flatnonzero(~batch.placement.has_face):
+        source = batch.sources[index]
+        crop = warp(portrait.images[source], portrait.image_to_crop[source], CROP_SIZE)
+        faces[index] = torch.from_numpy(crop).to(faces.device) / 255
+    return faces
+
+
+def render_faces(
+    networks: DittoNetworks, portrait: Portrait, motion: Motion, options: RenderOptions = RenderOptions(), **batches
+) -> Iterator[tuple[torch.Tensor, FacePlacement]]:
+    """Yield, per batch of motion frames ``start:stop``, the rendered faces ``[B, 512, 512, 3]`` float32 in [0, 1]
+    (the decoder's output, not quantised, a tensor on the networks' device) and where they go (a FacePlacement of B frames). ``batches``: ``start``,
+    ``stop``, ``check`` (runs before every batch, e.g. to raise on user interrupt) and ``first_index`` (the
+    position of motion frame 0 in a longer stream: chooses the frame of a source video, at the motion's fps), as
+    for :func:`render_batches`. A source frame without a face gets its own crop, not a rendered face.
+    ``options.paste_back`` is not used here."""
+    for batch in render_batches(networks, portrait, motion, options, **batches):
+        (faces,) = decode_batches(networks, options.precision, [batch])
+        yield finish_faces(portrait, batch, faces), batch.placement
 
 
 def faces_to_frames(faces: torch.Tensor, placement: FacePlacement, paste: bool = True) -> Iterator[np.ndarray]:

@@ -2,9 +2,9 @@
 
 Audio is encoded chunk by chunk; a motion window is sampled as soon as its features exist; frames are rendered as
 soon as their motion is final. With ``overlap_stages`` the audio encoder and the motion sampler run in a worker
-thread while the renderer works on the motion already final, and ``speech_to_video`` / ``encode_video`` put the
-renderer in another while the video encoder runs, so the stages overlap instead of waiting for each other. That
-is the default on CUDA; on a CPU the stages would only compete for the same cores, so they take turns there. Nothing of the clip is kept
+thread while the renderer works on the motion already final, so the stages overlap instead of waiting for each other.
+That is the default on CUDA; on a CPU the stages would only compete for the same cores, so they take turns there.
+The video encoder always runs in a thread of its own (``write_mp4``). Nothing of the clip is kept
 but the current windows: features, conditions and motion rows are dropped once used.
 
 The frames are the same as those of the step-by-step path (encode all audio, sample all motion, render): streaming
@@ -30,7 +30,7 @@ from .motion.sampler import SamplerOptions
 from .pipeline import DittoPipeline, MotionPlan
 from .portrait import Portrait
 from .render import RenderOptions, render_frames
-from .video import write_mp4
+from .video import VideoEncoding, write_mp4
 
 T = TypeVar("T")
 _DONE = object()
@@ -86,16 +86,6 @@ def overlaps_by_default(pipeline: DittoPipeline) -> bool:
     pastes back and encodes); on a CPU, no, since there they compete for the same cores (bench/streaming.py on
     2 cores: 0.83–0.93× the speed of one stage after another)."""
     return pipeline.networks.device.type == "cuda"
-
-
-def encode_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, clip: AudioClip | None, crf: int = 18,
-                 on_frame: Callable[[int], None] | None = None, overlap: bool = True) -> int:
-    """:func:`~ditto_core.video.write_mp4`, with ``overlap`` the frames made in a worker thread while the encoder
-    runs. Returns the number of frames; on any failure the worker is stopped before the error propagates."""
-    if not overlap:
-        return write_mp4(path, frames, fps, clip, crf, on_frame)
-    with contextlib.closing(background(frames)) as made:
-        return write_mp4(path, made, fps, clip, crf, on_frame)
 
 
 class SpeechMotionStream:
@@ -272,7 +262,7 @@ def speech_to_video(
     emotion=None,
     sampler: SamplerOptions | None = None,
     render: RenderOptions | None = None,
-    crf: int = 18,
+    encoding: VideoEncoding = VideoEncoding(),
     check: Callable[[], None] | None = None,
     on_frame: Callable[[int], None] | None = None,
     overlap_stages: bool | None = None,
@@ -286,5 +276,5 @@ def speech_to_video(
     stream = SpeechMotionStream(pipeline, portrait, emotion, sampler, clip_frames=clip.num_frames, on_window=check)
     frames = speech_to_frames(pipeline, portrait, clip, render=render, overlap_stages=overlap, check=check,
                               on_motion=blocks.append, stream=stream, fps=fps)
-    encode_video(path, frames, fps, clip, crf, on_frame, overlap)
+    write_mp4(path, frames, fps, clip, encoding, on_frame, pipeline.networks.device.type)
     return stream.motion(blocks, clip.duration_s, fps)

@@ -15,14 +15,15 @@ from pathlib import Path
 
 import folder_paths
 import torch
+from comfy_api.latest import io
 
 from ..ditto_core.audio import load_audio
 from ..ditto_core.audio.clip import AUDIO_SUFFIXES, read_audio_file
 from ..ditto_core.lists import PAIRINGS, PAIRS, BatchListError, folder_media, item_names, pair_up, video_names
 from ..ditto_core.portrait.images import IMAGE_SUFFIXES, PortraitInputError, to_rgb_frames
 from .common import CATEGORY, Progress, audio_value, check_interrupt, input_path
-from .motion import SAMPLER_WIDGETS
-from .render import RENDER_WIDGETS, VIDEO_WIDGETS, DittoTalkingHeadVideo, SpeechToVideo
+from .render import SpeechToVideo, talking_head_inputs, validate_talking_head
+from .types import DittoModels, DittoPortrait
 
 NO_FOLDERS = "(no folders in input/)"
 
@@ -46,29 +47,33 @@ def read_clip(path: Path) -> dict:
     return audio_value(*read_audio_file(path))
 
 
-class FolderLoader:
+class FolderLoader(io.ComfyNode):
     """Every file of one kind in a folder under ComfyUI's input/ (not its sub-folders), sorted by name, as a list,
     with the file names as a second list."""
 
-    CATEGORY = CATEGORY
-    FUNCTION = "load"
-    OUTPUT_IS_LIST = (True, True)
     SUFFIXES: set[str] = set()
     WHAT = ""  # what the files are, plural
     read: Callable[[Path], object]  # one file → one list item
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def folder_schema(cls, node_id: str, display_name: str, description: str, items: io.Output,
+                      search_aliases: list[str]) -> io.Schema:
         folders = folder_paths.get_input_subfolders() or [NO_FOLDERS]
-        return {"required": {"folder": (folders, {"tooltip": f"A folder in ComfyUI's input folder: all the {cls.WHAT} "
-                                                             f"in it, sorted by file name."})}}
+        return io.Schema(
+            node_id=node_id, display_name=display_name, category=CATEGORY, description=description,
+            search_aliases=search_aliases,
+            inputs=[io.Combo.Input("folder", options=folders, tooltip=f"A folder in ComfyUI's input folder: all the "
+                                                                      f"{cls.WHAT} in it, sorted by file name.")],
+            outputs=[items, io.String.Output("names", tooltip="The file names, in the same order.",
+                                             is_output_list=True)],
+        )
 
     @classmethod
     def files(cls, folder: str) -> list[Path]:
         return folder_media(input_path(folder), cls.SUFFIXES, cls.WHAT)
 
     @classmethod
-    def IS_CHANGED(cls, folder):
+    def fingerprint_inputs(cls, folder):
         """Run again when a file is added, removed or changed."""
         try:
             files = cls.files(folder)
@@ -77,41 +82,49 @@ class FolderLoader:
         listing = [(path.name, path.stat().st_size, path.stat().st_mtime_ns) for path in files]
         return hashlib.sha256(repr(listing).encode()).hexdigest()
 
-    def load(self, folder):
-        files = self.files(folder)
+    @classmethod
+    def execute(cls, folder) -> io.NodeOutput:
+        files = cls.files(folder)
         progress = Progress(len(files))
         items = []
         for path in files:
             check_interrupt()
-            items.append(self.read(path))
+            items.append(cls.read(path))
             progress.update()
-        return (items, [path.name for path in files])
+        return io.NodeOutput(items, [path.name for path in files])
 
 
 class DittoLoadPortraits(FolderLoader):
-    DESCRIPTION = (
-        "Loads every image (jpg, png, webp, bmp, tiff) of a folder in ComfyUI's input folder as an image list, with "
-        "their file names: Register Portrait runs once per image, and Talking Head Batch names its videos after them."
-    )
-    RETURN_TYPES = ("IMAGE", "STRING")
-    RETURN_NAMES = ("images", "names")
-    OUTPUT_TOOLTIPS = ("One IMAGE per file, each its own size.", "The file names, in the same order.")
     SUFFIXES = IMAGE_SUFFIXES
     WHAT = "images"
     read = staticmethod(read_portrait)
 
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return cls.folder_schema(
+            "DittoLoadPortraits", "Load Portraits from Folder (Ditto)",
+            "Loads every image (jpg, png, webp, bmp, tiff) of a folder in ComfyUI's input folder as an image list, "
+            "with their file names: Register Portrait runs once per image, and Talking Head Batch names its videos "
+            "after them.",
+            io.Image.Output("images", tooltip="One IMAGE per file, each its own size.", is_output_list=True),
+            ["batch portraits", "image folder", "load images"],
+        )
+
 
 class DittoLoadSpeechClips(FolderLoader):
-    DESCRIPTION = (
-        "Loads every audio file (wav, flac, ogg, opus, mp3, m4a, aac, aiff) of a folder in ComfyUI's input folder "
-        "as an AUDIO list, with their file names, for Talking Head Batch."
-    )
-    RETURN_TYPES = ("AUDIO", "STRING")
-    RETURN_NAMES = ("clips", "names")
-    OUTPUT_TOOLTIPS = ("One AUDIO per file, as Load Audio gives it.", "The file names, in the same order.")
     SUFFIXES = AUDIO_SUFFIXES
     WHAT = "audio files"
     read = staticmethod(read_clip)
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return cls.folder_schema(
+            "DittoLoadSpeechClips", "Load Speech Clips from Folder (Ditto)",
+            "Loads every audio file (wav, flac, ogg, opus, mp3, m4a, aac, aiff) of a folder in ComfyUI's input "
+            "folder as an AUDIO list, with their file names, for Talking Head Batch.",
+            io.Audio.Output("clips", tooltip="One AUDIO per file, as Load Audio gives it.", is_output_list=True),
+            ["batch audio", "audio folder", "load audio files"],
+        )
 
 
 def one_value(name: str, values: list):
@@ -133,60 +146,58 @@ def output_relative_path(entry: dict) -> str:
     return f"{entry['subfolder']}/{entry['filename']}" if entry["subfolder"] else entry["filename"]
 
 
-def names_input(tooltip: str):
+def names_input(name: str, tooltip: str) -> io.String.Input:
     """A STRING list input for names (linked only; unlinked it is the empty text)."""
-    return ("STRING", {"default": "", "forceInput": True, "tooltip": tooltip})
+    return io.String.Input(name, default="", force_input=True, optional=True, tooltip=tooltip)
 
 
-class DittoTalkingHeadBatch:
-    DESCRIPTION = (
-        "Many talking-head videos in one run: lists of portraits (Register Portrait over Load Portraits or any image "
-        "list) and of speech clips (Load Speech Clips, or several Load Audio through Create List). 'pairs' renders "
-        "the i-th portrait with the i-th clip (a single portrait or clip goes with each of the others); 'every "
-        "portrait × every clip' renders each portrait with each clip. Each video is an mp4 in the output folder "
-        "named <prefix>_<portrait>_<clip> (the names wired from the loaders, else numbers), written whole or not at "
-        "all. The models are loaded once; one progress bar counts the frames of all the videos."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "render"
-    INPUT_IS_LIST = True
-    RETURN_TYPES = ("STRING",)
-    RETURN_NAMES = ("filenames",)
-    OUTPUT_IS_LIST = (True,)
-    OUTPUT_TOOLTIPS = ("The videos written, relative to the output folder, in the order they were rendered.",)
-    OUTPUT_NODE = True
+class DittoTalkingHeadBatch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        widgets, optional = talking_head_inputs("ditto/batch", "Each video is <prefix>_<portrait>_<clip>_00001.mp4.")
+        return io.Schema(
+            node_id="DittoTalkingHeadBatch",
+            display_name="Talking Head Batch (Ditto)",
+            category=CATEGORY,
+            description=(
+                "Many talking-head videos in one run: lists of portraits (Register Portrait over Load Portraits or "
+                "any image list) and of speech clips (Load Speech Clips, or several Load Audio through Create List). "
+                "'pairs' renders the i-th portrait with the i-th clip (a single portrait or clip goes with each of "
+                "the others); 'every portrait × every clip' renders each portrait with each clip. Each video is an "
+                "mp4 in the output folder named <prefix>_<portrait>_<clip> (the names wired from the loaders, else "
+                "numbers), written whole or not at all. The models are loaded once; one progress bar counts the "
+                "frames of all the videos."
+            ),
+            search_aliases=["batch talking head", "many videos", "bulk lip sync", "avatars"],
+            inputs=[
+                DittoModels.Input("models"),
+                DittoPortrait.Input("portraits", tooltip="A list of portraits (or one, for every clip)."),
+                io.Audio.Input("clips", tooltip="A list of speech clips (or one, for every portrait)."),
+                io.Combo.Input("pairing", options=list(PAIRINGS), default=PAIRS,
+                               tooltip="pairs: the i-th portrait speaks the i-th clip; every portrait × every clip: "
+                                       "all combinations."),
+                *widgets,
+                *optional,
+                names_input("portrait_names", "Load Portraits' names (else the portraits are numbered)."),
+                names_input("clip_names", "Load Speech Clips' names (else the clips are numbered)."),
+            ],
+            outputs=[io.String.Output("filenames", is_output_list=True,
+                                      tooltip="The videos written, relative to the output folder, in the order they "
+                                              "were rendered.")],
+            is_input_list=True,
+            is_output_node=True,
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "models": ("DITTO_MODELS",),
-                "portraits": ("DITTO_PORTRAIT", {"tooltip": "A list of portraits (or one, for every clip)."}),
-                "clips": ("AUDIO", {"tooltip": "A list of speech clips (or one, for every portrait)."}),
-                "pairing": (list(PAIRINGS), {"default": PAIRS,
-                                             "tooltip": "pairs: the i-th portrait speaks the i-th clip; every "
-                                                        "portrait × every clip: all combinations."}),
-                **SAMPLER_WIDGETS, **RENDER_WIDGETS, **VIDEO_WIDGETS,
-                "filename_prefix": ("STRING", {"default": "ditto/batch",
-                                               "tooltip": "Each video is <prefix>_<portrait>_<clip>_00001.mp4."}),
-            },
-            "optional": {
-                **DittoTalkingHeadVideo.INPUT_TYPES()["optional"],
-                "portrait_names": names_input("Load Portraits' names (else the portraits are numbered)."),
-                "clip_names": names_input("Load Speech Clips' names (else the clips are numbered)."),
-            },
-        }
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, emotion_timeline=("",), fps=(0.0,)):
+    def validate_inputs(cls, emotion_timeline=("",), fps=(0.0,)):
         """Talking Head Video's checks on each value (ComfyUI hands a list node its constants as lists, and a
         linked input as None)."""
-        answers = (DittoTalkingHeadVideo.VALIDATE_INPUTS(timeline or "", rate)
-                   for timeline in emotion_timeline for rate in fps)
+        answers = (validate_talking_head(timeline or "", rate) for timeline in emotion_timeline for rate in fps)
         return next((answer for answer in answers if answer is not True), True)
 
-    def render(self, models, portraits, clips, pairing, filename_prefix, portrait_names=None, clip_names=None,
-               **widgets):
+    @classmethod
+    def execute(cls, models, portraits, clips, pairing, filename_prefix, portrait_names=None, clip_names=None,
+                **widgets) -> io.NodeOutput:
         pairs = pair_up(len(portraits), len(clips), one_value("pairing", pairing))
         portrait_names = item_names(portrait_names, len(portraits), "portrait")
         clip_names = item_names(clip_names, len(clips), "clip")
@@ -202,5 +213,5 @@ class DittoTalkingHeadBatch:
             check_interrupt()
             ui, _ = speech.write(video_prefix(prefix, name), job, progress)
             entries += ui["images"]
-        return {"ui": {"images": entries, "animated": [True]},
-                "result": ([output_relative_path(entry) for entry in entries],)}
+        return io.NodeOutput([output_relative_path(entry) for entry in entries],
+                             ui={"images": entries, "animated": [True]})

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 CATEGORY = "Ditto"
+ESSENTIALS = "Video Tools"  # the Essentials tab's place for the few nodes a newcomer needs
 
 
 def check_interrupt() -> None:

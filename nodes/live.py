@@ -1,6 +1,8 @@
-"""Ditto live inside ComfyUI: the ``/ditto/live`` WebSocket endpoint and its page (``/ditto/live/page/``) on
-ComfyUI's own server, with the release in ``models/ditto/`` (loaded once, on the first session, on ComfyUI's
-device) and portraits from ComfyUI's ``input/`` folder. The protocol and the page are ``ditto_core.live``'s.
+"""Ditto live inside ComfyUI: the ``/ditto/live`` WebSocket endpoint, ``/ditto/live/offer`` (WebRTC) and the page
+(``/ditto/live/page/``) on ComfyUI's own server, with portraits from ComfyUI's ``input/`` folder. The models are
+the graph's: the release in ``models/ditto/`` as Load Ditto Models gives it (one copy, shared), under ComfyUI's
+model management: put on ComfyUI's device as each session starts, offloaded when a graph needs the memory once
+the sessions have ended. The protocol and the page are ``ditto_core.live``'s.
 
 Settings (environment variables, read when ComfyUI starts): ``DITTO_LIVE_TOKEN`` (required when ComfyUI listens
 beyond this machine, ``--listen``), ``DITTO_LIVE_MAX_SESSIONS`` (default 2), ``DITTO_LIVE_ALLOW_ORIGINS``
@@ -28,15 +30,15 @@ def _load_pipeline():
     from comfy import model_management
 
     from ..ditto_core.models import CheckpointError
-    from ..ditto_core.pipeline import DittoPipeline
     from ..ditto_core.release import PYTORCH_DIR, check_release
+    from .memory import shared_pipeline
     from .models import resolve_choice
 
     folder = resolve_choice(PYTORCH_DIR)
     status = check_release(folder)
     if status.missing:
         raise CheckpointError(f"Ditto live needs the release in models/ditto/:\n{status.report()}")
-    return DittoPipeline.load(folder, str(model_management.get_torch_device()))
+    return shared_pipeline(folder, model_management.get_torch_device())
 
 
 def live_settings():
@@ -66,8 +68,10 @@ def register_live_routes() -> bool:
     import folder_paths
 
     from ..ditto_core.live import LiveService, PortraitLibrary
+    from .memory import on_device
 
-    service = LiveService(_load_pipeline, PortraitLibrary(folder=folder_paths.get_input_directory()), live_settings())
+    service = LiveService(_load_pipeline, PortraitLibrary(folder=folder_paths.get_input_directory()), live_settings(),
+                          prepare=on_device)
     service.add_routes(instance.routes)
     app = getattr(instance, "app", None)
     if app is not None:

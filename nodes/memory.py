@@ -3,7 +3,9 @@ model needs the memory, freed by "Unload models" / "Free model and node cache", 
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
+from pathlib import Path
 
 import comfy.model_patcher
 from comfy import model_management
@@ -33,3 +35,24 @@ class ManagedPipeline(DittoPipeline):
 def on_device(models):
     """The DITTO_MODELS value ready to compute: loaded to the GPU through ComfyUI when it is managed."""
     return models.on_device() if isinstance(models, ManagedPipeline) else models
+
+
+_shared: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def _release_state(folder: Path) -> tuple:
+    """What identifies the release's files as they are now (names, sizes, modification times)."""
+    return tuple(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.parent.rglob("*")
+                        if p.is_file()))
+
+
+def shared_pipeline(folder: Path, load_device, code_defaults: bool = False) -> ManagedPipeline:
+    """The release at ``folder`` as one ManagedPipeline for ``load_device``, shared by the graph's Load Ditto
+    Models nodes and the live endpoint while either holds it: ComfyUI then manages one copy (on the device while
+    something computes, offloaded when another model needs the memory). Loaded onto ComfyUI's offload device."""
+    key = (str(Path(folder).resolve()), str(load_device), code_defaults, _release_state(Path(folder).resolve()))
+    pipeline = _shared.get(key)
+    if pipeline is None:
+        loaded = DittoPipeline.load(folder, str(model_management.unet_offload_device()), code_defaults=code_defaults)
+        pipeline = _shared[key] = ManagedPipeline.manage(loaded, load_device)
+    return pipeline

@@ -8,14 +8,15 @@ from pathlib import Path
 import comfy.utils
 import folder_paths
 from comfy import model_management
+from comfy_api.latest import io
 
 from ..ditto_core.download import download_release
 from ..ditto_core.models import CheckpointError
 from ..ditto_core.networks import usable_device
-from ..ditto_core.pipeline import DittoPipeline
 from ..ditto_core.release import PYTORCH_DIR, check_release
-from .common import CATEGORY, check_interrupt
-from .memory import ManagedPipeline
+from .common import CATEGORY, ESSENTIALS, check_interrupt
+from .memory import shared_pipeline
+from .types import DittoModels
 
 MODEL_FOLDER = "ditto"
 SETTINGS = {"as released (ditto_cfg)": False, "reference code defaults": True}
@@ -44,45 +45,44 @@ def resolve_choice(choice: str) -> Path:
     return bases[0] / choice
 
 
-class DittoLoadModels:
-    DESCRIPTION = (
-        "Loads the official Ditto PyTorch release from models/ditto/: the six networks (appearance and motion "
-        "extractors, warping network, decoder, stitching network, motion diffusion model), the face detector and "
-        "landmark models, the HuBERT audio encoder, and the release's configuration (ditto_cfg: blinks, emotion, "
-        "steps, clipping, …), which every Ditto node follows unless told otherwise. Get them from the Hugging Face "
-        "repo digital-avatar/ditto-talkinghead (folders ditto_pytorch and ditto_cfg)."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "load"
-    RETURN_TYPES = ("DITTO_MODELS",)
-    RETURN_NAMES = ("models",)
-    OUTPUT_TOOLTIPS = ("The loaded Ditto models, cached until the folder or device changes.",)
+class DittoLoadModels(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DittoLoadModels",
+            display_name="Load Ditto Models",
+            category=CATEGORY,
+            description=(
+                "Loads the official Ditto PyTorch release from models/ditto/: the six networks (appearance and motion "
+                "extractors, warping network, decoder, stitching network, motion diffusion model), the face detector "
+                "and landmark models, the HuBERT audio encoder, and the release's configuration (ditto_cfg: blinks, "
+                "emotion, steps, clipping, …), which every Ditto node follows unless told otherwise. Get them from "
+                "the Hugging Face repo digital-avatar/ditto-talkinghead (folders ditto_pytorch and ditto_cfg), or "
+                "switch on download_missing."
+            ),
+            search_aliases=["ditto", "talking head model", "load checkpoint", "download models"],
+            essentials_category=ESSENTIALS,
+            inputs=[
+                io.Combo.Input("release", options=release_choices(), tooltip="A ditto_pytorch folder under models/ditto/."),
+                io.Combo.Input("device", options=["auto", "cpu", "cuda"], default="auto",
+                               tooltip="auto: ComfyUI's device."),
+                io.Combo.Input("settings", options=list(SETTINGS), default="as released (ditto_cfg)",
+                               tooltip="as released: official Ditto's configuration from ditto_cfg/ next to "
+                                       "ditto_pytorch/. reference code defaults: the reference code's built-in "
+                                       "settings instead (no blinks, 50 steps, …; not what official Ditto does)."),
+                io.Boolean.Input("download_missing", default=False, optional=True,
+                                 tooltip="When release files are missing, download them from Hugging Face (about "
+                                         "2 GB), each checked against the hub's sha256 for one pinned commit and "
+                                         "written atomically; files already there that match are kept, damaged "
+                                         "ones replaced."),
+            ],
+            outputs=[DittoModels.Output("models",
+                                        tooltip="The loaded Ditto models, cached until the folder or device changes.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "release": (release_choices(), {"tooltip": "A ditto_pytorch folder under models/ditto/."}),
-                "device": (["auto", "cpu", "cuda"], {"default": "auto", "tooltip": "auto: ComfyUI's device."}),
-                "settings": (list(SETTINGS), {
-                    "default": "as released (ditto_cfg)",
-                    "tooltip": "as released: official Ditto's configuration from ditto_cfg/ next to ditto_pytorch/. "
-                               "reference code defaults: the reference code's built-in settings instead (no blinks, "
-                               "50 steps, …; not what official Ditto does).",
-                }),
-            },
-            "optional": {
-                "download_missing": ("BOOLEAN", {
-                    "default": False,
-                    "tooltip": "When release files are missing, download them from Hugging Face (about 2 GB), "
-                               "each checked against the hub's sha256 for one pinned commit and written atomically; "
-                               "files already there that match are kept, damaged ones replaced.",
-                }),
-            },
-        }
-
-    def load(self, release: str, device: str, settings: str = "as released (ditto_cfg)",
-             download_missing: bool = False):
+    def execute(cls, release: str, device: str, settings: str = "as released (ditto_cfg)",
+                download_missing: bool = False) -> io.NodeOutput:
         folder = resolve_choice(release)
         code_defaults = SETTINGS[settings]
         status = check_release(folder)
@@ -101,5 +101,4 @@ class DittoLoadModels:
             download_release(folder, progress=on_bytes)
         torch_device = model_management.get_torch_device() if device == "auto" else usable_device(device)
         # the networks start on ComfyUI's offload device; each Ditto node asks for them on torch_device as it runs
-        pipeline = DittoPipeline.load(folder, str(model_management.unet_offload_device()), code_defaults=code_defaults)
-        return (ManagedPipeline.manage(pipeline, torch_device),)
+        return io.NodeOutput(shared_pipeline(folder, torch_device, code_defaults))

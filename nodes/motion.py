@@ -7,6 +7,7 @@ from pathlib import Path
 
 import folder_paths
 import torch
+from comfy_api.latest import io
 
 from ..ditto_core.audio import load_audio
 from ..ditto_core.motion import EMOTIONS, Motion, SamplerOptions, controls
@@ -16,35 +17,50 @@ from ..ditto_core.motion.sampler import num_windows
 from ..ditto_core.pipeline import motion_from_video
 from .common import CATEGORY, Progress, check_interrupt, input_path, output_ui_entry, unique_output_path
 from .memory import on_device
+from .types import DittoAudioFeatures, DittoModels, DittoMotion, DittoPortrait
 
 MOTION_EXTENSION = ".safetensors"
-
-
-def with_preview(motion: Motion, *extra):
-    """Node result plus the curves the front-end extension draws on the node."""
-    return {"ui": {"ditto_motion": [preview_curves(motion)]}, "result": (motion, *extra)}
-
-
 AS_RELEASED = "as released"
-SAMPLER_WIDGETS = {
-    "emotion": ([AS_RELEASED, *EMOTIONS], {"default": AS_RELEASED,
-                                           "tooltip": "Emotion for the whole clip; as released: the release cfg's "
-                                                      "emotion sequence."}),
-    "seed": ("INT", {"default": 0, "min": 0, "max": 2**63 - 1, "control_after_generate": True,
-                     "tooltip": "One seed, one motion: the diffusion noise and the blink timing."}),
-    "steps": ("INT", {"default": 0, "min": 0, "max": 1000,
-                      "tooltip": "Diffusion steps per window; fewer is faster. 0: as released (the release cfg's)."}),
-    "overlap": ("INT", {"default": -1, "min": -1, "max": 79,
-                        "tooltip": "Frames shared by consecutive 80-frame windows. -1: as released."}),
-    "smoothing": ("INT", {"default": -1, "min": -1, "max": 25,
-                          "tooltip": "Moving average (frames) on pose and position. -1: as released."}),
-}
-EMOTION_TIMELINE_WIDGET = ("STRING", {"default": "", "tooltip": "Overrides 'emotion' when set: seconds:emotion pairs, "
-                                      "e.g. 0:neutral, 2.5:happy, 5:happy+surprise"})
 
 
-def validate_emotion_timeline(emotion_timeline: str):
-    """ComfyUI's VALIDATE_INPUTS answer for the timeline widget: True or the parser's message."""
+def with_preview(motion: Motion) -> io.NodeOutput:
+    """A motion node's result, with the curves the front-end extension draws on the node."""
+    return io.NodeOutput(motion, ui={"ditto_motion": [preview_curves(motion)]})
+
+
+def motion_schema(node_id: str, display_name: str, description: str, inputs: list, search_aliases=()) -> io.Schema:
+    """The schema of a node whose one output is a DITTO_MOTION. Its UI output (the curves the front end draws) is
+    kept and sent again when a re-run comes from the cache."""
+    return io.Schema(node_id=node_id, display_name=display_name, category=CATEGORY, description=description,
+                     search_aliases=list(search_aliases), inputs=inputs, has_intermediate_output=True,
+                     outputs=[DittoMotion.Output("motion", tooltip="The motion: head pose, expression and blinks "
+                                                                   "per frame, editable by the other motion nodes.")])
+
+
+def sampler_inputs() -> list:
+    """The motion sampler's widgets: emotion, seed, steps, overlap, smoothing."""
+    return [
+        io.Combo.Input("emotion", options=[AS_RELEASED, *EMOTIONS], default=AS_RELEASED,
+                       tooltip="Emotion for the whole clip; as released: the release cfg's emotion sequence."),
+        io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
+                     tooltip="One seed, one motion: the diffusion noise and the blink timing."),
+        io.Int.Input("steps", default=0, min=0, max=1000,
+                     tooltip="Diffusion steps per window; fewer is faster. 0: as released (the release cfg's)."),
+        io.Int.Input("overlap", default=-1, min=-1, max=79,
+                     tooltip="Frames shared by consecutive 80-frame windows. -1: as released."),
+        io.Int.Input("smoothing", default=-1, min=-1, max=25,
+                     tooltip="Moving average (frames) on pose and position. -1: as released."),
+    ]
+
+
+def emotion_timeline_input() -> io.String.Input:
+    return io.String.Input("emotion_timeline", default="", optional=True,
+                           tooltip="Overrides 'emotion' when set: seconds:emotion pairs, e.g. 0:neutral, 2.5:happy, "
+                                   "5:happy+surprise")
+
+
+def validate_emotion_timeline(emotion_timeline: str | None):
+    """ComfyUI's validate_inputs answer for the timeline widget: True or the parser's message (None: linked)."""
     if emotion_timeline and emotion_timeline.strip():
         try:
             parse_emotion(emotion_timeline)
@@ -64,40 +80,25 @@ def sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline=
                                   smoothing=None if smoothing < 0 else smoothing, seed=seed)
 
 
-class MotionNode:
-    """A node whose one output is a DITTO_MOTION."""
-
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("DITTO_MOTION",)
-    RETURN_NAMES = ("motion",)
-    # its UI output (the curves the front end draws) is kept and sent again when a re-run comes from the cache
-    HAS_INTERMEDIATE_OUTPUT = True
-
-
-class DittoSampleMotion(MotionNode):
-    DESCRIPTION = (
-        "Samples head motion, expressions, lip movement and blinks from the audio with Ditto's motion diffusion "
-        "model. Same seed, same motion. The result is editable data (DITTO_MOTION)."
-    )
-    FUNCTION = "sample"
+class DittoSampleMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return motion_schema(
+            "DittoSampleMotion", "Sample Motion (Ditto)",
+            "Samples head motion, expressions, lip movement and blinks from the audio with Ditto's motion diffusion "
+            "model. Same seed, same motion. The result is editable data (DITTO_MOTION).",
+            [DittoModels.Input("models"), DittoPortrait.Input("portrait"), DittoAudioFeatures.Input("audio_features"),
+             *sampler_inputs(), emotion_timeline_input()],
+            search_aliases=["lip sync", "audio driven", "speech to motion", "audio to motion", "head motion"],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "models": ("DITTO_MODELS",),
-                "portrait": ("DITTO_PORTRAIT",),
-                "audio_features": ("DITTO_AUDIO_FEATURES",),
-                **SAMPLER_WIDGETS,
-            },
-            "optional": {"emotion_timeline": EMOTION_TIMELINE_WIDGET},
-        }
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, emotion_timeline=""):
+    def validate_inputs(cls, emotion_timeline=""):
         return validate_emotion_timeline(emotion_timeline)
 
-    def sample(self, models, portrait, audio_features, emotion, seed, steps, overlap, smoothing, emotion_timeline=""):
+    @classmethod
+    def execute(cls, models, portrait, audio_features, emotion, seed, steps, overlap, smoothing,
+                emotion_timeline="") -> io.NodeOutput:
         models = on_device(models)
         chosen, options = sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline)
         overlap = options.apply(models.config.chain).overlap
@@ -110,27 +111,32 @@ class DittoSampleMotion(MotionNode):
         return with_preview(models.sample(portrait, audio_features, chosen, options, on_window))
 
 
-class DittoEditPose(MotionNode):
-    DESCRIPTION = "Head pose edits: constant offsets, keyframed curves (seconds:degrees) and movement amplitude."
-    FUNCTION = "edit"
+class DittoEditPose(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        def angle(name: str, tooltip: str) -> io.Float.Input:
+            return io.Float.Input(name, default=0.0, min=-60.0, max=60.0, step=0.5, tooltip=tooltip)
+
+        def keyframes(name: str) -> io.String.Input:
+            return io.String.Input(name, default="", optional=True,
+                                   tooltip="Keyframes seconds:degrees added on top, e.g. 0:0, 2:15, 4:0")
+
+        return motion_schema(
+            "DittoEditPose", "Edit Pose (Ditto)",
+            "Head pose edits: constant offsets, keyframed curves (seconds:degrees) and movement amplitude.",
+            [DittoMotion.Input("motion"),
+             angle("pitch", "Degrees; positive tilts the head down."),
+             angle("yaw", "Degrees; turns the head."),
+             angle("roll", "Degrees; tilts the head sideways."),
+             io.Float.Input("pose_amplitude", default=1.0, min=0.0, max=3.0, step=0.05,
+                            tooltip="Scales head movement; 0 holds the head still."),
+             keyframes("pitch_curve"), keyframes("yaw_curve"), keyframes("roll_curve")],
+            search_aliases=["head pose", "head turn", "nod", "keyframe", "look at"],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        angle = {"default": 0.0, "min": -60.0, "max": 60.0, "step": 0.5}
-        curve = {"default": "", "tooltip": "Keyframes seconds:degrees added on top, e.g. 0:0, 2:15, 4:0"}
-        return {
-            "required": {
-                "motion": ("DITTO_MOTION",),
-                "pitch": ("FLOAT", {**angle, "tooltip": "Degrees; positive tilts the head down."}),
-                "yaw": ("FLOAT", {**angle, "tooltip": "Degrees; turns the head."}),
-                "roll": ("FLOAT", {**angle, "tooltip": "Degrees; tilts the head sideways."}),
-                "pose_amplitude": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.05,
-                                             "tooltip": "Scales head movement; 0 holds the head still."}),
-            },
-            "optional": {"pitch_curve": ("STRING", curve), "yaw_curve": ("STRING", curve), "roll_curve": ("STRING", curve)},
-        }
-
-    def edit(self, motion, pitch, yaw, roll, pose_amplitude, pitch_curve="", yaw_curve="", roll_curve=""):
+    def execute(cls, motion, pitch, yaw, roll, pose_amplitude, pitch_curve="", yaw_curve="",
+                roll_curve="") -> io.NodeOutput:
         motion = controls.scale_pose(motion, pose_amplitude)
         offsets = {
             name: value + controls.keyframe_curve(curve, len(motion), motion.fps)
@@ -139,26 +145,29 @@ class DittoEditPose(MotionNode):
         return with_preview(controls.offset_pose(motion, **offsets))
 
 
-class DittoEditExpression(MotionNode):
-    DESCRIPTION = "Expression edits: mouth and overall expression amplitude, blinks and gaze."
-    FUNCTION = "edit"
+class DittoEditExpression(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        def gaze(name: str) -> io.Float.Input:
+            return io.Float.Input(name, default=0.0, min=-20.0, max=20.0, step=0.5)
+
+        return motion_schema(
+            "DittoEditExpression", "Edit Expression (Ditto)",
+            "Expression edits: mouth and overall expression amplitude, blinks and gaze.",
+            [DittoMotion.Input("motion"),
+             io.Float.Input("mouth_amplitude", default=1.0, min=0.0, max=3.0, step=0.05,
+                            tooltip="Scales lip movement; 0 keeps the source's mouth."),
+             io.Float.Input("expression_amplitude", default=1.0, min=0.0, max=3.0, step=0.05,
+                            tooltip="Scales every expression keypoint's movement."),
+             io.Combo.Input("blinks", options=["as sampled", "off"], default="as sampled",
+                            tooltip="off: eyes keep the source's state."),
+             gaze("gaze_horizontal"), gaze("gaze_vertical")],
+            search_aliases=["expression", "mouth", "blink", "gaze", "lip sync strength"],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "motion": ("DITTO_MOTION",),
-                "mouth_amplitude": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.05,
-                                              "tooltip": "Scales lip movement; 0 keeps the source's mouth."}),
-                "expression_amplitude": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.05,
-                                                   "tooltip": "Scales every expression keypoint's movement."}),
-                "blinks": (["as sampled", "off"], {"default": "as sampled", "tooltip": "off: eyes keep the source's state."}),
-                "gaze_horizontal": ("FLOAT", {"default": 0.0, "min": -20.0, "max": 20.0, "step": 0.5}),
-                "gaze_vertical": ("FLOAT", {"default": 0.0, "min": -20.0, "max": 20.0, "step": 0.5}),
-            }
-        }
-
-    def edit(self, motion, mouth_amplitude, expression_amplitude, blinks, gaze_horizontal, gaze_vertical):
+    def execute(cls, motion, mouth_amplitude, expression_amplitude, blinks, gaze_horizontal,
+                gaze_vertical) -> io.NodeOutput:
         motion = controls.scale_expression(motion, expression_amplitude)
         motion = controls.scale_mouth(motion, mouth_amplitude)
         if blinks == "off":
@@ -174,38 +183,45 @@ SMOOTH_FIELDS = {
 }
 
 
-class DittoSmoothMotion(MotionNode):
-    DESCRIPTION = "Temporal smoothing: a centred moving average over frames."
-    FUNCTION = "edit"
+class DittoSmoothMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return motion_schema(
+            "DittoSmoothMotion", "Smooth Motion (Ditto)", "Temporal smoothing: a centred moving average over frames.",
+            [DittoMotion.Input("motion"),
+             io.Int.Input("window", default=5, min=1, max=51, tooltip="Frames averaged."),
+             io.Combo.Input("what", options=list(SMOOTH_FIELDS), default="pose + position")],
+            search_aliases=["jitter", "stabilize", "moving average"],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"motion": ("DITTO_MOTION",),
-                             "window": ("INT", {"default": 5, "min": 1, "max": 51, "tooltip": "Frames averaged."}),
-                             "what": (list(SMOOTH_FIELDS), {"default": "pose + position"})}}
-
-    def edit(self, motion, window, what):
+    def execute(cls, motion, window, what) -> io.NodeOutput:
         return with_preview(controls.smooth(motion, window, SMOOTH_FIELDS[what]))
 
 
-class DittoRelaxOnSilence(MotionNode):
-    DESCRIPTION = "Lets the face rest while the audio is silent (expression eased toward the source's)."
-    FUNCTION = "edit"
+class DittoRelaxOnSilence(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return motion_schema(
+            "DittoRelaxOnSilence", "Relax on Silence (Ditto)",
+            "Lets the face rest while the audio is silent (expression eased toward the source's).",
+            [DittoMotion.Input("motion"), io.Audio.Input("audio"),
+             io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.05),
+             io.Float.Input("silence_db", default=-45.0, min=-90.0, max=0.0, step=1.0,
+                            tooltip="At or below this loudness the face is fully at rest."),
+             io.Float.Input("speech_db", default=-25.0, min=-90.0, max=0.0, step=1.0,
+                            tooltip="At or above this loudness the motion is untouched.")],
+            search_aliases=["silence", "pause", "idle", "voice activity"],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"motion": ("DITTO_MOTION",), "audio": ("AUDIO",),
-                             "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05}),
-                             "silence_db": ("FLOAT", {"default": -45.0, "min": -90.0, "max": 0.0, "step": 1.0,
-                                                      "tooltip": "At or below this loudness the face is fully at rest."}),
-                             "speech_db": ("FLOAT", {"default": -25.0, "min": -90.0, "max": 0.0, "step": 1.0,
-                                                     "tooltip": "At or above this loudness the motion is untouched."})}}
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, silence_db, speech_db):
+    def validate_inputs(cls, silence_db, speech_db):
+        if silence_db is None or speech_db is None:  # linked: known when the node runs
+            return True
         return True if silence_db < speech_db else "silence_db must be below speech_db"
 
-    def edit(self, motion, audio, strength, silence_db, speech_db):
+    @classmethod
+    def execute(cls, motion, audio, strength, silence_db, speech_db) -> io.NodeOutput:
         activity = controls.speech_activity(load_audio(audio), len(motion), motion.fps, silence_db, speech_db)
         return with_preview(controls.relax(motion, strength * (1 - activity)))
 
@@ -214,41 +230,45 @@ FADE_FIELDS = {"expression": ("exp",), "expression + pose": ("exp", "pitch", "ya
 FADE_TARGET_TYPES = {"d0": "first frame", "s": "source"}
 
 
-class DittoFadeMotion(MotionNode):
-    DESCRIPTION = (
-        "Fades the motion in and out (the reference's fade schedule). As released: toward the motion's first "
-        "frame and on the keys the release cfg names (fade_type d0, fade_out_keys); or toward the source's "
-        "resting face."
-    )
-    FUNCTION = "edit"
+class DittoFadeMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return motion_schema(
+            "DittoFadeMotion", "Fade Motion (Ditto)",
+            "Fades the motion in and out (the reference's fade schedule). As released: toward the motion's first "
+            "frame and on the keys the release cfg names (fade_type d0, fade_out_keys); or toward the source's "
+            "resting face.",
+            [DittoModels.Input("models"), DittoMotion.Input("motion"),
+             io.Int.Input("fade_in_frames", default=0, min=0, max=10000),
+             io.Int.Input("fade_out_frames", default=0, min=0, max=10000),
+             io.Combo.Input("what", options=[AS_RELEASED, *FADE_FIELDS], default=AS_RELEASED),
+             io.Combo.Input("toward", options=[AS_RELEASED, *controls.FADE_TARGETS], default=AS_RELEASED)],
+            search_aliases=["fade in", "fade out", "ease"],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"models": ("DITTO_MODELS",), "motion": ("DITTO_MOTION",),
-                             "fade_in_frames": ("INT", {"default": 0, "min": 0, "max": 10000}),
-                             "fade_out_frames": ("INT", {"default": 0, "min": 0, "max": 10000}),
-                             "what": ([AS_RELEASED, *FADE_FIELDS], {"default": AS_RELEASED}),
-                             "toward": ([AS_RELEASED, *controls.FADE_TARGETS], {"default": AS_RELEASED})}}
-
-    def edit(self, models, motion, fade_in_frames, fade_out_frames, what, toward):
+    def execute(cls, models, motion, fade_in_frames, fade_out_frames, what, toward) -> io.NodeOutput:
         config = models.config
         fields = config.fade_fields if what == AS_RELEASED else FADE_FIELDS[what]
         target = FADE_TARGET_TYPES.get(config.fade_target, "source") if toward == AS_RELEASED else toward
         return with_preview(controls.fade(motion, fade_in_frames, fade_out_frames, fields, target))
 
 
-class DittoMotionFromVideo(MotionNode):
-    DESCRIPTION = "Reads the head motion and expressions performed in a driving video (an IMAGE batch of frames)."
-    FUNCTION = "extract"
+class DittoMotionFromVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return motion_schema(
+            "DittoMotionFromVideo", "Motion from Video (Ditto)",
+            "Reads the head motion and expressions performed in a driving video (an IMAGE batch of frames).",
+            [DittoModels.Input("models"), io.Image.Input("frames"),
+             io.Float.Input("fps", default=25.0, min=1.0, max=120.0, step=0.5,
+                            tooltip="Frame rate of the video; resampled to 25 fps."),
+             io.Int.Input("smoothing", default=1, min=1, max=25)],
+            search_aliases=["driving video", "face reenactment", "LivePortrait", "motion capture", "video driven"],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"models": ("DITTO_MODELS",), "frames": ("IMAGE",),
-                             "fps": ("FLOAT", {"default": 25.0, "min": 1.0, "max": 120.0, "step": 0.5,
-                                               "tooltip": "Frame rate of the video; resampled to 25 fps."}),
-                             "smoothing": ("INT", {"default": 1, "min": 1, "max": 25})}}
-
-    def extract(self, models, frames, fps, smoothing):
+    def execute(cls, models, frames, fps, smoothing) -> io.NodeOutput:
         models = on_device(models)
         progress = Progress(len(frames))
 
@@ -261,65 +281,69 @@ class DittoMotionFromVideo(MotionNode):
         return with_preview(motion.resample(25.0) if abs(fps - 25.0) > 1e-6 else motion)
 
 
-class DittoBlendMotion(MotionNode):
-    DESCRIPTION = "Mixes two motions of equal length: constant weight, or a ramp from one to the other."
-    FUNCTION = "blend"
+class DittoBlendMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return motion_schema(
+            "DittoBlendMotion", "Blend Motion (Ditto)",
+            "Mixes two motions of equal length: constant weight, or a ramp from one to the other.",
+            [DittoMotion.Input("motion_a"), DittoMotion.Input("motion_b"),
+             io.Float.Input("weight_b", default=0.5, min=0.0, max=1.0, step=0.05),
+             io.Combo.Input("curve", options=["constant", "ramp a→b", "ramp b→a"], default="constant")],
+            search_aliases=["mix motion", "crossfade", "interpolate"],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"motion_a": ("DITTO_MOTION",), "motion_b": ("DITTO_MOTION",),
-                             "weight_b": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05}),
-                             "curve": (["constant", "ramp a→b", "ramp b→a"], {"default": "constant"})}}
-
-    def blend(self, motion_a, motion_b, weight_b, curve):
+    def execute(cls, motion_a, motion_b, weight_b, curve) -> io.NodeOutput:
         n = len(motion_a)
         weight = {"constant": torch.tensor(weight_b), "ramp a→b": torch.linspace(0, weight_b, n),
                   "ramp b→a": torch.linspace(weight_b, 0, n)}[curve]
         return with_preview(motion_a.blend(motion_b, weight))
 
 
-class DittoConcatMotion(MotionNode):
-    DESCRIPTION = "Joins two motions end to end."
-    FUNCTION = "concat"
+class DittoConcatMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return motion_schema("DittoConcatMotion", "Concat Motion (Ditto)", "Joins two motions end to end.",
+                             [DittoMotion.Input("first"), DittoMotion.Input("second")],
+                             search_aliases=["join motion", "append motion"])
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"first": ("DITTO_MOTION",), "second": ("DITTO_MOTION",)}}
-
-    def concat(self, first, second):
+    def execute(cls, first, second) -> io.NodeOutput:
         return with_preview(first.concat(second))
 
 
-class DittoSliceMotion(MotionNode):
-    DESCRIPTION = "Keeps frames start..end (end 0 = to the end)."
-    FUNCTION = "slice"
+class DittoSliceMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return motion_schema("DittoSliceMotion", "Slice Motion (Ditto)", "Keeps frames start..end (end 0 = to the end).",
+                             [DittoMotion.Input("motion"), io.Int.Input("start_frame", default=0, min=0, max=10**7),
+                              io.Int.Input("end_frame", default=0, min=0, max=10**7)],
+                             search_aliases=["trim motion", "cut motion"])
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"motion": ("DITTO_MOTION",), "start_frame": ("INT", {"default": 0, "min": 0, "max": 10**7}),
-                             "end_frame": ("INT", {"default": 0, "min": 0, "max": 10**7})}}
-
-    def slice(self, motion, start_frame, end_frame):
+    def execute(cls, motion, start_frame, end_frame) -> io.NodeOutput:
         return with_preview(motion.slice(start_frame, end_frame or None))
 
 
-class DittoSaveMotion:
-    DESCRIPTION = "Saves motion to ComfyUI's output folder as .safetensors (never overwrites)."
-    CATEGORY = CATEGORY
-    FUNCTION = "save"
-    RETURN_TYPES = ()
-    OUTPUT_NODE = True
+class DittoSaveMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DittoSaveMotion", display_name="Save Motion (Ditto)", category=CATEGORY,
+            description="Saves motion to ComfyUI's output folder as .safetensors (never overwrites).",
+            search_aliases=["export motion"],
+            inputs=[DittoMotion.Input("motion"), io.String.Input("filename_prefix", default="ditto/motion")],
+            is_output_node=True,
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"motion": ("DITTO_MOTION",), "filename_prefix": ("STRING", {"default": "ditto/motion"})}}
-
-    def save(self, motion, filename_prefix):
+    def execute(cls, motion, filename_prefix) -> io.NodeOutput:
         path = unique_output_path(filename_prefix, MOTION_EXTENSION)
         motion.save(path)
         entry = output_ui_entry(path)
-        return {"ui": {"text": [f"saved {entry['subfolder']}/{entry['filename']}".replace("//", "/")],
-                       "ditto_motion": [preview_curves(motion)]}}
+        return io.NodeOutput(ui={"text": [f"saved {entry['subfolder']}/{entry['filename']}".replace("//", "/")],
+                                 "ditto_motion": [preview_curves(motion)]})
 
 
 def input_motion_files() -> list[str]:
@@ -327,27 +351,26 @@ def input_motion_files() -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob(f"*{MOTION_EXTENSION}")) if root.is_dir() else []
 
 
-class DittoLoadMotion(MotionNode):
-    DESCRIPTION = "Loads a .safetensors motion from ComfyUI's input folder (copy saved motions there)."
-    FUNCTION = "load"
+class DittoLoadMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return motion_schema(
+            "DittoLoadMotion", "Load Motion (Ditto)",
+            "Loads a .safetensors motion from ComfyUI's input folder (copy saved motions there).",
+            [io.Combo.Input("motion_file", options=input_motion_files() or ["(no .safetensors in input/)"])],
+            search_aliases=["import motion"],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"motion_file": (input_motion_files() or ["(no .safetensors in input/)"],)}}
-
-    @classmethod
-    def _path(cls, motion_file: str) -> Path:
-        return input_path(motion_file)
-
-    @classmethod
-    def IS_CHANGED(cls, motion_file):
-        path = cls._path(motion_file)
+    def fingerprint_inputs(cls, motion_file):
+        path = input_path(motion_file)
         return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else float("nan")
 
     @classmethod
-    def VALIDATE_INPUTS(cls, motion_file):
-        return True if cls._path(motion_file).is_file() else f"motion file not found in input/: {motion_file}"
+    def validate_inputs(cls, motion_file):
+        return True if input_path(motion_file).is_file() else f"motion file not found in input/: {motion_file}"
 
-    def load(self, motion_file):
-        motion = Motion.load(self._path(motion_file))
+    @classmethod
+    def execute(cls, motion_file) -> io.NodeOutput:
+        motion = Motion.load(input_path(motion_file))
         return with_preview(motion.resample(25.0) if abs(motion.fps - 25.0) > 1e-6 else motion)

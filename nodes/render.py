@@ -8,6 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import torch
+from comfy_api.latest import io
 
 from ..ditto_core.audio import load_audio
 from ..ditto_core.audio.clip import FPS, AudioClip, num_video_frames
@@ -22,33 +23,66 @@ from ..ditto_core.stream import (
     check_fps,
     clip_for_source,
     default_fps,
-    encode_video,
-    overlaps_by_default,
     speech_to_video,
 )
-from .common import CATEGORY, Progress, audio_value, check_interrupt, output_ui_entry, unique_output_path
+from .common import (
+    CATEGORY,
+    ESSENTIALS,
+    Progress,
+    audio_value,
+    check_interrupt,
+    output_ui_entry,
+    unique_output_path,
+)
 from .memory import on_device
-from .motion import EMOTION_TIMELINE_WIDGET, SAMPLER_WIDGETS, sampler_settings, validate_emotion_timeline
+from ..ditto_core.video import ENCODERS, NVENC_PRESETS, X264_PRESETS, VideoEncoding, write_mp4
+from .motion import emotion_timeline_input, sampler_inputs, sampler_settings, validate_emotion_timeline
+from .types import DittoFacePlacement, DittoModels, DittoMotion, DittoPortrait
 
-RENDER_WIDGETS = {
-    "paste_back": ("BOOLEAN", {"default": True, "tooltip": "Off: output the 512x512 face crop only."}),
-    "stitching": (["as released", "on", "off"], {"default": "as released",
-                                                 "tooltip": "The stitching network keeps the face aligned with the "
-                                                            "shoulders; as released: the release cfg's choice."}),
-    "batch_size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "Frames rendered together."}),
-    "precision": (list(PRECISIONS), {"default": "auto", "tooltip": "Precision of the warp network and decoder. "
-                                      "auto: bf16 on CPUs with native bf16, fp16 on CUDA and MPS, otherwise fp32; "
-                                      "fp32: full precision, the reference's exact numbers. Some older cards show "
-                                      "black faces with fp16: choose fp32 there."}),
-}
-FPS_WIDGET = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 60.0, "step": 1.0,
-                        "tooltip": "Output frame rate, 10-60 (24, 30, 60, …): the motion is resampled in keypoint "
-                                   "space (head pose through its angles), the audio kept. 0: a video source's own "
-                                   "rate (Register Portrait's source_fps), else the motion's."})
+
+def render_inputs() -> list:
+    """The renderer's widgets: paste_back, stitching, batch_size, precision."""
+    return [
+        io.Boolean.Input("paste_back", default=True, tooltip="Off: output the 512x512 face crop only."),
+        io.Combo.Input("stitching", options=["as released", "on", "off"], default="as released",
+                       tooltip="The stitching network keeps the face aligned with the shoulders; as released: the "
+                               "release cfg's choice."),
+        io.Int.Input("batch_size", default=4, min=1, max=64, tooltip="Frames rendered together."),
+        io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
+                       tooltip="Precision of the warp network and decoder. auto: bf16 on CPUs with native bf16, fp16 "
+                               "on CUDA and MPS, otherwise fp32; fp32: full precision, the reference's exact "
+                               "numbers. Some older cards show black faces with fp16: choose fp32 there."),
+    ]
+
+
+def fps_input(tooltip: str = "Output frame rate, 10-60 (24, 30, 60, …): the motion is resampled in keypoint space "
+                             "(head pose through its angles), the audio kept. 0: a video source's own rate (Register "
+                             "Portrait's source_fps), else the motion's.") -> io.Float.Input:
+    return io.Float.Input("fps", default=0.0, min=0.0, max=60.0, step=1.0, optional=True, tooltip=tooltip)
+
+
+def encoder_inputs() -> list:
+    """The encoder's choices: optional, after every other input, so workflows saved before them keep their widget
+    values."""
+    return [
+        io.Combo.Input("encoder", options=list(ENCODERS), default="auto", optional=True, advanced=True,
+                       tooltip="auto: the GPU's hardware encoder (h264_nvenc) when the models run on an NVIDIA GPU "
+                               "and it can be opened, else libx264 (CPU)."),
+        io.Combo.Input("preset", options=["auto", *X264_PRESETS, *NVENC_PRESETS], default="auto", optional=True,
+                       advanced=True, tooltip="Encoder speed against file size at the same quality (crf). auto: "
+                                              "veryfast for libx264, p4 for NVENC. libx264 takes ultrafast…veryslow, "
+                                              "NVENC p1 (fastest)…p7."),
+    ]
+
+
+def video_inputs(filename_prefix: str = "ditto/talking_head", prefix_tooltip: str | None = None) -> list:
+    """The mp4 writer's widgets: filename_prefix, crf."""
+    return [io.String.Input("filename_prefix", default=filename_prefix, tooltip=prefix_tooltip),
+            io.Int.Input("crf", default=18, min=0, max=51, tooltip="h264 quality; lower is better.")]
 
 
 def validate_fps(fps: float | None):
-    """ComfyUI's VALIDATE_INPUTS answer for the fps widget (None: linked, checked when the node runs)."""
+    """ComfyUI's validate_inputs answer for the fps widget (None: linked, checked when the node runs)."""
     if fps is None or fps == 0 or MIN_FPS <= fps <= MAX_FPS:
         return True
     return f"fps must be 0 (the source's or motion's own) or {MIN_FPS:g}-{MAX_FPS:g}"
@@ -70,19 +104,8 @@ def for_portrait(motion, audio, portrait, fps: float):
     return motion.slice(0, frames), audio
 
 
-VIDEO_WIDGETS = {
-    "filename_prefix": ("STRING", {"default": "ditto/talking_head"}),
-    "crf": ("INT", {"default": 18, "min": 0, "max": 51, "tooltip": "h264 quality; lower is better."}),
-}
-
-
-def _render_inputs():
-    return {
-        "models": ("DITTO_MODELS",),
-        "portrait": ("DITTO_PORTRAIT",),
-        "motion": ("DITTO_MOTION",),
-        **RENDER_WIDGETS,
-    }
+def _render_node_inputs() -> list:
+    return [DittoModels.Input("models"), DittoPortrait.Input("portrait"), DittoMotion.Input("motion"), *render_inputs()]
 
 
 def _render_options(models, paste_back, stitching, batch_size, precision) -> RenderOptions:
@@ -124,37 +147,42 @@ def _filled(buffer: torch.Tensor | None, total: int, index: int, items: torch.Te
     return buffer
 
 
-class DittoRender:
-    DESCRIPTION = (
-        "Renders the motion on the portrait: an IMAGE batch (one frame per motion frame, the source's size), the "
-        "audio passed through, and a VIDEO for Save Video. Also the rendered 512x512 faces (face_crops) and where "
-        "they go (placement): restore or upscale the faces with any IMAGE node, then put them back with Paste "
-        "Back. For long clips use Render Video (streams to mp4)."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "render"
-    RETURN_TYPES = ("IMAGE", "AUDIO", "VIDEO", "IMAGE", "DITTO_FACE_PLACEMENT", "FLOAT")
-    RETURN_NAMES = ("frames", "audio", "video", "face_crops", "placement", "fps")
-    OUTPUT_TOOLTIPS = (
-        "The rendered frames (the portrait's size; the 512x512 faces when paste_back is off).",
-        "The audio input, passed through.",
-        "The frames and the audio as a VIDEO, for Save Video.",
-        "The rendered faces, 512x512, one per frame, before paste-back (as the renderer made them, not rounded): "
-        "for a face restorer or upscaler, then Paste Back.",
-        "Where each face goes in its frame, for Paste Back.",
-        "The frames' rate, for Create Video after Paste Back.",
-    )
+class DittoRender(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DittoRender",
+            display_name="Render (Ditto)",
+            category=CATEGORY,
+            description=(
+                "Renders the motion on the portrait: an IMAGE batch (one frame per motion frame, the source's size), "
+                "the audio passed through, and a VIDEO for Save Video. Also the rendered 512x512 faces (face_crops) "
+                "and where they go (placement): restore or upscale the faces with any IMAGE node, then put them back "
+                "with Paste Back. For long clips use Render Video (streams to mp4)."
+            ),
+            search_aliases=["talking head", "animate portrait", "motion to video", "frames"],
+            inputs=[*_render_node_inputs(), io.Audio.Input("audio", optional=True, tooltip="Muxed into the VIDEO."),
+                    fps_input()],
+            outputs=[
+                io.Image.Output("frames", tooltip="The rendered frames (the portrait's size; the 512x512 faces when "
+                                                  "paste_back is off)."),
+                io.Audio.Output("audio", tooltip="The audio input, passed through."),
+                io.Video.Output("video", tooltip="The frames and the audio as a VIDEO, for Save Video."),
+                io.Image.Output("face_crops", tooltip="The rendered faces, 512x512, one per frame, before paste-back "
+                                                      "(as the renderer made them, not rounded): for a face restorer "
+                                                      "or upscaler, then Paste Back."),
+                DittoFacePlacement.Output("placement", tooltip="Where each face goes in its frame, for Paste Back."),
+                io.Float.Output("fps", tooltip="The frames' rate, for Create Video after Paste Back."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": _render_inputs(), "optional": {"audio": ("AUDIO", {"tooltip": "Muxed into the VIDEO."}),
-                                                           "fps": FPS_WIDGET}}
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, fps=0.0):
+    def validate_inputs(cls, fps=0.0):
         return validate_fps(fps)
 
-    def render(self, models, portrait, motion, paste_back, stitching, batch_size, precision, audio=None, fps=0.0):
+    @classmethod
+    def execute(cls, models, portrait, motion, paste_back, stitching, batch_size, precision, audio=None,
+                fps=0.0) -> io.NodeOutput:
         models = on_device(models)
         motion, audio = for_portrait(motion, audio, portrait, fps)
         options = _render_options(models, paste_back, stitching, batch_size, precision)
@@ -168,74 +196,96 @@ class DittoRender:
                 done += 1
                 progress.update()
         placement = FacePlacement.of(portrait, 0, len(motion), fps=motion.fps)
-        return (images, audio, _video(images, motion.fps, audio), crops, placement, motion.fps)
+        return io.NodeOutput(images, audio, _video(images, motion.fps, audio), crops, placement, motion.fps)
 
 
-class DittoRenderVideo:
-    DESCRIPTION = (
-        "Renders straight into an mp4 (h264, with the audio) in ComfyUI's output folder, encoding frames as they "
-        "are made: memory stays flat however long the audio. Nothing is left behind if it is cancelled."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "render"
-    RETURN_TYPES = ()
-    OUTPUT_NODE = True
+class DittoRenderVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DittoRenderVideo",
+            display_name="Render Video (Ditto)",
+            category=CATEGORY,
+            description=(
+                "Renders straight into an mp4 (h264, with the audio) in ComfyUI's output folder, encoding frames as "
+                "they are made: memory stays flat however long the audio. Nothing is left behind if it is cancelled."
+            ),
+            search_aliases=["talking head", "save mp4", "motion to video", "long video"],
+            inputs=[*_render_node_inputs(), *video_inputs(), io.Audio.Input("audio", optional=True), fps_input(),
+                    *encoder_inputs()],
+            is_output_node=True,
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {**_render_inputs(), **VIDEO_WIDGETS}, "optional": {"audio": ("AUDIO",), "fps": FPS_WIDGET}}
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, fps=0.0):
+    def validate_inputs(cls, fps=0.0):
         return validate_fps(fps)
 
-    def render(self, models, portrait, motion, paste_back, stitching, batch_size, precision, filename_prefix, crf,
-               audio=None, fps=0.0):
+    @classmethod
+    def execute(cls, models, portrait, motion, paste_back, stitching, batch_size, precision, filename_prefix, crf,
+                audio=None, fps=0.0, encoder="auto", preset="auto") -> io.NodeOutput:
+        encoding = VideoEncoding(crf, encoder, preset)
         models = on_device(models)
         motion, audio = for_portrait(motion, audio, portrait, fps)
         clip = load_audio(audio) if audio is not None else None
         frames = _frames(models, portrait, motion, paste_back, stitching, batch_size, precision, Progress(len(motion)))
-        ui, _ = _save_video(filename_prefix, lambda path: encode_video(path, frames, motion.fps, clip, crf,
-                                                                       overlap=overlaps_by_default(models)))
-        return {"ui": ui}
+        ui, _ = _save_video(filename_prefix, lambda path: write_mp4(path, frames, motion.fps, clip, encoding,
+                                                                    device_type=models.networks.device.type))
+        return io.NodeOutput(ui=ui)
 
 
-class DittoTalkingHeadVideo:
-    DESCRIPTION = (
-        "Portrait + speech → mp4 in one pass, the fastest way to a video: each stage (audio encoding, motion "
-        "sampling, rendering, video encoding) starts as soon as the one before has something for it, so frames "
-        "are made while the audio is still being encoded, and memory stays flat however long the speech. On CUDA "
-        "the stages also run side by side. Also returns the motion, to edit and render again."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "render"
-    RETURN_TYPES = ("DITTO_MOTION",)
-    RETURN_NAMES = ("motion",)
-    OUTPUT_NODE = True
+TALKING_HEAD_FPS_TOOLTIP = ("Output frame rate, 10-60: the motion (sampled at 25) is resampled in keypoint space, the "
+                            "audio kept. 0: a video source's own rate, else 25.")
+
+
+def talking_head_inputs(filename_prefix: str = "ditto/talking_head", prefix_tooltip: str | None = None) -> tuple:
+    """Talking Head Video's widgets (also Talking Head Batch's): the sampler's, the renderer's and the mp4
+    writer's, then the optional emotion timeline and fps. Returns (required widgets, optional widgets)."""
+    return ([*sampler_inputs(), *render_inputs(), *video_inputs(filename_prefix, prefix_tooltip)],
+            [emotion_timeline_input(), fps_input(TALKING_HEAD_FPS_TOOLTIP), *encoder_inputs()])
+
+
+def validate_talking_head(emotion_timeline="", fps=0.0):
+    """The emotion timeline's and the fps' checks, the first failure's message or True."""
+    timeline = validate_emotion_timeline(emotion_timeline)
+    return timeline if timeline is not True else validate_fps(fps)
+
+
+class DittoTalkingHeadVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        widgets, optional = talking_head_inputs()
+        return io.Schema(
+            node_id="DittoTalkingHeadVideo",
+            display_name="Talking Head Video, streamed (Ditto)",
+            category=CATEGORY,
+            description=(
+                "Portrait + speech → mp4 in one pass, the fastest way to a video: each stage (audio encoding, motion "
+                "sampling, rendering, video encoding) starts as soon as the one before has something for it, so "
+                "frames are made while the audio is still being encoded, and memory stays flat however long the "
+                "speech. On CUDA the stages also run side by side. Also returns the motion, to edit and render again."
+            ),
+            search_aliases=["talking head", "lip sync", "avatar", "speech to video", "audio driven", "portrait "
+                            "animation", "dubbing", "image to video"],
+            essentials_category=ESSENTIALS,
+            inputs=[DittoModels.Input("models"), DittoPortrait.Input("portrait"), io.Audio.Input("audio"), *widgets,
+                    *optional],
+            outputs=[DittoMotion.Output("motion", tooltip="The sampled motion, to edit and render again.")],
+            is_output_node=True,
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {"models": ("DITTO_MODELS",), "portrait": ("DITTO_PORTRAIT",), "audio": ("AUDIO",),
-                         **SAMPLER_WIDGETS, **RENDER_WIDGETS, **VIDEO_WIDGETS},
-            "optional": {"emotion_timeline": EMOTION_TIMELINE_WIDGET,
-                         "fps": ("FLOAT", {**FPS_WIDGET[1], "tooltip": "Output frame rate, 10-60: the motion "
-                                           "(sampled at 25) is resampled in keypoint space, the audio kept. 0: a "
-                                           "video source's own rate, else 25."})},
-        }
+    def validate_inputs(cls, emotion_timeline="", fps=0.0):
+        return validate_talking_head(emotion_timeline, fps)
 
     @classmethod
-    def VALIDATE_INPUTS(cls, emotion_timeline="", fps=0.0):
-        timeline = validate_emotion_timeline(emotion_timeline)
-        return timeline if timeline is not True else validate_fps(fps)
-
-    def render(self, models, portrait, audio, emotion, seed, steps, overlap, smoothing, paste_back, stitching,
-               batch_size, precision, filename_prefix, crf, emotion_timeline="", fps=0.0):
+    def execute(cls, models, portrait, audio, emotion, seed, steps, overlap, smoothing, paste_back, stitching,
+                batch_size, precision, filename_prefix, crf, emotion_timeline="", fps=0.0, encoder="auto",
+                preset="auto") -> io.NodeOutput:
         speech = SpeechToVideo(models, emotion, seed, steps, overlap, smoothing, paste_back, stitching, batch_size,
-                               precision, crf, emotion_timeline, fps)
+                               precision, crf, emotion_timeline, fps, encoder, preset)
         job = speech.job(portrait, load_audio(audio))
         ui, motion = speech.write(filename_prefix, job, Progress(job.num_frames))
-        return {"ui": {**ui, "ditto_motion": [preview_curves(motion)]}, "result": (motion,)}
+        return io.NodeOutput(motion, ui={**ui, "ditto_motion": [preview_curves(motion)]})
 
 
 @dataclass(frozen=True)
@@ -258,11 +308,12 @@ class SpeechToVideo:
     and render options), for one video or many."""
 
     def __init__(self, models, emotion, seed, steps, overlap, smoothing, paste_back, stitching, batch_size, precision,
-                 crf, emotion_timeline="", fps=0.0):
+                 crf, emotion_timeline="", fps=0.0, encoder="auto", preset="auto"):
+        self.encoding = VideoEncoding(crf, encoder, preset)
         self.models = on_device(models)
         self.emotion, self.sampler = sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline)
         self.options = _render_options(self.models, paste_back, stitching, batch_size, precision)
-        self.crf, self.fps = crf, fps
+        self.fps = fps
 
     def job(self, portrait: Portrait, clip: AudioClip) -> SpeechJob:
         """The video ``portrait`` speaking ``clip`` will be: at the chosen rate (0: a video source's own, else 25),
@@ -276,5 +327,5 @@ class SpeechToVideo:
         """The job's mp4, named after ``filename_prefix`` (written atomically), one ``progress`` step per frame.
         Returns the node's ui entry and the sampled motion."""
         return _save_video(filename_prefix, lambda path: speech_to_video(
-            path, self.models, job.portrait, job.clip, self.emotion, self.sampler, self.options, self.crf,
+            path, self.models, job.portrait, job.clip, self.emotion, self.sampler, self.options, self.encoding,
             check=check_interrupt, on_frame=lambda done: progress.update(), fps=job.fps))

@@ -3,10 +3,14 @@ pack the way ComfyUI does and call its node classes directly."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import inspect
 import sys
 import types
 from pathlib import Path
+
+import comfy_api_stub
 
 PACK_DIR = Path(__file__).resolve().parents[1]
 
@@ -16,8 +20,8 @@ class InterruptProcessingException(BaseException):
 
 
 def install(base: Path) -> types.SimpleNamespace:
-    """Register fake ``folder_paths``, ``comfy.model_management``, ``comfy.utils`` and ``comfy_api.latest``
-    modules with models/, input/ and output/ under ``base``."""
+    """Register fake ``folder_paths``, ``comfy.model_management``, ``comfy.utils``, ``comfy_api.latest`` and
+    ``comfyui_version`` modules with models/, input/ and output/ under ``base``."""
     import torch
 
     folders: dict[str, list[str]] = {}
@@ -129,36 +133,45 @@ def install(base: Path) -> types.SimpleNamespace:
         def get_components(self):
             return self.components
 
+    latest.io, latest.ui, latest.ComfyExtension = comfy_api_stub, comfy_api_stub.ui, comfy_api_stub.ComfyExtension
     latest.Types = types.SimpleNamespace(VideoComponents=VideoComponents)
     latest.InputImpl = types.SimpleNamespace(VideoFromComponents=VideoFromComponents)
     comfy_api = types.ModuleType("comfy_api")
     comfy_api.latest = latest
 
-    sys.modules.update({"folder_paths": folder_paths, "comfy": comfy, "comfy.model_management": model_management,
+    comfyui_version = types.ModuleType("comfyui_version")
+    comfyui_version.__version__ = "0.33.0"  # the release comfy_api_stub follows
+
+    sys.modules.update({"folder_paths": folder_paths, "comfy": comfy, "comfyui_version": comfyui_version, "comfy.model_management": model_management,
                         "comfy.utils": utils, "comfy.model_patcher": model_patcher, "comfy_api": comfy_api, "comfy_api.latest": latest})
     return state
 
 
 def run_node(node, inputs: dict[str, list]) -> tuple[list[list], dict]:
-    """Call ``node`` as ComfyUI 0.33's executor does (execution.py: ``_async_map_node_over_list``,
-    ``get_output_from_returns``, ``merge_result_data``). Every input is a list: a link gives the list the source's
-    output holds, a widget a list of one (use :func:`constants`). A node with INPUT_IS_LIST gets the lists in one
-    call; any other is called once per index of the longest list, shorter lists repeating their last item. Returns
-    one list per output (an OUTPUT_IS_LIST output's lists joined, any other one item per call) and the calls' ui
-    dicts joined per key."""
-    function = getattr(node, node.FUNCTION)
-    if getattr(node, "INPUT_IS_LIST", False):
-        returns = [function(**inputs)]
+    """Call the V3 node class ``node`` as ComfyUI 0.33's executor does (execution.py: ``_async_map_node_over_list``,
+    ``build_nested_inputs``, ``get_output_from_returns``, ``merge_result_data``). Every input is a list: a link gives
+    the list the source's output holds, a widget a list of one (use :func:`constants`); a DynamicCombo's options come
+    as dotted keys (``crop.crop_scale``), as in an API prompt. A node whose schema has is_input_list gets the lists in
+    one call; any other is called once per index of the longest list, shorter lists repeating their last item.
+    Returns one list per output (an is_output_list output's lists joined, any other one item per call) and the
+    calls' ui dicts joined per key."""
+    schema = node.GET_SCHEMA()
+
+    def call(values: dict):
+        return node.EXECUTE_NORMALIZED(**comfy_api_stub.build_nested_inputs(values, schema))
+
+    if schema.is_input_list:
+        returns = [call(inputs)]
     else:
         count = max((len(values) for values in inputs.values()), default=0)
-        returns = [function(**{name: values[min(index, len(values) - 1)] for name, values in inputs.items()})
-                   for index in range(count)] if count else [function()]
-    results = [r["result"] if isinstance(r, dict) else r for r in returns if not isinstance(r, dict) or "result" in r]
-    uis = [r["ui"] for r in returns if isinstance(r, dict) and "ui" in r]
+        returns = [call({name: values[min(index, len(values) - 1)] for name, values in inputs.items()})
+                   for index in range(count)] if count else [call({})]
+    results = [r.result for r in returns if r.result is not None]
+    uis = [r.ui if isinstance(r.ui, dict) else r.ui.as_dict() for r in returns if r.ui is not None]
     outputs = []
-    if results:
-        for index, is_list in zip(range(len(results[0])), getattr(node, "OUTPUT_IS_LIST", [False] * len(results[0]))):
-            outputs.append([item for r in results for item in r[index]] if is_list else [r[index] for r in results])
+    for index, output in enumerate(schema.outputs if results else []):
+        outputs.append([item for r in results for item in r[index]] if output.is_output_list
+                       else [r[index] for r in results])
     ui = {key: [item for u in uis for item in u[key]] for key in uis[0]} if uis else {}
     return outputs, ui
 
@@ -169,7 +182,7 @@ def constants(**values) -> dict[str, list]:
 
 
 def load_pack(name: str = "comfyui_ditto_under_test") -> types.ModuleType:
-    """Import the pack's ``__init__.py`` as a package, as ComfyUI's loader does."""
+    """Import the pack's ``__init__.py`` as a package, as ComfyUI's loader does (nodes.py: ``load_custom_node``)."""
     for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
         del sys.modules[key]
     spec = importlib.util.spec_from_file_location(
@@ -179,3 +192,66 @@ def load_pack(name: str = "comfyui_ditto_under_test") -> types.ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def register(pack: types.ModuleType) -> dict[str, type]:
+    """The pack's nodes by id, registered as ComfyUI 0.33's loader registers a V3 pack (nodes.py:
+    ``load_custom_node``): ``comfy_entrypoint()`` gives a ComfyExtension, ``on_load()`` runs, then each class of
+    ``get_node_list()`` is registered under its schema's node_id."""
+
+    async def load():
+        extension = await pack.comfy_entrypoint()
+        assert isinstance(extension, comfy_api_stub.ComfyExtension)
+        await extension.on_load()
+        return {node.GET_SCHEMA().node_id: node for node in await extension.get_node_list()}
+
+    return asyncio.run(load())
+
+
+def combo_options(node, name: str) -> list:
+    """The choices of ``node``'s combo input ``name``, as ComfyUI serves them (``("COMBO", {"options": […]})``)."""
+    spec = node.INPUT_TYPES()
+    kind, options = {**spec["required"], **spec.get("optional", {})}[name]
+    assert kind == "COMBO", f"{name} is a {kind}, not a combo"
+    return options["options"]
+
+
+def validate_prompt_node(nodes: dict[str, type], prompt: dict, node_id: str) -> list[str]:
+    """ComfyUI 0.33's checks of one node of an API prompt (execution.py: ``validate_inputs``), as messages: every
+    required input given, each link's source output of the input's type (for our nodes' outputs), each constant cast
+    to its type, within min/max or among the combo's options, and the node's own ``validate_inputs``. Also flags an
+    input the node does not have, which ComfyUI would drop silently (a saved setting lost)."""
+    entry = prompt[node_id]
+    cls, given = nodes[entry["class_type"]], entry["inputs"]
+    spec = comfy_api_stub.finalized_inputs(cls.INPUT_TYPES(), given)
+    known = {**spec["optional"], **spec["required"]}
+    errors = [f"{name}: not an input of {entry['class_type']}" for name in given if name not in known]
+    constants = {}
+    for name, (kind, options) in known.items():
+        if name not in given:
+            if name in spec["required"]:
+                errors.append(f"{name}: required input missing")
+            continue
+        value = given[name]
+        if isinstance(value, list):  # a link [source id, output slot]
+            source = nodes.get(prompt[value[0]]["class_type"])
+            if source is not None and source.RETURN_TYPES[value[1]] != kind:
+                errors.append(f"{name}: linked to a {source.RETURN_TYPES[value[1]]} output, needs {kind}")
+            constants[name] = None
+            continue
+        if kind == "COMBO" and value not in options["options"]:
+            errors.append(f"{name}: {value!r} not among {options['options']}")
+        if kind in ("INT", "FLOAT"):
+            value = {"INT": int, "FLOAT": float}[kind](value)
+            if not options.get("min", value) <= value <= options.get("max", value):
+                errors.append(f"{name}: {value} outside {options.get('min')}..{options.get('max')}")
+        constants[name] = value
+    if "validate_inputs" in vars(cls):
+        wanted = inspect.signature(cls.validate_inputs).parameters
+        arguments = {name: value for name, value in constants.items() if name in wanted}
+        if cls.GET_SCHEMA().is_input_list:
+            arguments = {name: [value] for name, value in arguments.items()}
+        answer = cls.validate_inputs(**arguments)
+        if answer is not True:
+            errors.append(f"validate_inputs: {answer}")
+    return errors

@@ -73,3 +73,27 @@ def test_the_readme_lists_every_render_option():
     assert len(options) > 15 and documented == options - {"--portrait", "--audio", "--out", "--models"}
     for option in options:  # every option has its help text
         assert re.search(rf"^  {option}( [A-Z_]+| \{{[a-z0-9,-]+\}})?\n? +[a-zA-Z(]", usage, re.M), option
+
+
+def test_the_readmes_first_command_downloads_the_release_then_renders(small_release, tmp_path):
+    """The quick start's one paste, its ditto_core commands run as written (in a fresh folder holding the assets,
+    the hub faked) from a folder without models: the download comes first and the video follows."""
+    import os
+    import shlex
+
+    from ditto_core.testing.fake_hub import FakeHub
+
+    readme = ROOT.joinpath("README.md").read_text()
+    section = readme[readme.index("## Quick start"):]
+    first = next(line.strip() for line in section.splitlines() if line.startswith("    "))
+    commands = [shlex.split(part) for part in first.split("&&")]
+    ours = [words for words in commands if words[:3] == ["python", "-m", "ditto_core"]]
+    assert [words[3] for words in ours] == ["download", "render"]
+    (tmp_path / "assets").symlink_to(ROOT / "assets")
+    with FakeHub(small_release) as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "PYTHONPATH": str(ROOT)}
+        for words in ours:
+            done = subprocess.run([sys.executable, *words[1:]], cwd=tmp_path, env=env, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+    assert (tmp_path / "models" / "ditto" / "ditto_pytorch" / "release.json").is_file()
+    assert (tmp_path / "output" / "talking.mp4").stat().st_size > 0

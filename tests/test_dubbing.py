@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from comfy_stubs import install, load_pack
+from comfy_stubs import install, load_pack, register
 
 from ditto_core.audio import load_audio
 from ditto_core.audio.clip import num_video_frames
@@ -29,7 +29,7 @@ from ditto_core.portrait.registration import (
 from ditto_core.render import RenderOptions, render_frames
 from ditto_core.stream import clip_for_source
 from ditto_core.testing.fake_release import copy_release
-from ditto_core.video import read_video, video_rate, write_mp4
+from ditto_core.video import VideoEncoding, read_video, video_rate, write_mp4
 
 ROOT = Path(__file__).resolve().parents[1]
 CUT = range(3, 5)  # the source frames of the test video that are black: a cut, no face
@@ -189,7 +189,7 @@ def test_shortest_cuts_the_speech_where_the_video_ends(models):
 
 def test_a_long_video_decodes_into_a_disk_backed_array(tmp_path):
     frames = _video_frames()
-    write_mp4(tmp_path / "v.mp4", frames, fps=30.0, crf=0)
+    write_mp4(tmp_path / "v.mp4", frames, fps=30.0, encoding=VideoEncoding(crf=0))
     video = read_video(tmp_path / "v.mp4", max_frames=6)
     assert isinstance(video.frames, np.memmap) and video.frames.shape == (6, 96, 112, 3) and video.fps == 30.0
     assert np.abs(video.frames.astype(int) - frames[:6]).mean() < 3  # h264 at crf 0 in yuv420
@@ -226,7 +226,7 @@ def _decoded(path: Path) -> tuple[list[np.ndarray], float, float]:
 
 def test_the_render_command_dubs_a_video_at_its_own_rate(small_release, tmp_path):
     source = tmp_path / "talk.mp4"
-    write_mp4(source, _video_frames(15), fps=30.0, crf=0)  # 0.5 s, black at frames 3-4
+    write_mp4(source, _video_frames(15), fps=30.0, encoding=VideoEncoding(crf=0))  # 0.5 s, black at frames 3-4
     speech = ROOT / "assets" / "speech.wav"
     done = subprocess.run([sys.executable, "-m", "ditto_core", "render", "--portrait", str(source), "--audio",
                            str(speech), "--models", str(small_release), "--out", str(tmp_path / "dub.mp4"),
@@ -257,21 +257,21 @@ def test_nodes_dub_a_video_batch_at_the_source_rate(tmp_path, small_release):
     install(tmp_path)
     pack = load_pack()
     copy_release(small_release, tmp_path / "models" / "ditto")
-    nodes = {name: cls() for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
-    (models,) = nodes["DittoLoadModels"].load(release="ditto_pytorch", device="cpu")
+    nodes = register(pack)
+    (models,) = nodes["DittoLoadModels"].execute(release="ditto_pytorch", device="cpu")
     video = torch.from_numpy(_video_frames()).float() / 255
-    (portrait,) = nodes["DittoRegisterPortrait"].register(models, video, "video source", 0, "as released", 2.3,
+    (portrait,) = nodes["DittoRegisterPortrait"].execute(models, video, "video source", 0, "as released", 2.3,
                                                           -0.125, 0, 0.5, loop="shortest", source_fps=20.0)
     assert portrait.has_face.tolist() == [i not in CUT for i in range(8)] and portrait.fps == 20.0
     audio = {"waveform": torch.randn(1, 1, 16000) * 0.1, "sample_rate": 16000}  # 1 s, longer than the video
-    features, _ = nodes["DittoEncodeAudio"].encode(models, audio)
-    motion = nodes["DittoSampleMotion"].sample(models, portrait, features, "neutral", 1, 1, 10, 1)["result"][0]
-    frames, cut_audio, rendered, crops, placement, fps = nodes["DittoRender"].render(
+    features, _ = nodes["DittoEncodeAudio"].execute(models, audio)
+    motion = nodes["DittoSampleMotion"].execute(models, portrait, features, "neutral", 1, 1, 10, 1).result[0]
+    frames, cut_audio, rendered, crops, placement, fps = nodes["DittoRender"].execute(
         models, portrait, motion, True, "as released", 4, "fp32", audio)
     assert len(frames) == 8 and rendered.get_components().frame_rate == 20 == fps  # the video's length and rate
     assert cut_audio["waveform"].shape[-1] == 6400  # 0.4 s
     for index in CUT:
         torch.testing.assert_close(frames[index], torch.from_numpy(_video_frames()[index]).float() / 255)
     assert placement.has_face.tolist() == portrait.has_face.tolist() and len(crops) == 8
-    pasted, masks = nodes["DittoPasteBack"].paste(crops, placement, 0.05)
+    pasted, masks = nodes["DittoPasteBack"].execute(crops, placement, 0.05)
     assert torch.equal(pasted, frames) and masks[list(CUT)].abs().max() == 0

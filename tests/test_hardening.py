@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
-from comfy_stubs import InterruptProcessingException, install, load_pack
+from comfy_stubs import InterruptProcessingException, install, load_pack, register
 
 from ditto_core.audio import AudioInputError, OnnxHubertEncoder, extract_features, load_audio
 from ditto_core.config_pickle import ConfigFileError
@@ -149,13 +149,13 @@ def _download(env, fault: str | None = None, status: int | None = None):
 
 def _interrupted_render(env):
     pack, state, base = env.comfy()
-    nodes = pack.NODE_CLASS_MAPPINGS
-    (models,) = nodes["DittoLoadModels"]().load("ditto_pytorch", "cpu")
-    (portrait,) = nodes["DittoRegisterPortrait"]().register(models, torch.rand(1, 64, 64, 3) * 0.5 + 0.3, "first image",
+    nodes = register(pack)
+    (models,) = nodes["DittoLoadModels"].execute("ditto_pytorch", "cpu")
+    (portrait,) = nodes["DittoRegisterPortrait"].execute(models, torch.rand(1, 64, 64, 3) * 0.5 + 0.3, "first image",
                                                              0, "custom", 2.3, -0.125, 1920, 0.5)
     state.interrupt_checks, state.interrupt_after = 0, 1
     try:
-        nodes["DittoRenderVideo"]().render(models, portrait, Motion(torch.zeros(9, 265)), True, "on", 2, "auto",
+        nodes["DittoRenderVideo"].execute(models, portrait, Motion(torch.zeros(9, 265)), True, "on", 2, "auto",
                                            "ditto/cut", 18, None)
     finally:
         state.interrupt_after = None
@@ -164,19 +164,19 @@ def _interrupted_render(env):
 
 def _portrait_batch_node(env):
     pack, _, _ = env.comfy()
-    nodes = pack.NODE_CLASS_MAPPINGS
-    (models,) = nodes["DittoLoadModels"]().load("ditto_pytorch", "cpu")
+    nodes = register(pack)
+    (models,) = nodes["DittoLoadModels"].execute("ditto_pytorch", "cpu")
     batch = torch.rand(3, 64, 64, 3) * 0.5 + 0.3
-    return nodes["DittoRegisterPortrait"]().register(models, batch, "first image", 0, "custom", 2.3, -0.125, 1920, 0.5)[0]
+    return nodes["DittoRegisterPortrait"].execute(models, batch, "first image", 0, "custom", 2.3, -0.125, 1920, 0.5)[0]
 
 
 def _linked_fps_out_of_range(env):
     """Render with a rate wired in from another node (ComfyUI validates a linked input only when it runs)."""
     pack, _, _ = env.comfy()
-    nodes = pack.NODE_CLASS_MAPPINGS
-    (models,) = nodes["DittoLoadModels"]().load("ditto_pytorch", "cpu")
+    nodes = register(pack)
+    (models,) = nodes["DittoLoadModels"].execute("ditto_pytorch", "cpu")
     portrait = env.register(_photo(64, 64))
-    return nodes["DittoRender"]().render(models, portrait, Motion(torch.zeros(5, 265)), True, "on", 2, "auto",
+    return nodes["DittoRender"].execute(models, portrait, Motion(torch.zeros(5, 265)), True, "on", 2, "auto",
                                          fps=120.0)
 
 
@@ -196,12 +196,12 @@ def _fast_source_video(env):
 def _other_fps_motion(env):
     pack, _, base = env.comfy()
     Motion(torch.randn(30, 265) * 0.1, fps=30.0).save(base / "input" / "m30.safetensors")
-    return pack.NODE_CLASS_MAPPINGS["DittoLoadMotion"]().load("m30.safetensors")["result"][0]
+    return register(pack)["DittoLoadMotion"].execute("m30.safetensors").result[0]
 
 
 def _widget_ranges(env):
     pack, _, _ = env.comfy()
-    spec = pack.NODE_CLASS_MAPPINGS["DittoSampleMotion"].INPUT_TYPES()["required"]
+    spec = register(pack)["DittoSampleMotion"].INPUT_TYPES()["required"]
     return spec["overlap"][1]["max"], spec["steps"][1]["min"]
 
 
@@ -218,14 +218,14 @@ def _paste(env, crops=4, crop_side=512, masks=None, frames=None, feather=0.05):
 def _batch(env, portraits: int = 2, clips: int = 2, portrait_names=None):
     """Talking Head Batch handed lists of these lengths, as ComfyUI hands a list node its inputs."""
     pack, _, _ = env.comfy()
-    nodes = pack.NODE_CLASS_MAPPINGS
-    (models,) = nodes["DittoLoadModels"]().load("ditto_pytorch", "cpu")
+    nodes = register(pack)
+    (models,) = nodes["DittoLoadModels"].execute("ditto_pytorch", "cpu")
     portrait = env.register(_photo(64, 64))
     speech = {"waveform": torch.zeros(1, 1, 1600), "sample_rate": 16000}
     widgets = dict(pairing="pairs", emotion="as released", seed=0, steps=1, overlap=-1, smoothing=-1, paste_back=True,
                    stitching="as released", batch_size=4, precision="auto", filename_prefix="ditto/batch", crf=23)
     names = {} if portrait_names is None else {"portrait_names": portrait_names}
-    return nodes["DittoTalkingHeadBatch"]().render(models=[models], portraits=[portrait] * portraits,
+    return nodes["DittoTalkingHeadBatch"].execute(models=[models], portraits=[portrait] * portraits,
                                                     clips=[speech] * clips, **names,
                                                     **{name: [value] for name, value in widgets.items()})
 
@@ -234,7 +234,7 @@ def _empty_portrait_folder(env):
     pack, _, base = env.comfy()
     (base / "input" / "no_faces").mkdir(exist_ok=True)
     (base / "input" / "no_faces" / "notes.txt").write_text("no images here")
-    return pack.NODE_CLASS_MAPPINGS["DittoLoadPortraits"]().load("no_faces")
+    return register(pack)["DittoLoadPortraits"].execute("no_faces")
 
 
 class _RunsCommand:

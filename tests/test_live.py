@@ -3,7 +3,6 @@ chunking, format and rate; every error case says what is wrong and the server st
 frees its session; the session limit; the token and Origin rules; the README's example client; the ComfyUI glue."""
 
 import asyncio
-import json
 import math
 import os
 import re
@@ -11,117 +10,31 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import soundfile
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from live_client import (  # noqa: F401  (pipeline, portrait_file: fixtures, used by name)
+    ROOT,
+    SIZE,
+    encode,
+    expect_error,
+    make_service,
+    pipeline,
+    portrait_file,
+    receive_all,
+    serve_and,
+    speech,
+    start_message,
+    stream,
+)
 
 from ditto_core.__main__ import main as cli_main
 from ditto_core.audio.clip import num_video_frames
-from ditto_core.live import (
-    FRAME_HEADER,
-    LiveService,
-    LiveSettings,
-    PcmStream,
-    PortraitLibrary,
-    is_loopback,
-    make_app,
-)
-from ditto_core.motion import SamplerOptions
-from ditto_core.pipeline import DittoPipeline
-
-ROOT = Path(__file__).resolve().parents[1]
-SIZE = 96  # the test portrait's side: frames are pasted back into it
-
-
-@pytest.fixture(scope="module")
-def pipeline(small_release):
-    return DittoPipeline.load(small_release)
-
-
-@pytest.fixture(scope="module")
-def portrait_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("portraits") / "face.png"
-    image = np.random.default_rng(0).integers(60, 200, (SIZE, SIZE, 3), dtype=np.uint8)
-    cv2.imwrite(str(path), image)
-    return path
-
-
-def make_service(pipeline, portrait_file, **settings) -> LiveService:
-    settings = {"sampler": SamplerOptions(steps=2), **settings}
-    return LiveService(pipeline, PortraitLibrary(default=portrait_file), LiveSettings(**settings))
-
-
-def serve_and(service: LiveService, body):
-    """Run ``body(client)`` against the service on a real aiohttp test server; returns its result."""
-
-    async def main():
-        async with TestClient(TestServer(make_app(service))) as client:
-            return await body(client)
-
-    return asyncio.run(main())
-
-
-def speech(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
-    n = max(1, round(seconds * rate))
-    t = np.arange(n) / rate
-    noise = np.random.default_rng(seed).standard_normal(n) * 0.05
-    return (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t)) / 2 + noise).astype(np.float32)
-
-
-def encode(samples: np.ndarray, fmt: str) -> bytes:
-    if fmt == "s16le":
-        return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
-    return samples.astype("<f4").tobytes()
-
-
-def start_message(rate=16000, fmt="s16le", **extra) -> dict:
-    return {"type": "start", "sample_rate": rate, "format": fmt, **extra}
-
-
-async def receive_all(ws) -> tuple[list[tuple[int, bytes]], list[dict]]:
-    """Frames (index, JPEG) and text messages until the server closes."""
-    frames, texts = [], []
-    async for message in ws:
-        if message.type == WSMsgType.BINARY:
-            (index,) = FRAME_HEADER.unpack_from(message.data)
-            frames.append((index, message.data[FRAME_HEADER.size :]))
-        elif message.type == WSMsgType.TEXT:
-            texts.append(json.loads(message.data))
-    return frames, texts
-
-
-async def stream(client, payload: bytes, chunk: int, start: dict, path: str = "/ditto/live", end=True):
-    ws = await client.ws_connect(path)
-    await ws.send_json(start)
-    for offset in range(0, len(payload), chunk):
-        await ws.send_bytes(payload[offset : offset + chunk])
-    if end:
-        await ws.send_json({"type": "end"})
-    return await receive_all(ws)
-
-
-async def expect_error(client, *messages, path="/ditto/live", headers=None) -> str:
-    """Send ``messages`` (dict: JSON text, str: raw text, bytes: binary); the server must answer with one error
-    and close. Returns the error's message."""
-    ws = await client.ws_connect(path, headers=headers)
-    for message in messages:
-        if isinstance(message, bytes):
-            await ws.send_bytes(message)
-        elif isinstance(message, dict):
-            await ws.send_json(message)
-        else:
-            await ws.send_str(message)
-    frames, texts = await receive_all(ws)
-    errors = [t for t in texts if t["type"] == "error"]
-    assert not frames and len(errors) == 1, texts
-    assert ws.closed
-    return errors[0]["message"]
-
+from ditto_core.live import LiveService, PcmStream, is_loopback, make_app
 
 # ------------------------------------------------------------------------------------------------------ PCM stream
 
@@ -327,6 +240,9 @@ def test_token_and_origin_rules(pipeline, portrait_file):
         foreign = await expect_error(client, headers={"Origin": "http://evil.example"})
         listing = await client.get("/ditto/live/portraits")
         listed = await client.get("/ditto/live/portraits?token=s3cret")
+        images = [await client.get(path) for path in ("/ditto/live/portrait", "/ditto/live/portrait?token=s3cret",
+                                                       "/ditto/live/portrait?token=s3cret&name=other.png")]
+        images = [(reply.status, await reply.read()) for reply in images]
         accepted = []
         for path, start in (("/ditto/live", start_message(token="s3cret")),
                             ("/ditto/live?token=s3cret", start_message())):
@@ -335,13 +251,15 @@ def test_token_and_origin_rules(pipeline, portrait_file):
             await ws.send_json(start)
             accepted.append((await ws.receive_json())["type"])
             await ws.close()
-        return missing, wrong, foreign, listing.status, await listed.json(), accepted
+        return missing, wrong, foreign, listing.status, await listed.json(), accepted, images
 
-    missing, wrong, foreign, listing_status, listed, accepted = serve_and(service, body)
+    missing, wrong, foreign, listing_status, listed, accepted, images = serve_and(service, body)
     assert "access token" in missing and "?token=" in missing
     assert "wrong access token" in wrong
     assert "http://evil.example" in foreign and "--allow-origin" in foreign
     assert listing_status == 403 and listed["portraits"] == ["face.png"]
+    assert [status for status, _ in images] == [403, 200, 404]  # the portrait's image, shown before talking
+    assert images[1][1] == portrait_file.read_bytes() and b"other.png" in images[2][1]
     assert accepted == ["ready", "ready"]
     assert service.wait_idle(10)
 
@@ -431,7 +349,7 @@ def test_the_pack_adds_the_endpoint_and_page_to_comfyuis_server(small_release, p
 
     import comfy_stubs
 
-    comfy_stubs.install(tmp_path)
+    state = comfy_stubs.install(tmp_path)
     (tmp_path / "models").mkdir(exist_ok=True)
     (tmp_path / "models" / "ditto").symlink_to(small_release, target_is_directory=True)
     (tmp_path / "input" / "me.png").write_bytes(portrait_file.read_bytes())
@@ -439,9 +357,11 @@ def test_the_pack_adds_the_endpoint_and_page_to_comfyuis_server(small_release, p
     server = types.ModuleType("server")
     server.PromptServer = types.SimpleNamespace(instance=types.SimpleNamespace(routes=routes, app=web.Application()))
     monkeypatch.setitem(sys.modules, "server", server)
-    comfy_stubs.load_pack()
+    pack = comfy_stubs.load_pack()
+    comfy_stubs.register(pack)  # the extension's on_load adds the routes
     paths = {route.path for route in routes}
-    assert {"/ditto/live", "/ditto/live/page/", "/ditto/live/portraits"} <= paths
+    assert {"/ditto/live", "/ditto/live/offer", "/ditto/live/page/", "/ditto/live/portraits"} <= paths
+    service = next(route.handler.__self__ for route in routes if route.path == "/ditto/live")
     assert (ROOT / "web" / "js" / "ditto_live.js").read_text().count("/ditto/live/page/") >= 1
 
     async def body():
@@ -455,10 +375,18 @@ def test_the_pack_adds_the_endpoint_and_page_to_comfyuis_server(small_release, p
                                          start_message(22050, "f32le", portrait="me.png"))
             return listed, page.status, missing, frames, texts
 
+    (graph_models,), _ = comfy_stubs.run_node(pack.NODE_CLASS_MAPPINGS["DittoLoadModels"](), comfy_stubs.constants(
+        release="ditto_pytorch", device="auto"))
+    graph_models = graph_models[0]
+    state.loaded_models.clear()  # as after ComfyUI offloaded everything for a graph
+    loads = state.load_calls
     listed, page_status, missing, frames, texts = asyncio.run(body())
     assert "me.png" in listed["portraits"] and page_status == 200
     assert "say which portrait" in missing and "input folder" in missing
     assert [i for i, _ in frames] == [0, 1, 2] and texts[-1]["type"] == "done"
+    # the live endpoint used the graph's models, put on the device through ComfyUI as each session started
+    assert state.load_calls == loads + 1 and state.loaded_models == [graph_models.patcher]
+    assert service.pipelines.get() is graph_models
 
 
 def test_the_pack_loads_without_a_comfyui_server(tmp_path):
@@ -467,4 +395,4 @@ def test_the_pack_loads_without_a_comfyui_server(tmp_path):
     comfy_stubs.install(tmp_path)
     sys.modules.pop("server", None)
     pack = comfy_stubs.load_pack()
-    assert "DittoLoadModels" in pack.NODE_CLASS_MAPPINGS
+    assert "DittoLoadModels" in comfy_stubs.register(pack)

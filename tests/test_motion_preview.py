@@ -162,6 +162,6 @@ def test_motion_nodes_resend_their_curves_on_cached_runs(tmp_path):
 
     comfy_stubs.install(tmp_path)
     pack = comfy_stubs.load_pack()
-    for name, cls in pack.NODE_CLASS_MAPPINGS.items():
+    for name, cls in comfy_stubs.register(pack).items():
         if "DITTO_MOTION" in cls.RETURN_TYPES:
             assert getattr(cls, "OUTPUT_NODE", False) or getattr(cls, "HAS_INTERMEDIATE_OUTPUT", False), name

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from comfy_stubs import InterruptProcessingException, constants, install, load_pack, run_node
+from comfy_stubs import InterruptProcessingException, combo_options, constants, install, load_pack, register, run_node
 from PIL import Image
 
 from ditto_core.testing.fake_release import copy_release
@@ -49,7 +49,7 @@ def comfy(tmp_path):
         samples = np.random.default_rng(len(name)).uniform(-0.3, 0.3, (round(seconds * rate), channels))
         soundfile.write(speech / name, samples.astype(np.float32), rate, subtype="FLOAT" if name.endswith("wav") else "PCM_24")
     (speech / "script.txt").write_text("hello, bye")
-    nodes = {name: cls() for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
+    nodes = register(pack)
     return pack, state, tmp_path, nodes
 
 
@@ -57,7 +57,7 @@ def comfy(tmp_path):
 def graph(comfy, small_release):
     pack, state, base, nodes = comfy
     copy_release(small_release, base / "models" / "ditto")
-    (models,) = nodes["DittoLoadModels"].load(release="ditto_pytorch", device="cpu")
+    (models,) = nodes["DittoLoadModels"].execute(release="ditto_pytorch", device="cpu")
     (images, portrait_names), _ = run_node(nodes["DittoLoadPortraits"], constants(folder="faces"))
     (portraits,), _ = run_node(nodes["DittoRegisterPortrait"], {"models": [models], "image": images, **REGISTER})
     (clips, clip_names), _ = run_node(nodes["DittoLoadSpeechClips"], constants(folder="speech"))
@@ -77,7 +77,7 @@ def _frames(path) -> tuple[int, tuple[int, int]]:
 
 def test_the_loaders_list_a_folder_sorted_with_names(comfy):
     pack, _, base, nodes = comfy
-    folders = pack.NODE_CLASS_MAPPINGS["DittoLoadPortraits"].INPUT_TYPES()["required"]["folder"][0]
+    folders = combo_options(register(pack)["DittoLoadPortraits"], "folder")
     assert {"faces", "faces/sub", "speech"} <= set(folders)
     (images, names), _ = run_node(nodes["DittoLoadPortraits"], constants(folder="faces"))
     assert names == ["A_face.png", "b_face.png"]  # sorted by name; hidden, sub-folder and non-image files left out
@@ -97,13 +97,13 @@ def test_the_loaders_list_a_folder_sorted_with_names(comfy):
 
 def test_load_portraits_turns_photos_upright_and_reruns_when_the_folder_changes(comfy):
     pack, _, base, nodes = comfy
-    loader = pack.NODE_CLASS_MAPPINGS["DittoLoadPortraits"]
-    before = loader.IS_CHANGED("faces")
-    assert loader.IS_CHANGED("faces") == before
+    loader = register(pack)["DittoLoadPortraits"]
+    before = loader.fingerprint_inputs("faces")
+    assert loader.fingerprint_inputs("faces") == before
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: the camera was turned; shown rotated 90°
     Image.fromarray(_photo(40, 60, 5)).save(base / "input" / "faces" / "phone.jpg", exif=exif)
-    assert loader.IS_CHANGED("faces") != before
+    assert loader.fingerprint_inputs("faces") != before
     (images, names), _ = run_node(nodes["DittoLoadPortraits"], constants(folder="faces"))
     assert names[-1] == "phone.jpg" and images[-1].shape == (1, 60, 40, 3)  # upright, as Load Image gives it
 
@@ -206,14 +206,14 @@ def test_an_empty_folder_or_a_broken_file_is_refused(comfy):
 
 def test_validation_gets_lists_and_checks_each_value(comfy):
     pack, _, _, _ = comfy
-    node = pack.NODE_CLASS_MAPPINGS["DittoTalkingHeadBatch"]
-    assert node.VALIDATE_INPUTS(["0:neutral, 1:happy"], [30.0]) is True
-    assert node.VALIDATE_INPUTS([None], [None]) is True  # linked inputs: checked when they arrive
-    assert "unknown emotion 'bored'" in node.VALIDATE_INPUTS(["0:bored"], [25.0])
-    assert "fps must be" in node.VALIDATE_INPUTS([""], [5.0])
+    node = register(pack)["DittoTalkingHeadBatch"]
+    assert node.validate_inputs(["0:neutral, 1:happy"], [30.0]) is True
+    assert node.validate_inputs([None], [None]) is True  # linked inputs: checked when they arrive
+    assert "unknown emotion 'bored'" in node.validate_inputs(["0:bored"], [25.0])
+    assert "fps must be" in node.validate_inputs([""], [5.0])
     spec = node.INPUT_TYPES()
-    assert spec["required"]["pairing"][0] == ["pairs", EVERY]
-    talking = pack.NODE_CLASS_MAPPINGS["DittoTalkingHeadVideo"].INPUT_TYPES()
+    assert combo_options(node, "pairing") == ["pairs", EVERY]
+    talking = register(pack)["DittoTalkingHeadVideo"].INPUT_TYPES()
     shared = {name for name in talking["required"] if name not in ("portrait", "audio", "filename_prefix")}
     assert all(spec["required"][name] == talking["required"][name] for name in shared)  # the same widgets
     assert spec["optional"]["fps"] == talking["optional"]["fps"]

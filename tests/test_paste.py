@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from comfy_stubs import InterruptProcessingException, install, load_pack
+from comfy_stubs import InterruptProcessingException, install, load_pack, register
 
 from ditto_core.motion import Motion
 from ditto_core.networks import load_networks
@@ -222,10 +222,10 @@ def nodes(tmp_path, small_release):
     state = install(tmp_path)
     pack = load_pack()
     copy_release(small_release, tmp_path / "models" / "ditto")
-    nodes = {name: cls() for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
-    (models,) = nodes["DittoLoadModels"].load(release="ditto_pytorch", device="auto")
+    nodes = register(pack)
+    (models,) = nodes["DittoLoadModels"].execute(release="ditto_pytorch", device="auto")
     image = torch.from_numpy(np.random.default_rng(0).integers(60, 200, (1, 120, 150, 3)).astype(np.float32) / 255)
-    (portrait,) = nodes["DittoRegisterPortrait"].register(models, image, "first image", 0, "custom", 2.3, -0.125,
+    (portrait,) = nodes["DittoRegisterPortrait"].execute(models, image, "first image", 0, "custom", 2.3, -0.125,
                                                           1920, 0.5)
     motion = Motion(torch.randn(4, 265, generator=torch.Generator().manual_seed(0)) * 0.1)
     return pack, state, nodes, models, portrait, motion
@@ -233,31 +233,31 @@ def nodes(tmp_path, small_release):
 
 def test_render_crops_pasted_back_by_the_node_equal_render_frames(nodes):
     pack, state, nodes, models, portrait, motion = nodes
-    render = pack.NODE_CLASS_MAPPINGS["DittoRender"]
-    assert render.RETURN_NAMES[:3] == ("frames", "audio", "video")  # existing links keep their slots
-    assert render.RETURN_TYPES[3:] == ("IMAGE", "DITTO_FACE_PLACEMENT", "FLOAT")
-    frames, _, _, crops, placement, _ = nodes["DittoRender"].render(models, portrait, motion, True, "on", 3, "fp32")
+    render = register(pack)["DittoRender"]
+    assert render.RETURN_NAMES[:3] == ["frames", "audio", "video"]  # existing links keep their slots
+    assert render.RETURN_TYPES[3:] == ["IMAGE", "DITTO_FACE_PLACEMENT", "FLOAT"]
+    frames, _, _, crops, placement, _ = nodes["DittoRender"].execute(models, portrait, motion, True, "on", 3, "fp32")
     assert crops.shape == (4, 512, 512, 3) and crops.dtype == torch.float32
     assert 0 <= crops.min() and crops.max() <= 1 and len(placement) == 4
-    pasted, mask = nodes["DittoPasteBack"].paste(crops, placement, 0.05)
+    pasted, mask = nodes["DittoPasteBack"].execute(crops, placement, 0.05)
     assert torch.equal(pasted, frames)
     assert mask.shape == (4, 120, 150) and mask.dtype == torch.float32
     assert state.progress[-1].value == state.progress[-1].total == 4
-    unpasted, _, _, crops_again, _, _ = nodes["DittoRender"].render(models, portrait, motion, False, "on", 3, "fp32")
+    unpasted, _, _, crops_again, _, _ = nodes["DittoRender"].execute(models, portrait, motion, False, "on", 3, "fp32")
     assert torch.equal(crops_again, crops)
     assert (unpasted - crops).abs().max() < 1 / 255  # the 8-bit crops Render gives without paste-back
 
 
 def test_paste_back_node_takes_upscaled_crops_a_single_mask_and_frame(nodes):
     pack, state, nodes, models, portrait, motion = nodes
-    frames, _, _, crops, placement, _ = nodes["DittoRender"].render(models, portrait, motion, True, "on", 4, "fp32")
+    frames, _, _, crops, placement, _ = nodes["DittoRender"].execute(models, portrait, motion, True, "on", 4, "fp32")
     big = torch.nn.functional.interpolate(crops.movedim(-1, 1), scale_factor=2, mode="bilinear").movedim(1, -1)
-    pasted, _ = nodes["DittoPasteBack"].paste(big, placement, 0.05)
+    pasted, _ = nodes["DittoPasteBack"].execute(big, placement, 0.05)
     assert (pasted - frames).abs().mean() < 2 / 255
     square = torch.zeros(1024, 1024)
     square[256:768, 256:768] = 1
     grey = torch.full((1, 120, 150, 3), 0.5)
-    pasted, mask = nodes["DittoPasteBack"].paste(big, placement, 0.0, frames=grey, face_mask=square)
+    pasted, mask = nodes["DittoPasteBack"].execute(big, placement, 0.0, frames=grey, face_mask=square)
     halve = np.array([[0.5, 0, -0.25], [0, 0.5, -0.25], [0, 0, 1]])  # 1024 px → 512 px, pixel centres aligned
     matrix = (placement.crop_to_image[0].astype(np.float64) @ halve)[:2]
     expected = cv2.warpAffine(square.numpy(), matrix, (150, 120)).clip(0, 1)
@@ -268,14 +268,14 @@ def test_paste_back_node_takes_upscaled_crops_a_single_mask_and_frame(nodes):
 
 def test_paste_back_node_errors_and_interrupts(nodes):
     _, state, nodes, models, portrait, motion = nodes
-    _, _, _, crops, placement, _ = nodes["DittoRender"].render(models, portrait, motion, True, "on", 4, "fp32")
+    _, _, _, crops, placement, _ = nodes["DittoRender"].execute(models, portrait, motion, True, "on", 4, "fp32")
     with pytest.raises(ValueError, match="3 face crops for a placement of 4 frames"):
-        nodes["DittoPasteBack"].paste(crops[:3], placement, 0.05)
+        nodes["DittoPasteBack"].execute(crops[:3], placement, 0.05)
     with pytest.raises(ValueError, match="the face mask is 256x256 but the face crops are 512x512"):
-        nodes["DittoPasteBack"].paste(crops, placement, 0.05, face_mask=torch.ones(256, 256))
+        nodes["DittoPasteBack"].execute(crops, placement, 0.05, face_mask=torch.ones(256, 256))
     state.interrupt_checks, state.interrupt_after = 0, 2
     with pytest.raises(InterruptProcessingException):
-        nodes["DittoPasteBack"].paste(crops, placement, 0.05)
+        nodes["DittoPasteBack"].execute(crops, placement, 0.05)
     assert state.interrupt_checks == 3
 
 

@@ -474,7 +474,7 @@ def test_config_command_shows_the_release_settings(small_release):
 
 
 def test_nodes_default_to_the_release_config(small_release, tmp_path):
-    from comfy_stubs import install, load_pack
+    from comfy_stubs import install, load_pack, register
 
     from ditto_core.testing.fake_release import copy_release
 
@@ -482,30 +482,30 @@ def test_nodes_default_to_the_release_config(small_release, tmp_path):
     install(base)
     pack = load_pack()
     copy_release(small_release, base / "models" / "ditto")
-    nodes = {name: cls() for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
-    (models,) = nodes["DittoLoadModels"].load(release="ditto_pytorch", device="cpu")
+    nodes = register(pack)
+    (models,) = nodes["DittoLoadModels"].execute(release="ditto_pytorch", device="cpu")
     image = torch.from_numpy(np.random.default_rng(0).integers(60, 200, (1, 160, 200, 3)).astype(np.float32) / 255)
     audio = {"waveform": torch.randn(1, 1, 16000) * 0.1, "sample_rate": 16000}
-    (portrait,) = nodes["DittoRegisterPortrait"].register(models, image, "first image", 0, "as released", 2.3,
+    (portrait,) = nodes["DittoRegisterPortrait"].execute(models, image, "first image", 0, "as released", 2.3,
                                                           -0.125, 0, 0.5)
-    (features, _) = nodes["DittoEncodeAudio"].encode(models, audio)
-    spec = pack.NODE_CLASS_MAPPINGS["DittoSampleMotion"].INPUT_TYPES()["required"]
+    (features, _) = nodes["DittoEncodeAudio"].execute(models, audio)
+    spec = register(pack)["DittoSampleMotion"].INPUT_TYPES()["required"]
     defaults = {name: spec[name][1]["default"] for name in ("emotion", "seed", "steps", "overlap", "smoothing")}
-    motion = nodes["DittoSampleMotion"].sample(models, portrait, features, **defaults)["result"][0]
+    motion = nodes["DittoSampleMotion"].execute(models, portrait, features, **defaults).result[0]
     assert motion.metadata["steps"] == 25 and motion.metadata["overlap"] == 10  # the fake offline cfg's
     assert motion.metadata["emotion"] == "sequence of 600 emotion rows" and motion.metadata["clipped"]
-    chosen = nodes["DittoSampleMotion"].sample(models, portrait, features, "happy", 0, 2, 20, 1)["result"][0]
+    chosen = nodes["DittoSampleMotion"].execute(models, portrait, features, "happy", 0, 2, 20, 1).result[0]
     assert (chosen.metadata["steps"], chosen.metadata["overlap"], chosen.metadata["emotion"]) == (2, 20, "happy")
-    (code,) = nodes["DittoLoadModels"].load(release="ditto_pytorch", device="cpu", settings="reference code defaults")
+    (code,) = nodes["DittoLoadModels"].execute(release="ditto_pytorch", device="cpu", settings="reference code defaults")
     assert code.config.name == "reference code defaults" and code.config.chain.steps == 50
     assert models.config.drive.frame_controls == {"delta_pitch": 2.0} and models.online_config.chain.overlap == 70
     for name in CONFIG_FILES.values():
         (base / "models" / "ditto" / name.path).unlink()
     with pytest.raises(Exception) as err:  # the pack's own copy of CheckpointError
-        nodes["DittoLoadModels"].load(release="ditto_pytorch", device="cpu")
+        nodes["DittoLoadModels"].execute(release="ditto_pytorch", device="cpu")
     assert type(err.value).__name__ == "CheckpointError" and "v0.4_hubert_cfg_pytorch.pkl" in str(err.value)
     assert "choose 'reference code defaults' (settings)" in str(err.value)
-    nodes["DittoLoadModels"].load(release="ditto_pytorch", device="cpu", settings="reference code defaults")
+    nodes["DittoLoadModels"].execute(release="ditto_pytorch", device="cpu", settings="reference code defaults")
 
 
 def test_numpy1_pickles_really_use_numpy_core_names():

@@ -93,9 +93,9 @@ def test_loading_the_pack_stages_the_samples(tmp_path):
     import comfy_stubs
 
     comfy_stubs.install(tmp_path)
-    pack = comfy_stubs.load_pack()
+    nodes = comfy_stubs.register(comfy_stubs.load_pack())  # the extension's on_load stages them
     assert _files(tmp_path / "input") == sorted(samples.SAMPLE_INPUTS)
-    motions = pack.NODE_CLASS_MAPPINGS["DittoLoadMotion"].INPUT_TYPES()["required"]["motion_file"][0]
+    motions = comfy_stubs.combo_options(nodes["DittoLoadMotion"], "motion_file")
     assert "ditto_nod.safetensors" in motions
 
 

@@ -10,7 +10,8 @@ from ditto_core.audio import load_audio
 from ditto_core.motion import SamplerOptions
 from ditto_core.pipeline import DittoPipeline
 from ditto_core.render import RenderOptions
-from ditto_core.stream import SpeechMotionStream, background, encode_video, speech_to_frames, speech_to_video
+from ditto_core.stream import SpeechMotionStream, background, speech_to_frames, speech_to_video
+from ditto_core.video import write_mp4
 
 SAMPLER = SamplerOptions(steps=2, overlap=10, seed=4)
 RENDER = RenderOptions(batch_size=1, paste_back=True)
@@ -139,7 +140,7 @@ def test_background_reports_a_source_that_cannot_be_iterated():
         list(background(5))
 
 
-def test_a_failing_encoder_stops_the_frame_worker_and_leaves_no_file(tmp_path):
+def test_a_failing_encoder_stops_its_thread_and_the_frames_and_leaves_no_file(tmp_path):
     closed = threading.Event()
 
     def frames():
@@ -152,7 +153,7 @@ def test_a_failing_encoder_stops_the_frame_worker_and_leaves_no_file(tmp_path):
 
     threads_before = threading.active_count()
     with pytest.raises(ValueError):
-        encode_video(tmp_path / "out.mp4", frames(), 25.0, None, overlap=True)
+        write_mp4(tmp_path / "out.mp4", frames(), 25.0, None)
     assert closed.is_set() and threading.active_count() == threads_before
     assert not list(tmp_path.iterdir())
 

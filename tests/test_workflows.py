@@ -15,6 +15,8 @@ sys.path.insert(0, str(ROOT / "workflows"))
 import build  # noqa: E402
 
 FILES = sorted((ROOT / "example_workflows").glob("*.json"))
+# the templates as saved before the nodes moved to ComfyUI's V3 API: they must still load into today's nodes
+SAVED = sorted((ROOT / "tests" / "fixtures" / "saved_workflows" / "ui").glob("*.json"))
 TITLE = 30  # ComfyUI's node title bar, drawn above a node's pos
 GAP = 20  # the least space between two nodes' boxes
 FILE_INPUTS = {"LoadImage": 0, "LoadAudio": 0, "LoadVideo": 0, "DittoLoadMotion": 0}  # node → its file widget
@@ -51,7 +53,7 @@ def test_thumbnail_and_readable_name(path):
     assert "_" not in path.stem and "-" not in path.stem and len(path.stem) <= 40 and path.stem.startswith("Ditto ")
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", FILES + SAVED, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_workflow_matches_the_nodes(path):
     classes = build.ditto_classes()
     workflow = _load(path)
@@ -189,3 +191,35 @@ def test_the_templates_do_what_their_names_say():
     assert sources[("DittoRegisterPortrait", "image")] == ("DittoLoadPortraits", "images")
     staged = sorted(name for name in _staged_names() if name.startswith(build.BATCH_FOLDER + "/"))
     assert staged == [f"{build.BATCH_FOLDER}/{name}" for name in ("portrait.jpg", "portrait_2.jpg", "speech.wav")]
+
+
+# ComfyUI 0.33's widget names of the built-in loaders an App form offers (nodes.py LoadImage, comfy_extras
+# nodes_audio.py LoadAudio, nodes_video.py LoadVideo)
+BUILTIN_FORM_WIDGETS = {"LoadImage": {"image"}, "LoadAudio": {"audio"}, "LoadVideo": {"file"}}
+APPS = {  # the simple templates: what their App form asks for, and the video it shows
+    "Ditto portrait and speech to video": (["image", "audio", "emotion", "seed"], "DittoRenderVideo"),
+    "Ditto speech to video in one pass": (["image", "audio", "emotion", "seed"], "DittoTalkingHeadVideo"),
+    "Ditto speech to video at 30 fps": (["image", "audio", "emotion", "seed"], "DittoTalkingHeadVideo"),
+    "Ditto dub a video with new speech": (["file", "audio", "emotion", "seed"], "DittoRenderVideo"),
+}
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_app_forms_name_widgets_the_workflow_has(path):
+    """extra.linearData (the front end's App mode): each [node_id, widget_name] is a widget of that node, each
+    output a node that shows the video; exactly the simple templates carry one."""
+    workflow = _load(path)
+    form = workflow["extra"].get("linearData")
+    assert (form is not None) == (path.stem in APPS)
+    if form is None:
+        return
+    classes = build.ditto_classes()
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    for node_id, widget in form["inputs"]:
+        kind = nodes[node_id]["type"]
+        names = ({name for name, _, _ in build.node_io(classes[kind])[1]} if kind in classes
+                 else BUILTIN_FORM_WIDGETS[kind])
+        assert widget in names, (path.stem, kind, widget)
+    asked, shown = APPS[path.stem]
+    assert [widget for _, widget in form["inputs"]] == asked
+    assert [nodes[node_id]["type"] for node_id in form["outputs"]] == [shown]

@@ -87,10 +87,10 @@ def ditto_classes():
     sys.path.insert(0, str(ROOT / "tests"))
     import tempfile
 
-    from comfy_stubs import install, load_pack
+    from comfy_stubs import install, load_pack, register
 
     install(Path(tempfile.mkdtemp()))
-    return load_pack("comfyui_ditto_workflows").NODE_CLASS_MAPPINGS
+    return register(load_pack("comfyui_ditto_workflows"))
 
 
 def node_io(cls):
@@ -98,9 +98,11 @@ def node_io(cls):
     spec = cls.INPUT_TYPES()
     links, widgets = [], []
     for section in ("required", "optional"):
-        for name, (kind, *options) in spec.get(section, {}).items():
-            if isinstance(kind, list) or kind in WIDGET_TYPES:
-                widgets.append((name, kind, options[0] if options else {}))
+        for name, (kind, options) in spec.get(section, {}).items():
+            if kind == "COMBO":
+                widgets.append((name, options["options"], options))
+            elif kind in WIDGET_TYPES:
+                widgets.append((name, kind, options))
             else:
                 links.append((name, kind))
     names = getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES
@@ -115,6 +117,12 @@ class Workflow:
     def __init__(self, classes):
         self.classes = classes
         self.nodes, self.links, self.groups = [], [], []
+        self.app = None  # the App form (extra.linearData), if the template offers one
+
+    def app_form(self, inputs, outputs):
+        """Offer the workflow as an App (the front end's App mode: a form of these widgets, a Run button and the
+        outputs' results): ``inputs`` as (node, widget name), ``outputs`` as nodes."""
+        self.app = {"inputs": [[node["id"], name] for node, name in inputs], "outputs": [node["id"] for node in outputs]}
 
     def add(self, kind: str, widgets=None, title=None, height=None, **links):
         """Add a node (placed later by ``column``); ``widgets``: widget values by name (ours; defaults fill the rest)
@@ -210,11 +218,13 @@ class Workflow:
         scale = min(1.0, fit_scale(nodes, self.groups))  # the view it opens with: fitted, at most 100%
         offset = [round((CANVAS[0] / scale - (right - left)) / 2 - left, 1),
                   round((CANVAS[1] / scale - (bottom - top)) / 2 - top, 1)]
+        extra = {"ds": {"scale": round(scale, 3), "offset": offset}}
+        if self.app:
+            extra["linearData"] = self.app
         return {
             "id": str(uuid.UUID(int=len(self.nodes) * 7919 + len(self.links))), "revision": 0,
             "last_node_id": len(nodes), "last_link_id": len(self.links), "nodes": nodes, "links": self.links,
-            "groups": self.groups, "config": {},
-            "extra": {"ds": {"scale": round(scale, 3), "offset": offset}}, "version": 0.4,
+            "groups": self.groups, "config": {}, "extra": extra, "version": 0.4,
         }
 
 
@@ -286,22 +296,28 @@ def portrait_audio_to_video(classes):
                   portrait=(portrait, "portrait"), motion=(motion, "motion"), audio=(encoded, "audio"))
     w.group("Video", x, 0, [[w.note("Renders the motion on the portrait into an mp4 with the speech, in "
                                     "output/ditto/."), video]], COLORS["output"])
+    w.app_form([(image, "image"), (speech, "audio"), (motion, "emotion"), (motion, "seed")], [video])
     return w
 
 
 def inputs_and_face(w: Workflow):
-    """The Inputs and Face groups: models, speech and the registered sample portrait, and where the next group
-    starts."""
+    """The Inputs and Face groups: models, the sample portrait's image, speech and its registered portrait, and
+    where the next group starts."""
     models, image, speech, x = inputs_group(w)
     portrait = register(w, models, image)
     x = w.group("Face", x, 0, [[w.note("Register Portrait finds and crops the face once."), portrait]],
                 COLORS["prepare"])
-    return models, speech, portrait, x
+    return models, image, speech, portrait, x
+
+
+def talking_head_app(w: Workflow, image, speech, talking):
+    """The App form of a Talking Head Video template: portrait, speech, emotion and seed in, the video out."""
+    w.app_form([(image, "image"), (speech, "audio"), (talking, "emotion"), (talking, "seed")], [talking])
 
 
 def streamed_talking_head(classes):
     w = Workflow(classes)
-    models, speech, portrait, x = inputs_and_face(w)
+    models, image, speech, portrait, x = inputs_and_face(w)
     talking = w.add("DittoTalkingHeadVideo", {"filename_prefix": "ditto/streamed"}, models=(models, "models"),
                     portrait=(portrait, "portrait"), audio=(speech, "AUDIO"))
     saved = w.add("DittoSaveMotion", {"filename_prefix": "ditto/streamed_motion"}, motion=(talking, "motion"))
@@ -309,6 +325,7 @@ def streamed_talking_head(classes):
         w.note("Encodes the speech, samples the motion and renders the frames as each part is ready: the fastest "
                "way to a video, in flat memory. Its motion is saved too (output/ditto/)."), talking], [saved]],
         COLORS["output"])
+    talking_head_app(w, image, speech, talking)
     return w
 
 
@@ -388,18 +405,20 @@ def dub_video(classes):
     w.group("Dubbed video", x, 0, [[
         w.note("fps 0 keeps the video's own frame rate; the mp4 with the new speech goes to output/ditto/.", 2),
         rendered]], COLORS["output"])
+    w.app_form([(video, "file"), (speech, "audio"), (motion, "emotion"), (motion, "seed")], [rendered])
     return w
 
 
 def talking_head_30_fps(classes):
     w = Workflow(classes)
-    models, speech, portrait, x = inputs_and_face(w)
+    models, image, speech, portrait, x = inputs_and_face(w)
     talking = w.add("DittoTalkingHeadVideo", {"filename_prefix": "ditto/talking_head_30fps", "fps": 30.0},
                     models=(models, "models"), portrait=(portrait, "portrait"), audio=(speech, "AUDIO"))
     w.group("Video at 30 fps", x, 0, [[
         w.note("fps 30: the motion, sampled at 25 fps, is resampled in keypoint space (head pose through its "
                "angles), so every frame is new, not a repeat; ⌈seconds × 30⌉ frames with the speech untouched. "
                "Any rate from 10 to 60 works.", 4), talking]], COLORS["output"])
+    talking_head_app(w, image, speech, talking)
     return w
 
 

@@ -69,9 +69,15 @@ class SamplerOptions:
 class WindowSampler:
     """DDIM (η = 1) for one window with the reference's schedule: the per-step noise is drawn once and reused for
     every window; each window starts from fresh noise. All noise comes from one CPU generator seeded with
-    ``seed``, so a seed gives the same motion on any device."""
+    ``seed``, so a seed gives the same motion on any device.
 
-    def __init__(self, lmdm: torch.nn.Module, steps: int, seed: int):
+    On CUDA, from the second window on, the whole window (every step, both guidance branches) replays as one CUDA
+    graph captured then: the same kernels on the same inputs, without Python launching each of the thousands of
+    small kernels a batch-1 transformer step makes (which is what a window's time is, there). ``cuda_graphs``
+    False keeps every window eager.
+    """
+
+    def __init__(self, lmdm: torch.nn.Module, steps: int, seed: int, cuda_graphs: bool = True):
         self.lmdm = lmdm
         self.device = lmdm.alphas_cumprod.device
         config = lmdm.config
@@ -80,8 +86,9 @@ class WindowSampler:
         acp = lmdm.alphas_cumprod.cpu()
         self.steps = []
         for t, t_next in ddim_time_pairs(steps):
+            time_cond = torch.full((1,), t, dtype=torch.long, device=self.device)
             if t_next < 0:
-                self.steps.append((t, None))
+                self.steps.append((time_cond, None))
                 continue
             alpha, alpha_next = acp[t], acp[t_next]
             sigma = ((1 - alpha / alpha_next) * (1 - alpha_next) / (1 - alpha)).sqrt()
@@ -89,7 +96,10 @@ class WindowSampler:
             # for some step counts, e.g. 5), so it is clamped at 0.
             c = (1 - alpha_next - sigma**2).clamp(min=0).sqrt()
             noise = torch.randn(self.shape, generator=self.generator).to(self.device)
-            self.steps.append((t, (alpha_next.sqrt().item(), c.item(), sigma.item(), noise)))
+            self.steps.append((time_cond, (alpha_next.sqrt().item(), c.item(), sigma.item(), noise)))
+        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        self.windows = 0
+        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, tuple[torch.Tensor, ...], torch.Tensor]] = {}
 
     @torch.inference_mode()
     def __call__(self, cond_frame: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -97,15 +107,36 @@ class WindowSampler:
         x = torch.randn(self.shape, generator=self.generator).to(self.device)
         cond_frame = cond_frame.to(self.device, torch.float32)[None]
         cond = cond.to(self.device, torch.float32)[None]
-        for t, update in self.steps:
-            time_cond = torch.full((1,), t, dtype=torch.long, device=self.device)
+        self.windows += 1
+        if self.cuda_graphs and self.windows > 1:  # the first window is not held up by a capture
+            return self._replayed(x, cond_frame, cond)[0].float().cpu()
+        return self._denoised(x, cond_frame, cond)[0].float().cpu()
+
+    def _denoised(self, x: torch.Tensor, cond_frame: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """x ``[1, T, 265]`` noise → the clean window ``[1, T, 265]``, every step (on x's device)."""
+        for time_cond, update in self.steps:
             pred_noise, x_start = self.lmdm(x, cond_frame, cond, time_cond)
             if update is None:
-                x = x_start
-                break
+                return x_start
             alpha_next_sqrt, c, sigma, noise = update
             x = x_start * alpha_next_sqrt + c * pred_noise + sigma * noise
-        return x[0].float().cpu()
+        return x
+
+    def _replayed(self, x: torch.Tensor, cond_frame: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """``_denoised`` through a CUDA graph per input shape, captured on its first use."""
+        key = (x.shape, cond_frame.shape, cond.shape)
+        if key not in self.graphs:
+            inputs = (x.clone(), cond_frame.clone(), cond.clone())
+            graph = torch.cuda.CUDAGraph()
+            # other threads (live sessions, the renderer) go on using the GPU while this one captures
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                output = self._denoised(*inputs)
+            self.graphs[key] = (graph, inputs, output)
+        graph, inputs, output = self.graphs[key]
+        for buffer, value in zip(inputs, (x, cond_frame, cond)):
+            buffer.copy_(value)
+        graph.replay()
+        return output.clone()
 
 
 def smooth_rows(seq: torch.Tensor, start: int, stop: int, window: int) -> torch.Tensor:

@@ -144,19 +144,27 @@ def common_boxes(boxes: Sequence[FrameBox], frame_size: tuple[int, int]) -> list
 def sampling_grid(matrices: np.ndarray, boxes: Sequence[FrameBox], crop_shape: tuple[int, int],
                   device: torch.device) -> torch.Tensor:
     """``[B, h_box, w_box, 2]`` float32 for ``grid_sample(..., align_corners=False)``: for each box pixel, where it
-    comes from in the crop (the inverse of ``matrices`` ``[B, 3, 3]`` crop → frame, float64), normalised."""
-    height, width = boxes[0].height, boxes[0].width
-    inverse = np.linalg.inv(matrices)[:, :2]  # frame → crop, [B, 2, 3]
-    origin = np.array([[box.left, box.top, 1.0] for box in boxes])  # [B, 3]
-    offsets = np.einsum("bij,bj->bi", inverse, origin)  # each box's top-left pixel in the crop, [B, 2]
-    # normalise here (float64), so the device only scales the box's own small coordinates
-    scale = np.array([2 / crop_shape[1], 2 / crop_shape[0]])[None, :, None]
-    linear = torch.as_tensor(inverse[:, :, :2] * scale, dtype=torch.float32, device=device)  # [B, 2, 2]
-    shift = torch.as_tensor(offsets * scale[..., 0] + scale[..., 0] / 2 - 1, dtype=torch.float32, device=device)
-    ys, xs = torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32),
-                            torch.arange(width, device=device, dtype=torch.float32), indexing="ij")
-    pixels = torch.stack([xs, ys], dim=-1)  # [h, w, 2] as (x, y)
-    return torch.einsum("hwj,bij->bhwi", pixels, linear) + shift[:, None, None, :]
+    comes from in the crop (the inverse of ``matrices`` ``[B, 3, 3]`` crop → frame, float64), normalised. Frames
+    with the same matrix and box (every frame of a still portrait) share one grid, kept for the next batch."""
+    grids = [_grid(matrix.tobytes(), box, tuple(crop_shape), str(device)) for matrix, box in zip(matrices, boxes)]
+    return torch.stack(grids) if len({id(g) for g in grids}) > 1 else grids[0].expand(len(grids), -1, -1, -1)
+
+
+@lru_cache(maxsize=16)
+def _grid(matrix_bytes: bytes, box: FrameBox, crop_shape: tuple[int, int], device: str) -> torch.Tensor:
+    """One box's ``[h_box, w_box, 2]`` grid (see ``sampling_grid``); the matrix as the bytes of a ``[3, 3]``
+    float64 array, so that it can be a cache key."""
+    inverse = np.linalg.inv(np.frombuffer(matrix_bytes, np.float64).reshape(3, 3))[:2]  # frame → crop, [2, 3]
+    # the box's top-left pixel in the crop, and everything normalised to [-1, 1] here (float64), so the device
+    # only scales the box's own small coordinates
+    origin = inverse @ np.array([box.left, box.top, 1.0])
+    scale = np.array([2 / crop_shape[1], 2 / crop_shape[0]])
+    linear = inverse[:, :2] * scale[:, None]  # [2, 2]: d(normalised crop) / d(box pixel)
+    shift = origin * scale + scale / 2 - 1
+    xs = torch.arange(box.width, dtype=torch.float32, device=device)[None, :]
+    ys = torch.arange(box.height, dtype=torch.float32, device=device)[:, None]
+    return torch.stack([float(linear[axis, 0]) * xs + float(linear[axis, 1]) * ys + float(shift[axis])
+                        for axis in range(2)], dim=-1)
 
 
 def blend_boxes(faces: torch.Tensor, masks: torch.Tensor, grid: torch.Tensor, backgrounds: torch.Tensor
@@ -166,17 +174,17 @@ def blend_boxes(faces: torch.Tensor, masks: torch.Tensor, grid: torch.Tensor, ba
     faces: ``[B, h, w, 3]`` float in [0, 1]; masks: ``[B | 1, h, w]`` in [0, 1]; grid: ``[B, H_box, W_box, 2]``
     (``sampling_grid``); backgrounds: ``[B, H_box, W_box, 3]`` uint8. Returns the boxes ``[B, H_box, W_box, 3]``
     uint8, m·face·255 + (1 − m)·background truncated as the reference does (bilinear, zero outside the crop; see
-    TRUNCATION_GUARD), and
-    the warped masks ``[B, H_box, W_box]`` float32.
+    TRUNCATION_GUARD), and the warped masks ``[B, H_box, W_box]`` float32.
     """
     count = len(faces)
     layers = torch.cat([faces.permute(0, 3, 1, 2).float() * 255, masks.float()[:, None].expand(count, -1, -1, -1)],
                        dim=1)  # [B, 4, h, w]
     warped = torch.nn.functional.grid_sample(layers, grid, mode="bilinear", padding_mode="zeros",
-                                             align_corners=False).permute(0, 2, 3, 1)
-    mask = warped[..., 3:].clamp_(0, 1)
-    blended = mask * warped[..., :3] + (1 - mask) * backgrounds.float() + TRUNCATION_GUARD
-    return blended.clamp_(0, 255).to(torch.uint8), mask[..., 0]
+                                             align_corners=False)  # [B, 4, H_box, W_box]
+    mask = warped[:, 3:].clamp_(0, 1)
+    # channels first throughout (contiguous), the blend as one lerp: background + m·(face − background)
+    blended = torch.lerp(backgrounds.permute(0, 3, 1, 2).float(), warped[:, :3], mask).add_(TRUNCATION_GUARD)
+    return blended.clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1), mask[:, 0]
 
 
 def check_paste_inputs(faces: np.ndarray | torch.Tensor, placement: FacePlacement, frames: Sequence[np.ndarray] | None,

@@ -1,6 +1,8 @@
-// Ditto live page: speech from the microphone or a file goes to the server as f32le PCM at the AudioContext's
-// rate; frames (4-byte little-endian index + JPEG) come back and are drawn when their speech plays.
-// No build step, no external files: plain ES module, Web Audio, WebSocket, canvas.
+// Ditto live page. WebRTC (where the browser has it): the microphone or a file is the page's audio track, the
+// avatar comes back as a video track with its speech, and the conversation lasts until "Stop" (the avatar
+// listens between utterances). WebSocket: speech goes to the server as f32le PCM at the AudioContext's rate;
+// frames (4-byte little-endian index + JPEG) come back and are drawn when their speech plays; one clip.
+// No build step, no external files: plain ES module, Web Audio, WebRTC, WebSocket, canvas.
 
 const FPS = 25;
 const MARGIN = 0.12; // seconds of jitter buffer between a frame's arrival and its playback time
@@ -25,7 +27,13 @@ function setStatus(text, error = false) {
 const fmt = {
   ms: (s) => (s == null ? "–" : `${Math.round(s * 1000)} ms`),
   s: (s) => (s == null ? "–" : `${s.toFixed(2)} s`),
+  kbps: (bytes, seconds) => (seconds > 0 ? `${Math.round((bytes * 8) / seconds / 1000)} kbit/s` : "–"),
 };
+
+// The avatar's place: the portrait until the first frame, then the video (WebRTC) or the canvas (WebSocket).
+function show(which) {
+  for (const id of ["still", "video", "view"]) $(id).hidden = id !== which;
+}
 
 // A growable float32 buffer: every sample sent, so each frame's 40 ms of speech can be played with it.
 class Samples {
@@ -59,6 +67,7 @@ class Run {
     this.firstAudioAt = null; // performance.now() when the first audio was sent
     this.firstFrameAt = null;
     this.received = 0;
+    this.bytes = 0;
     this.lastFrameAt = null;
     this.lag = null;
     this.ended = false;
@@ -119,6 +128,7 @@ class Run {
     const index = new DataView(data).getUint32(0, true);
     const now = performance.now();
     this.received += 1;
+    this.bytes += data.byteLength;
     if (this.firstFrameAt === null) this.firstFrameAt = now;
     this.lastFrameAt = now;
     if (this.firstAudioAt !== null) this.lag = (now - this.firstAudioAt) / 1000 - (index + 1) / FPS;
@@ -165,6 +175,7 @@ class Run {
       shown = this.queue.shift();
     }
     if (shown) {
+      if (this.canvas.hidden) show("view");
       const g = this.canvas.getContext("2d");
       g.drawImage(shown.bitmap, 0, 0, this.canvas.width, this.canvas.height);
       shown.bitmap.close();
@@ -252,6 +263,134 @@ function updateFigures(run) {
   $("f-lag").textContent = run.lag === null ? "–" : fmt.s(run.lag);
   $("f-frames").textContent = `${run.received}`;
   $("f-audio").textContent = fmt.s(run.sent.length / run.rate);
+  $("f-rate").textContent = `${fmt.kbps(run.bytes, span)} (JPEG frames)`;
+}
+
+// WebRTC: one peer connection; the server's answer comes from POST <endpoint>/offer (no trickle ICE: the offer
+// goes once its candidates are gathered). Figures come from the connection's own statistics.
+class RtcRun {
+  constructor(ctx, source) {
+    this.ctx = ctx;
+    this.source = source; // "mic" or an AudioBuffer
+    this.closed = false;
+    this.cleanups = [];
+    this.startedAt = performance.now();
+    this.firstFrameAt = null;
+    this.last = null; // the previous statistics sample: {at, bytes, frames}
+  }
+
+  async track() {
+    if (this.source === "mic") {
+      const stream = await navigator.mediaDevices.getUserMedia({
+        audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+      });
+      this.cleanups.push(() => stream.getTracks().forEach((track) => track.stop()));
+      return stream.getAudioTracks()[0];
+    }
+    // a file plays into a stream of the page's own; after it, that stream carries silence: the avatar listens
+    this.speaker = this.ctx.createMediaStreamDestination();
+    return this.speaker.stream.getAudioTracks()[0];
+  }
+
+  play(buffer) {
+    const node = this.ctx.createBufferSource();
+    node.buffer = buffer;
+    node.connect(this.speaker);
+    node.start();
+    setStatus("speaking the file; the avatar listens once it ends (choose another file to speak again)");
+  }
+
+  async start() {
+    const pc = (this.pc = new RTCPeerConnection());
+    pc.addTrack(await this.track());
+    pc.addTransceiver("video", { direction: "recvonly" });
+    const channel = pc.createDataChannel("ditto");
+    channel.onmessage = (event) => this.onMessage(JSON.parse(event.data));
+    const remote = new MediaStream();
+    const video = $("video");
+    pc.ontrack = (event) => {
+      remote.addTrack(event.track);
+      video.srcObject = remote;
+    };
+    video.onplaying = () => {
+      if (this.firstFrameAt === null) this.firstFrameAt = performance.now();
+      if (this.source === "mic") setStatus("connected: speak (the avatar listens when you are silent)");
+      show("video");
+    };
+    pc.onconnectionstatechange = () => {
+      if (["failed", "closed"].includes(pc.connectionState)) this.close(`connection ${pc.connectionState}`);
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise((resolve) => {
+      if (pc.iceGatheringState === "complete") return resolve();
+      pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && resolve());
+    });
+    const seed = parseInt($("seed").value, 10);
+    const token = $("token").value || query.get("token") || undefined;
+    const url = new URL("offer", base.href);
+    const reply = await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({
+        type: "offer", sdp: pc.localDescription.sdp,
+        portrait: $("portrait").value || undefined,
+        emotion: $("emotion").value.trim() || undefined,
+        seed: Number.isFinite(seed) && seed >= 0 ? seed : 0,
+        token,
+      }),
+    });
+    const answer = await reply.json();
+    if (answer.type !== "answer") throw new Error(answer.message || `the server answered ${reply.status}`);
+    await pc.setRemoteDescription(answer);
+    setStatus("connecting…");
+    const timer = setInterval(() => this.figures(), 1000);
+    this.cleanups.push(() => clearInterval(timer));
+  }
+
+  onMessage(message) {
+    if (message.type === "ready") {
+      setStatus("the avatar is ready; connecting…");
+      if (this.source !== "mic") this.play(this.source);
+    } else if (message.type === "error") {
+      this.close(message.message, true);
+    }
+  }
+
+  async figures() {
+    if (this.closed) return;
+    let bytes = 0, video = null;
+    (await this.pc.getStats()).forEach((report) => {
+      if (report.type !== "inbound-rtp") return;
+      bytes += report.bytesReceived || 0;
+      if (report.kind === "video") video = report;
+    });
+    const now = performance.now(), frames = video ? video.framesDecoded || 0 : 0;
+    if (this.last) {
+      const seconds = (now - this.last.at) / 1000;
+      $("f-rate").textContent = `${fmt.kbps(bytes - this.last.bytes, seconds)} (video + speech)`;
+      $("f-fps").textContent = ((frames - this.last.frames) / seconds).toFixed(1);
+    }
+    this.last = { at: now, bytes, frames };
+    $("f-first").textContent = this.firstFrameAt === null ? "–"
+      : fmt.ms((this.firstFrameAt - this.startedAt) / 1000) + " after connecting";
+    if (video) {
+      $("f-frames").textContent = `${frames} (${video.framesDropped || 0} dropped)`;
+      const delay = video.jitterBufferEmittedCount ? video.jitterBufferDelay / video.jitterBufferEmittedCount : null;
+      $("f-lag").textContent = delay === null ? "–" : `${fmt.ms(delay)} jitter buffer`;
+    }
+    $("f-audio").textContent = fmt.s((now - this.startedAt) / 1000) + " connected";
+  }
+
+  end() { this.close("hung up"); }
+
+  close(reason, error = false) {
+    if (this.closed) return;
+    this.closed = true;
+    for (const cleanup of this.cleanups.splice(0)) cleanup();
+    if (this.pc) this.pc.close();
+    setStatus(reason, error);
+    buttons(false);
+  }
 }
 
 function showServer(done) {
@@ -263,15 +402,25 @@ function showServer(done) {
 }
 
 let current = null;
+const hasRtc = typeof RTCPeerConnection === "function";
 
 function buttons(running) {
+  const rtc = $("transport").value === "webrtc";
   $("mic").disabled = running;
-  $("file").disabled = running;
+  $("file").disabled = running && !rtc; // over WebRTC another file is spoken on the same connection
   $("stop").disabled = !running;
+  $("transport").disabled = running;
 }
 
 async function begin(source) {
-  if (current && !current.closed) return;
+  const rtc = $("transport").value === "webrtc";
+  if (current && !current.closed) {
+    // WebRTC: another file is spoken on the same connection
+    if (rtc && current instanceof RtcRun && current.speaker && source !== "mic") {
+      current.play(await current.ctx.decodeAudioData(await source.arrayBuffer()));
+    }
+    return;
+  }
   const ctx = new AudioContext();
   // resume() never settles where the browser has no sound device: a file then plays without sound
   const resumed = ctx.resume();
@@ -288,15 +437,24 @@ async function begin(source) {
   } else if (!navigator.mediaDevices || !window.AudioWorkletNode) {
     setStatus("the microphone needs a secure page (https or localhost); an audio file works anywhere", true);
     return;
-  } else if (ctx.state !== "running") {
+  } else if (!rtc && ctx.state !== "running") {
     setStatus("the browser's audio is not running (no sound device?), so the microphone cannot be captured; an " +
       "audio file still works, without sound", true);
     return;
   }
   buttons(true);
   $("f-server").textContent = "–";
-  current = new Run(ctx, input);
-  current.start();
+  if (!rtc) {
+    current = new Run(ctx, input);
+    current.start();
+    return;
+  }
+  current = new RtcRun(ctx, input);
+  try {
+    await current.start();
+  } catch (err) {
+    current.close(String(err.message || err), true);
+  }
 }
 
 $("mic").onclick = () => begin("mic");
@@ -312,7 +470,7 @@ document.addEventListener("drop", (event) => {
   const file = event.dataTransfer.files[0];
   if (file) begin(file);
 });
-setInterval(() => current && !current.closed && updateFigures(current), 250);
+setInterval(() => current instanceof Run && !current.closed && updateFigures(current), 250);
 
 async function loadPortraits() {
   const url = new URL("portraits", base.href);
@@ -323,12 +481,32 @@ async function loadPortraits() {
     const data = await reply.json();
     if (data.error) { setStatus(data.error, true); return; }
     const select = $("portrait");
-    select.replaceChildren(...data.portraits.map((name) => new Option(name, name, false, name === data.default)));
+    const chosen = query.get("portrait") || data.default; // ?portrait=NAME chooses one in a link
+    select.replaceChildren(...data.portraits.map((name) => new Option(name, name, false, name === chosen)));
     if (!data.portraits.length) setStatus("no portraits: put an image with a face in the input folder", true);
+    showPortrait();
   } catch (err) {
     setStatus(`cannot reach the server: ${err.message || err}`, true);
   }
 }
 
+// the chosen portrait, shown until the first frame
+function showPortrait() {
+  const name = $("portrait").value;
+  if (!name || (current && !current.closed)) return;
+  const url = new URL("portrait", base.href);
+  url.searchParams.set("name", name);
+  const token = $("token").value || query.get("token");
+  if (token) url.searchParams.set("token", token);
+  $("still").src = url.href;
+  show("still");
+}
+
+$("portrait").onchange = showPortrait;
+$("playback-row").hidden = hasRtc;
+$("transport").value = hasRtc && query.get("transport") !== "websocket" ? "webrtc" : "websocket";
+$("transport").querySelector("option[value=webrtc]").disabled = !hasRtc;
+$("transport").onchange = () => { $("playback-row").hidden = $("transport").value === "webrtc"; };
+window.addEventListener("pagehide", () => current && !current.closed && current.end());
 loadPortraits();
 if (query.get("autostart") === "mic") begin("mic");

@@ -1,0 +1,326 @@
+"""A stand-in for the part of ComfyUI 0.33's V3 node API (``comfy_api.latest``: ``io``, ``ui``, ``ComfyExtension``)
+the pack uses, so CI, which has no ComfyUI, defines and calls the nodes as ComfyUI does.
+
+It follows ``comfy_api/latest/_io.py`` where that matters to the tests: each input's ``as_dict``, the V1 view ComfyUI
+serves at ``/object_info`` and validates against (``INPUT_TYPES()``: ``(io_type, options)`` per input, combos as
+``("COMBO", {"options": […]})``, dynamic inputs under their ``COMFY_…_V3`` type), ``RETURN_TYPES`` and friends
+derived from the schema's outputs, ``EXECUTE_NORMALIZED`` turning what ``execute`` returns into a ``NodeOutput``, and
+``build_nested_inputs`` regrouping a DynamicCombo's dotted keys into the dict ``execute`` receives.
+"""
+
+from __future__ import annotations
+
+import types
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+def prune_dict(d: dict) -> dict:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+class UploadType(str, Enum):
+    image = "image_upload"
+    audio = "audio_upload"
+    video = "video_upload"
+
+
+class FolderType(str, Enum):
+    input = "input"
+    output = "output"
+    temp = "temp"
+
+
+class Input:
+    io_type = None
+
+    def __init__(self, id, display_name=None, optional=False, tooltip=None, lazy=None, extra_dict=None,
+                 raw_link=None, advanced=None):
+        self.id, self.display_name, self.optional, self.tooltip = id, display_name, optional, tooltip
+        self.lazy, self.extra_dict, self.raw_link, self.advanced = lazy, extra_dict or {}, raw_link, advanced
+
+    def as_dict(self) -> dict:
+        return prune_dict({"display_name": self.display_name, "optional": self.optional, "tooltip": self.tooltip,
+                           "lazy": self.lazy, "rawLink": self.raw_link, "advanced": self.advanced}) | prune_dict(
+            self.extra_dict)
+
+    def get_io_type(self) -> str:
+        return self.io_type
+
+
+class WidgetInput(Input):
+    def __init__(self, id, display_name=None, optional=False, tooltip=None, lazy=None, default=None, socketless=None,
+                 widget_type=None, force_input=None, extra_dict=None, raw_link=None, advanced=None, **options):
+        super().__init__(id, display_name, optional, tooltip, lazy, extra_dict, raw_link, advanced)
+        self.default, self.socketless, self.widget_type, self.force_input = default, socketless, widget_type, force_input
+        # the type's own keywords (min, max, step, multiline, label_on, …), as ComfyUI spells them in as_dict
+        self.options = {_SPELLING.get(name, name): value for name, value in options.items()}
+
+    def as_dict(self) -> dict:
+        return super().as_dict() | prune_dict({"default": self.default, "socketless": self.socketless,
+                                               "widgetType": self.widget_type, "forceInput": self.force_input,
+                                               **self.options})
+
+
+_SPELLING = {"display_mode": "display", "dynamic_prompts": "dynamicPrompts"}
+
+
+class Output:
+    io_type = None
+
+    def __init__(self, id=None, display_name=None, tooltip=None, is_output_list=False):
+        self.id, self.display_name, self.tooltip, self.is_output_list = id, display_name or id, tooltip, is_output_list
+
+
+def _comfy_type(io_type: str, input_base=Input, output_base=Output):
+    """A ComfyType: a namespace with ``Input`` and ``Output`` classes bound to ``io_type``."""
+    return types.SimpleNamespace(io_type=io_type, Input=type("Input", (input_base,), {"io_type": io_type}),
+                                 Output=type("Output", (output_base,), {"io_type": io_type}))
+
+
+Boolean, Int, Float, String = (_comfy_type(t, WidgetInput) for t in ("BOOLEAN", "INT", "FLOAT", "STRING"))
+Image, Mask, Audio, Video = (_comfy_type(t) for t in ("IMAGE", "MASK", "AUDIO", "VIDEO"))
+
+
+def Custom(io_type: str):  # noqa: N802 (ComfyUI's name)
+    return _comfy_type(io_type)
+
+
+class _ComboInput(WidgetInput):
+    def __init__(self, id, options=None, display_name=None, optional=False, tooltip=None, lazy=None, default=None,
+                 control_after_generate=None, upload=None, socketless=None, extra_dict=None, raw_link=None,
+                 advanced=None):
+        super().__init__(id, display_name, optional, tooltip, lazy, default, socketless, None, None, extra_dict,
+                         raw_link, advanced, multiselect=False, options=options,
+                         control_after_generate=control_after_generate)
+        self.upload = upload
+
+    def as_dict(self) -> dict:
+        return super().as_dict() | ({self.upload.value: True} if self.upload is not None else {})
+
+
+Combo = _comfy_type("COMBO", _ComboInput)
+
+
+class _CurveInput(WidgetInput):
+    def __init__(self, id, display_name=None, optional=False, tooltip=None, socketless=True, default=None,
+                 advanced=None):
+        super().__init__(id, display_name, optional, tooltip, None, default or [(0.0, 0.0), (1.0, 1.0)], socketless,
+                         advanced=advanced)
+
+    def as_dict(self) -> dict:
+        return super().as_dict() | {"default": {"points": [list(p) for p in self.default],
+                                                "interpolation": "monotone_cubic"}}
+
+
+Curve = _comfy_type("CURVE", _CurveInput)
+
+
+def _v1_inputs(inputs: list[Input]) -> dict:
+    """``create_input_dict_v1``: ``{"required": {id: (type, options)}, "optional": …}`` in schema order."""
+    spec = {"required": {}}
+    for item in inputs:
+        options = item.as_dict()
+        options.pop("optional", None)
+        spec.setdefault("optional" if item.optional else "required", {})[item.id] = (item.get_io_type(), options)
+    return spec
+
+
+class _DynamicComboOption:
+    def __init__(self, key: str, inputs: list[Input]):
+        self.key, self.inputs = key, inputs
+
+
+class _DynamicComboInput(Input):
+    io_type = "COMFY_DYNAMICCOMBO_V3"
+
+    def __init__(self, id, options: list[_DynamicComboOption], display_name=None, optional=False, tooltip=None,
+                 lazy=None, extra_dict=None):
+        super().__init__(id, display_name, optional, tooltip, lazy, extra_dict)
+        self.options = options
+
+    def as_dict(self) -> dict:
+        return super().as_dict() | {"options": [{"key": o.key, "inputs": _v1_inputs(o.inputs)} for o in self.options]}
+
+
+DynamicCombo = types.SimpleNamespace(io_type="COMFY_DYNAMICCOMBO_V3", Input=_DynamicComboInput,
+                                     Option=_DynamicComboOption)
+
+
+class _AutogrowTemplatePrefix:
+    def __init__(self, input: Input, prefix: str, min: int = 1, max: int = 10):
+        self.input, self.prefix, self.min, self.max = input, prefix, min, max
+        self.input.force_input = True if isinstance(input, WidgetInput) else None
+
+    def as_dict(self) -> dict:
+        return {"input": _v1_inputs([self.input]), "prefix": self.prefix, "min": self.min, "max": self.max}
+
+
+class _AutogrowInput(Input):
+    io_type = "COMFY_AUTOGROW_V3"
+
+    def __init__(self, id, template: _AutogrowTemplatePrefix, display_name=None, optional=False, tooltip=None,
+                 lazy=None, extra_dict=None):
+        super().__init__(id, display_name, optional, tooltip, lazy, extra_dict)
+        self.template = template
+
+    def as_dict(self) -> dict:
+        return super().as_dict() | {"template": self.template.as_dict()}
+
+
+Autogrow = types.SimpleNamespace(io_type="COMFY_AUTOGROW_V3", Input=_AutogrowInput,
+                                 TemplatePrefix=_AutogrowTemplatePrefix)
+
+
+class Hidden(str, Enum):
+    unique_id = "UNIQUE_ID"
+    prompt = "PROMPT"
+    extra_pnginfo = "EXTRA_PNGINFO"
+
+
+@dataclass
+class Schema:
+    node_id: str
+    display_name: str = None
+    category: str = "sd"
+    inputs: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)
+    hidden: list = field(default_factory=list)
+    description: str = ""
+    search_aliases: list = field(default_factory=list)
+    is_input_list: bool = False
+    is_output_node: bool = False
+    is_deprecated: bool = False
+    is_experimental: bool = False
+    not_idempotent: bool = False
+    essentials_category: str = None
+    has_intermediate_output: bool = False
+
+    def validate(self):
+        for ids in ([i.id for i in self.inputs], [o.id for o in self.outputs]):
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"{self.node_id}: ids must be unique: {ids}")
+        if self.is_output_node:
+            self.hidden = [*self.hidden, Hidden.prompt, Hidden.extra_pnginfo]
+
+
+class classproperty:  # noqa: N801 (ComfyUI's name)
+    def __init__(self, f):
+        self.f = f
+
+    def __get__(self, obj, owner):
+        return self.f(owner)
+
+
+class ComfyNode:
+    """The V3 node base, with the V1 view ComfyUI derives from the schema."""
+
+    @classmethod
+    @abstractmethod
+    def define_schema(cls) -> Schema: ...
+
+    @classmethod
+    @abstractmethod
+    def execute(cls, **kwargs): ...
+
+    @classmethod
+    def GET_SCHEMA(cls) -> Schema:  # noqa: N802
+        schema = cls.define_schema()
+        schema.validate()
+        return schema
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:  # noqa: N802
+        schema = cls.GET_SCHEMA()
+        spec = _v1_inputs(schema.inputs)
+        if schema.hidden:
+            spec["hidden"] = {h.name: (h.value,) for h in schema.hidden}
+        return spec
+
+    FUNCTION = "EXECUTE_NORMALIZED"
+    DESCRIPTION = classproperty(lambda cls: cls.GET_SCHEMA().description)
+    CATEGORY = classproperty(lambda cls: cls.GET_SCHEMA().category)
+    OUTPUT_NODE = classproperty(lambda cls: cls.GET_SCHEMA().is_output_node)
+    HAS_INTERMEDIATE_OUTPUT = classproperty(lambda cls: cls.GET_SCHEMA().has_intermediate_output)
+    INPUT_IS_LIST = classproperty(lambda cls: cls.GET_SCHEMA().is_input_list)
+    OUTPUT_IS_LIST = classproperty(lambda cls: [o.is_output_list for o in cls.GET_SCHEMA().outputs])
+    RETURN_TYPES = classproperty(lambda cls: [o.io_type for o in cls.GET_SCHEMA().outputs])
+    RETURN_NAMES = classproperty(lambda cls: [o.display_name or o.io_type for o in cls.GET_SCHEMA().outputs])
+    OUTPUT_TOOLTIPS = classproperty(lambda cls: [o.tooltip for o in cls.GET_SCHEMA().outputs])
+
+    @classmethod
+    def EXECUTE_NORMALIZED(cls, **kwargs) -> NodeOutput:  # noqa: N802
+        returned = cls.execute(**kwargs)
+        if returned is None:
+            return NodeOutput()
+        if isinstance(returned, NodeOutput):
+            return returned
+        if isinstance(returned, tuple):
+            return NodeOutput(*returned)
+        if isinstance(returned, dict):
+            return NodeOutput(*returned.get("result", ()), ui=returned.get("ui"))
+        raise TypeError(f"Invalid return type from node: {type(returned)}")
+
+
+class NodeOutput:
+    def __init__(self, *args, ui=None, expand=None, block_execution=None):
+        self.args, self.ui, self.expand, self.block_execution = args, ui, expand, block_execution
+
+    @property
+    def result(self):
+        return self.args if self.args else None
+
+    def __getitem__(self, index):
+        return self.args[index]
+
+
+def build_nested_inputs(values: dict, schema: Schema) -> dict:
+    """A DynamicCombo's flat keys (``crop``, ``crop.crop_scale``) as the dict ``execute`` receives (``crop=
+    {"crop": "custom", "crop_scale": 2.3}``), as ComfyUI's ``build_nested_inputs`` regroups them."""
+    values = dict(values)
+    for item in schema.inputs:
+        if isinstance(item, _DynamicComboInput) and item.id in values:
+            nested = {item.id: values.pop(item.id)}
+            for key in [k for k in values if k.startswith(item.id + ".")]:
+                nested[key[len(item.id) + 1:]] = values.pop(key)
+            values[item.id] = nested
+    return values
+
+
+class ComfyExtension(ABC):
+    async def on_load(self) -> None:
+        """Called once when ComfyUI loads the extension."""
+
+    @abstractmethod
+    async def get_node_list(self) -> list[type[ComfyNode]]: ...
+
+
+class SavedResult(dict):
+    def __init__(self, filename: str, subfolder: str, type: FolderType):
+        super().__init__(filename=filename, subfolder=subfolder, type=type.value)
+
+
+class PreviewVideo:
+    def __init__(self, values: list, **kwargs):
+        self.values = values
+
+    def as_dict(self) -> dict:
+        return {"images": self.values, "animated": (True,)}
+
+
+ui = types.SimpleNamespace(SavedResult=SavedResult, PreviewVideo=PreviewVideo)
+
+
+def finalized_inputs(spec: dict, given: dict) -> dict:
+    """The inputs a node has for these prompt values (ComfyUI's ``get_finalized_class_inputs``): a DynamicCombo's
+    chosen option's inputs join under dotted ids (``crop.crop_scale``)."""
+    out = {"required": {}, "optional": {}}
+    for section in ("required", "optional"):
+        for name, (kind, options) in spec.get(section, {}).items():
+            out[section][name] = (kind, options)
+            if kind == DynamicCombo.io_type and name in given:
+                chosen = next((o for o in options["options"] if o["key"] == given[name]), None)
+                for inner_section, inner in (chosen["inputs"] if chosen else {}).items():
+                    out[inner_section].update({f"{name}.{key}": value for key, value in inner.items()})
+    return out
