@@ -7,6 +7,7 @@ from comfy_api.latest import ComfyExtension, io
 
 from .audio import DittoEncodeAudio
 from .batch import DittoLoadPortraits, DittoLoadSpeechClips, DittoTalkingHeadBatch
+from .face import DittoEditFace, DittoMotionFromImage, DittoPreviewFrame
 from .models import DittoLoadModels
 from .motion import (
     DittoBlendMotion,
@@ -38,7 +39,9 @@ NODE_CLASSES = (
     DittoSmoothMotion,
     DittoRelaxOnSilence,
     DittoFadeMotion,
+    DittoEditFace,
     DittoMotionFromVideo,
+    DittoMotionFromImage,
     DittoBlendMotion,
     DittoConcatMotion,
     DittoSliceMotion,
@@ -47,6 +50,7 @@ NODE_CLASSES = (
     DittoRender,
     DittoRenderVideo,
     DittoTalkingHeadVideo,
+    DittoPreviewFrame,
     DittoPasteBack,
     DittoLoadPortraits,
     DittoLoadSpeechClips,

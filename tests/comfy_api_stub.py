@@ -11,6 +11,7 @@ derived from the schema's outputs, ``EXECUTE_NORMALIZED`` turning what ``execute
 from __future__ import annotations
 
 import types
+from pathlib import Path
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import Enum
@@ -309,7 +310,29 @@ class PreviewVideo:
         return {"images": self.values, "animated": (True,)}
 
 
-ui = types.SimpleNamespace(SavedResult=SavedResult, PreviewVideo=PreviewVideo)
+class PreviewImage:
+    """As ComfyUI's: the images ``[B, H, W, 3]`` (0-1) saved as PNGs in the temp folder, listed for the front end."""
+
+    def __init__(self, image, animated: bool = False, cls=None, **kwargs):
+        import numpy as np
+        import PIL.Image
+        import folder_paths
+
+        folder = Path(folder_paths.get_temp_directory())
+        folder.mkdir(parents=True, exist_ok=True)
+        self.values = []
+        for picture in image:
+            name = f"ComfyUI_temp_{len(list(folder.glob('*.png'))):05}_.png"
+            pixels = np.clip(picture.cpu().numpy() * 255.0, 0, 255).astype(np.uint8)
+            PIL.Image.fromarray(pixels).save(folder / name)
+            self.values.append(SavedResult(name, "", FolderType.temp))
+        self.animated = animated
+
+    def as_dict(self) -> dict:
+        return {"images": self.values, "animated": (self.animated,)}
+
+
+ui = types.SimpleNamespace(SavedResult=SavedResult, PreviewVideo=PreviewVideo, PreviewImage=PreviewImage)
 
 
 def finalized_inputs(spec: dict, given: dict) -> dict:
