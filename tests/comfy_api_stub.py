@@ -11,10 +11,10 @@ derived from the schema's outputs, ``EXECUTE_NORMALIZED`` turning what ``execute
 from __future__ import annotations
 
 import types
-from pathlib import Path
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 
 
 def prune_dict(d: dict) -> dict:
@@ -314,9 +314,9 @@ class PreviewImage:
     """As ComfyUI's: the images ``[B, H, W, 3]`` (0-1) saved as PNGs in the temp folder, listed for the front end."""
 
     def __init__(self, image, animated: bool = False, cls=None, **kwargs):
+        import folder_paths
         import numpy as np
         import PIL.Image
-        import folder_paths
 
         folder = Path(folder_paths.get_temp_directory())
         folder.mkdir(parents=True, exist_ok=True)

@@ -490,13 +490,20 @@ def generated_portrait_talking_head(classes):
     return w
 
 
-def restore_then_paste_back(classes):
-    w = Workflow(classes)
+def face_speech_motion(w: Workflow):
+    """The Inputs group, then one group with the registered portrait, the encoded speech and the sampled motion:
+    models, portrait, encoded speech, motion, and where the next group starts."""
     models, image, speech, x = inputs_group(w)
     portrait, encoded = register(w, models, image), encode(w, models, speech)
     motion = sample(w, models, portrait, encoded)
     x = w.group("Face, speech and motion", x, 0, [[w.note(PREPARE_NOTE), portrait, encoded, motion]],
                 COLORS["prepare"])
+    return models, portrait, encoded, motion, x
+
+
+def restore_then_paste_back(classes):
+    w = Workflow(classes)
+    models, portrait, encoded, motion, x = face_speech_motion(w)
     render = w.add("DittoRender", models=(models, "models"), portrait=(portrait, "portrait"),
                    motion=(motion, "motion"), audio=(encoded, "audio"))
     restored = w.add("ImageScaleBy", ["lanczos", 2.0], image=(render, "face_crops"))
@@ -543,11 +550,7 @@ FACE_KEYFRAMES = "smile = 0.6:0, 1.2:1, 2.2:1, 2.7:0\neyebrows = 2.6:0, 3.2:1.2"
 
 def face_edits_and_preview(classes):
     w = Workflow(classes)
-    models, image, speech, x = inputs_group(w)
-    portrait, encoded = register(w, models, image), encode(w, models, speech)
-    motion = sample(w, models, portrait, encoded)
-    x = w.group("Face, speech and motion", x, 0, [[w.note(PREPARE_NOTE), portrait, encoded, motion]],
-                COLORS["prepare"])
+    models, portrait, encoded, motion, x = face_speech_motion(w)
     edited = w.add("DittoEditFace", {"keyframes": FACE_KEYFRAMES}, motion=(motion, "motion"))
     x = w.group("Smile, then raise the eyebrows", x, 0, [[
         w.note("Edit Face: a smile comes in at 0.6 s, holds, and goes by 2.7 s; the eyebrows rise from 2.6 s to the "
