@@ -18,9 +18,10 @@ from .motion.motion import Motion
 from .motion.sampler import MotionChain, SamplerOptions, WindowSampler, capture_window_graphs, first_frame_vector
 from .networks import DittoNetworks, load_networks
 from .portrait import FaceModels, Portrait, RegistrationOptions, load_face_models, register_portrait
+from .portrait.images import to_rgb_frames
 from .portrait.registration import SourceTimeline
 from .release_config import ReleaseConfig, load_configs, missing_config_message
-from .render import RenderOptions, render_frames
+from .render import RenderOptions, render_frames, render_one
 from .video import VIDEO_SUFFIXES, read_video
 
 
@@ -203,12 +204,28 @@ class DittoPipeline:
     def render(self, portrait: Portrait, motion: Motion, options: RenderOptions | None = None, **kwargs):
         return render_frames(self.networks, portrait, motion, options or self.render_options(), **kwargs)
 
+    def render_frame(self, portrait: Portrait, motion: Motion, index: int,
+                     options: RenderOptions | None = None) -> np.ndarray:
+        """Frame ``index`` of ``render(portrait, motion, options)`` alone: ``[H, W, 3]`` uint8, equal to that frame
+        of the full render exactly (see ``render.render_one``)."""
+        return render_one(self.networks, portrait, motion, index, options or self.render_options())
+
+    def motion_of_image(self, image, options: RegistrationOptions | None = None) -> Motion:
+        """The head pose and expression of the face in one image (a photo, an image-generation output), as a
+        one-frame Motion anchored on itself: a reference for ``controls.apply_reference``, or, made from the
+        portrait itself, a still to edit. image: anything ``register`` takes for one image."""
+        options = options or self.config.registration
+        return motion_from_video(to_rgb_frames(image)[:1], self.networks.motion_extractor, self.face_models,
+                                 options=replace(options, video_smoothing=1), source="image")
+
 
 def motion_from_video(frames, motion_extractor, face_models: FaceModels, fps: float = 25.0,
-                      options: RegistrationOptions = RegistrationOptions(video_smoothing=1), check=None) -> Motion:
+                      options: RegistrationOptions = RegistrationOptions(video_smoothing=1), check=None,
+                      source: str = "driving-video") -> Motion:
     """Motion performed in a driving video (LivePortrait-style): the motion extractor's pose, expression,
     translation and scale for every frame, face tracked from frame to frame; the first frame is the anchor, so
-    relative driving transfers the change from it. ``options.video_smoothing`` > 1 smooths it."""
+    relative driving transfers the change from it. ``options.video_smoothing`` > 1 smooths it. ``source`` is
+    recorded in the metadata."""
     from .motion.motion import keypoint_fields_to_vector
     from .portrait.registration import extract_motion_keypoints, moving_average
 
@@ -216,4 +233,4 @@ def motion_from_video(frames, motion_extractor, face_models: FaceModels, fps: fl
     vectors = keypoint_fields_to_vector({k: v for k, v in keypoints.items() if k != "kp"})
     if options.video_smoothing > 1:
         vectors = moving_average(vectors, options.video_smoothing)
-    return Motion(frames=vectors, fps=fps, metadata={"source": "driving-video", "frames": len(vectors)})
+    return Motion(frames=vectors, fps=fps, metadata={"source": source, "frames": len(vectors)})

@@ -147,3 +147,19 @@ def render_frames(
     Source frames without a face are shown unchanged."""
     for faces, placement in render_faces(networks, portrait, motion, options, **batches):
         yield from faces_to_frames(faces, placement, options.paste_back)
+
+
+def render_one(networks: DittoNetworks, portrait: Portrait, motion: Motion, index: int,
+               options: RenderOptions = RenderOptions()) -> np.ndarray:
+    """Frame ``index`` of ``render_frames(networks, portrait, motion, options)`` alone: ``[H, W, 3]`` uint8.
+
+    Batched convolutions round by batch size, not by what the other frames hold, so the frame is rendered in a
+    batch of the size the full render gives its batch (copies of it): equal to the full render's frame exactly,
+    at the cost of one batch (one frame's work at batch size 1; on a GPU a small batch takes about as long)."""
+    if not 0 <= index < len(motion):
+        raise IndexError(f"frame {index} is outside the motion's {len(motion)} frames (0 to {len(motion) - 1})")
+    batch_start = index - index % options.batch_size
+    batch = min(options.batch_size, len(motion) - batch_start)
+    frames = render_frames(networks, portrait, motion.slice(index, index + 1).held(batch), options,
+                           first_index=index)
+    return next(frames)

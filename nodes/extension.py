@@ -8,6 +8,7 @@ from comfy_api.latest import ComfyExtension, io
 from .audio import DittoEncodeAudio
 from .batch import DittoLoadPortraits, DittoLoadSpeechClips, DittoTalkingHeadBatch
 from .common import with_checked_inputs
+from .face import DittoEditFace, DittoMotionFromImage, DittoPreviewFrame
 from .models import DittoLoadModels
 from .motion import (
     DittoBlendMotion,
@@ -39,7 +40,9 @@ NODE_CLASSES = tuple(map(with_checked_inputs, (
     DittoSmoothMotion,
     DittoRelaxOnSilence,
     DittoFadeMotion,
+    DittoEditFace,
     DittoMotionFromVideo,
+    DittoMotionFromImage,
     DittoBlendMotion,
     DittoConcatMotion,
     DittoSliceMotion,
@@ -48,6 +51,7 @@ NODE_CLASSES = tuple(map(with_checked_inputs, (
     DittoRender,
     DittoRenderVideo,
     DittoTalkingHeadVideo,
+    DittoPreviewFrame,
     DittoPasteBack,
     DittoLoadPortraits,
     DittoLoadSpeechClips,

@@ -108,8 +108,9 @@ def _render_node_inputs() -> list:
     return [DittoModels.Input("models"), DittoPortrait.Input("portrait"), DittoMotion.Input("motion"), *render_inputs()]
 
 
-def _render_options(models, paste_back, stitching, batch_size, precision) -> RenderOptions:
-    """Driving as the loaded configuration says, with the widgets' choices."""
+def render_options_of(models, paste_back, stitching, batch_size, precision) -> RenderOptions:
+    """RenderOptions from the render widgets (render_inputs): driving as the loaded configuration says, with the
+    widgets' choices."""
     return models.render_options(stitching={"on": True, "off": False}.get(stitching), batch_size=batch_size,
                                  paste_back=paste_back, precision=precision)
 
@@ -124,7 +125,7 @@ def _save_video(filename_prefix: str, write: Callable[[Path], object]):
 
 
 def _frames(models, portrait, motion, paste_back, stitching, batch_size, precision, progress):
-    options = _render_options(models, paste_back, stitching, batch_size, precision)
+    options = render_options_of(models, paste_back, stitching, batch_size, precision)
     for frame in models.render(portrait, motion, options, check=check_interrupt):
         progress.update()
         yield frame
@@ -185,7 +186,7 @@ class DittoRender(io.ComfyNode):
                 fps=0.0) -> io.NodeOutput:
         models = on_device(models)
         motion, audio = for_portrait(motion, audio, portrait, fps)
-        options = _render_options(models, paste_back, stitching, batch_size, precision)
+        options = render_options_of(models, paste_back, stitching, batch_size, precision)
         progress = Progress(len(motion))
         images = crops = None
         done = 0
@@ -313,7 +314,7 @@ class SpeechToVideo:
         self.encoding = VideoEncoding(crf, encoder, preset)
         self.models = on_device(models)
         self.emotion, self.sampler = sampler_settings(emotion, seed, steps, overlap, smoothing, emotion_timeline)
-        self.options = _render_options(self.models, paste_back, stitching, batch_size, precision)
+        self.options = render_options_of(self.models, paste_back, stitching, batch_size, precision)
         self.fps = fps
 
     def job(self, portrait: Portrait, clip: AudioClip) -> SpeechJob:

@@ -13,6 +13,7 @@ import types
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 
 
 def prune_dict(d: dict) -> dict:
@@ -217,3 +218,28 @@ class ComfyExtension(ABC):
 
     @abstractmethod
     async def get_node_list(self) -> list[type[ComfyNode]]: ...
+
+
+class PreviewImage:
+    """As ComfyUI's: the images ``[B, H, W, 3]`` (0-1) saved as PNGs in the temp folder, listed for the front end."""
+
+    def __init__(self, image, animated: bool = False, cls=None, **kwargs):
+        import folder_paths
+        import numpy as np
+        import PIL.Image
+
+        folder = Path(folder_paths.get_temp_directory())
+        folder.mkdir(parents=True, exist_ok=True)
+        self.values = []
+        for picture in image:
+            name = f"ComfyUI_temp_{len(list(folder.glob('*.png'))):05}_.png"
+            pixels = np.clip(picture.cpu().numpy() * 255.0, 0, 255).astype(np.uint8)
+            PIL.Image.fromarray(pixels).save(folder / name)
+            self.values.append({"filename": name, "subfolder": "", "type": "temp"})
+        self.animated = animated
+
+    def as_dict(self) -> dict:
+        return {"images": self.values, "animated": (self.animated,)}
+
+
+ui = types.SimpleNamespace(PreviewImage=PreviewImage)

@@ -30,6 +30,7 @@ def install(base: Path) -> types.SimpleNamespace:
     folder_paths = types.ModuleType("folder_paths")
     folder_paths.models_dir = str(base / "models")
     folder_paths.get_output_directory = lambda: str(base / "output")
+    folder_paths.get_temp_directory = lambda: str(base / "temp")
     folder_paths.get_input_directory = lambda: str(base / "input")
     (base / "output").mkdir(parents=True, exist_ok=True)
     (base / "input").mkdir(parents=True, exist_ok=True)
@@ -133,7 +134,7 @@ def install(base: Path) -> types.SimpleNamespace:
         def get_components(self):
             return self.components
 
-    latest.io, latest.ComfyExtension = comfy_api_stub, comfy_api_stub.ComfyExtension
+    latest.io, latest.ui, latest.ComfyExtension = comfy_api_stub, comfy_api_stub.ui, comfy_api_stub.ComfyExtension
     latest.Types = types.SimpleNamespace(VideoComponents=VideoComponents)
     latest.InputImpl = types.SimpleNamespace(VideoFromComponents=VideoFromComponents)
     comfy_api = types.ModuleType("comfy_api")

@@ -399,7 +399,7 @@ CASES = [
          error=MotionFileError, message=r"hand_made.safetensors: 265 NaN or infinite value\(s\) in the anchor"),
     Case("motion file from a newer version of the pack", lambda e: _hand_made_motion(e, version="99"),
          error=MotionFileError, message=r"hand_made.safetensors was made by a newer version of the pack \(motion "
-                                        r"format version 99; this one reads versions up to 1\): update ComfyUI-Ditto"),
+                                        r"format version 99; this one reads versions up to 2\): update ComfyUI-Ditto"),
     # many portraits and clips (Talking Head Batch and its folder loaders)
     Case("a folder with no images (Load Portraits)", _empty_portrait_folder, error=ValueError,
          message=r"no_faces holds no images \(.bmp, .jpeg, .jpg, .png, .tif, .tiff, .webp\); put them there"),

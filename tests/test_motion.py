@@ -250,7 +250,7 @@ def test_the_three_hand_made_motions_of_issue_27_are_refused(tmp_path):
         Motion.load(path)
     path = variant("v99", version="99")
     with pytest.raises(MotionFileError, match=rf"{path} was made by a newer version of the pack \(motion format "
-                                              rf"version 99; this one reads versions up to 1\): update ComfyUI-Ditto"):
+                                              rf"version 99; this one reads versions up to 2\): update ComfyUI-Ditto"):
         Motion.load(path)
     assert len(Motion.load(variant("as_shipped"))) == 100  # the unchanged copy still loads
 

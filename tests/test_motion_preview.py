@@ -67,6 +67,16 @@ reopened.widgets[0].draw(again, reopened, 300, 200, 20, false);
 console.log(JSON.stringify({
   size: node.size, widgetHeight: widget.computeSize(300)[1], serialize: widget.serialize, redrawn,
   data: node.properties.ditto_motion, empty: empty.calls, full: full.calls, low: low.calls, again: again.calls,
+  faced: (() => {
+    const edited = new NodeType();
+    edited.size = [300, 100];
+    edited.properties = {};
+    edited.onNodeCreated();
+    edited.onExecuted({ ditto_motion: [{ ...message, face: { smile: Array.from({ length: n }, (_, i) => i / n), eyebrows: Array(n).fill(-0.5) } }] });
+    const ctx = recorder();
+    edited.widgets[0].draw(ctx, edited, 300, 200, 20, false);
+    return { data: edited.properties.ditto_motion, calls: ctx.calls };
+  })(),
   big: previewData({ pitch: Array.from({ length: 1000 }, (_, i) => i), yaw: [], roll: [], mouth: [], fps: [25], frames: [1000] }),
 }));
 """
@@ -134,6 +144,17 @@ def test_nodes_2_redraws_the_curves_after_a_run(run, tmp_path):
 def test_a_reopened_workflow_draws_the_saved_curves(run, tmp_path):
     result = run(tmp_path)
     assert _points(result["again"]) == _points(result["full"])
+
+
+def test_face_amounts_are_drawn_with_their_names(run, tmp_path):
+    result = run(tmp_path)
+    faced, plain = result["faced"], result["full"]
+    assert set(faced["data"]["face"]) == {"smile", "eyebrows"} and result["data"]["face"] == {}
+    assert {c[1] for c in _texts(faced["calls"])} >= {"pitch", "mouth", "smile", "eyebrows"}
+    strokes = lambda calls: sum(c[0] == "stroke" for c in calls)  # noqa: E731
+    assert strokes(faced["calls"]) == strokes(plain) + 2  # one more curve each
+    legend_bottom = max(c[3] for c in _texts(faced["calls"])) + 6
+    assert min(c[2] for c in _points(faced["calls"])) > legend_bottom
 
 
 def test_long_motions_are_stored_downsampled(run, tmp_path):

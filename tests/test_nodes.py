@@ -36,7 +36,7 @@ def test_pack_registers_its_nodes_through_the_v3_entrypoint(comfy):
     assert not hasattr(pack, "NODE_CLASS_MAPPINGS")  # ComfyUI would take the V1 path and ignore comfy_entrypoint
     assert pack.WEB_DIRECTORY == "./web"
     nodes = register(pack)
-    assert len(nodes) == 22
+    assert len(nodes) == 25
     for node_id, cls in nodes.items():
         schema = cls.GET_SCHEMA()
         assert node_id == cls.__name__ and node_id.startswith("Ditto"), node_id

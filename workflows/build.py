@@ -72,6 +72,8 @@ EXTRA_HEIGHT = {  # room for what the front end adds to a node besides its widge
     "DittoRenderVideo": 370,  # the rendered video
     "DittoTalkingHeadVideo": 370,
     "DittoTalkingHeadBatch": 370,
+    "DittoPreviewFrame": 330,  # the previewed frame
+    "DittoEditFace": 60,  # the keyframes text box is taller than one widget row
 }
 # Nodes 2.0 (the front end's DOM renderer, setting Comfy.VueNodes.Enabled) draws nodes taller than the canvas does;
 # measured on frontend 1.49.6 with measure_layout.mjs (every node of these templates, both renderers):
@@ -510,13 +512,20 @@ def generated_portrait_talking_head(classes):
     return w
 
 
-def restore_then_paste_back(classes):
-    w = Workflow(classes)
+def face_speech_motion(w: Workflow):
+    """The Inputs group, then one group with the registered portrait, the encoded speech and the sampled motion:
+    models, portrait, encoded speech, motion, and where the next group starts."""
     models, image, speech, x = inputs_group(w)
     portrait, encoded = register(w, models, image), encode(w, models, speech)
     motion = sample(w, models, portrait, encoded)
     x = w.group("Face, speech and motion", x, 0, [[w.note(PREPARE_NOTE), portrait, encoded, motion]],
                 COLORS["prepare"])
+    return models, portrait, encoded, motion, x
+
+
+def restore_then_paste_back(classes):
+    w = Workflow(classes)
+    models, portrait, encoded, motion, x = face_speech_motion(w)
     render = w.add("DittoRender", models=(models, "models"), portrait=(portrait, "portrait"),
                    motion=(motion, "motion"), audio=(encoded, "audio"))
     restored = w.add("ImageScaleBy", ["lanczos", 2.0], image=(render, "face_crops"))
@@ -558,6 +567,29 @@ def many_portraits_and_clips(classes):
     return w
 
 
+FACE_KEYFRAMES = "smile = 0.6:0, 1.2:1, 2.2:1, 2.7:0\neyebrows = 2.6:0, 3.2:1.2"
+
+
+def face_edits_and_preview(classes):
+    w = Workflow(classes)
+    models, portrait, encoded, motion, x = face_speech_motion(w)
+    edited = w.add("DittoEditFace", {"keyframes": FACE_KEYFRAMES}, motion=(motion, "motion"))
+    x = w.group("Smile, then raise the eyebrows", x, 0, [[
+        w.note("Edit Face: a smile comes in at 0.6 s, holds, and goes by 2.7 s; the eyebrows rise from 2.6 s to the "
+               "end. The sliders hold an amount for the whole clip (1: clear, natural); a keyframes line "
+               "(seconds:value) replaces its slider. The curves show the amounts over time.", 5), edited]],
+        COLORS["motion"])
+    preview = w.add("DittoPreviewFrame", {"seconds": 1.5}, models=(models, "models"), portrait=(portrait, "portrait"),
+                    motion=(edited, "motion"))
+    video = w.add("DittoRenderVideo", {"filename_prefix": "ditto/face_edits"}, models=(models, "models"),
+                  portrait=(portrait, "portrait"), motion=(edited, "motion"), audio=(encoded, "audio"))
+    w.group("Preview one frame, then the video", x, 0, [
+        [w.note("Preview Frame renders the frame at 1.5 s (the smile) exactly as Render makes it, in the time of "
+                "one batch: dial in the edits here, then render the clip.", 3), preview],
+        [w.note("The whole clip with the speech, as an mp4 in output/ditto/.", 2), video]], COLORS["output"])
+    return w
+
+
 # file name (the templates browser's title) → (builder, thumbnail: portrait(s), what it shows)
 WORKFLOWS = {
     "Ditto portrait and speech to video": portrait_audio_to_video,
@@ -571,6 +603,7 @@ WORKFLOWS = {
     "Ditto portrait from Stable Diffusion": generated_portrait_talking_head,
     "Ditto restore the face then paste back": restore_then_paste_back,
     "Ditto many portraits and clips at once": many_portraits_and_clips,
+    "Ditto face edits with a frame preview": face_edits_and_preview,
 }
 THUMBNAILS = {
     "Ditto portrait and speech to video": ([PORTRAIT], "speech", "portrait + speech", "talking-head video"),
@@ -585,6 +618,8 @@ THUMBNAILS = {
     "Ditto restore the face then paste back": ([PORTRAIT], "film", "face crops restored,", "then pasted back"),
     "Ditto many portraits and clips at once": ([PORTRAIT, PORTRAIT_2], "speech", "many portraits + clips",
                                                "one video each"),
+    "Ditto face edits with a frame preview": ([PORTRAIT], "face", "talks, smiles, raises",
+                                                          "the eyebrows; a preview"),
 }
 SAMPLE_FILES = {PORTRAIT: "portrait.jpg", PORTRAIT_2: "portrait_2.jpg"}
 
@@ -629,6 +664,15 @@ def thumbnail(name: str):
         for i, x in enumerate(range(16, size - 48, 60)):
             draw.rectangle((x - 3, top + 1, x + 51, top + 55), fill=(10, 10, 10))
             image.paste(tile.rotate((-1) ** i * 4 * (i % 3) / 2, fillcolor=(10, 10, 10)), (x, top + 4))
+    elif sketch == "face":  # the template's smile and eyebrow amounts over the clip, coloured as the node draws them
+        for (low, high), colour in (((0.18, 0.8), (96, 208, 144)), ((0.78, 1.0), (224, 224, 112))):
+            points = []
+            for x in range(16, size - 16, 4):
+                t = (x - 16) / (size - 32)
+                rise = min(1.0, max(0.0, (t - low) / 0.12))
+                fall = 1.0 if high >= 1.0 else min(1.0, max(0.0, (high - t) / 0.12))
+                points.append((x, top + 46 - 36 * rise * fall))
+            draw.line(points, fill=colour, width=3)
     else:  # curves: pitch/yaw (and the mouth), or a nod
         colours = [(240, 176, 64), (80, 176, 240), (240, 96, 112)]
         for k, colour in enumerate(colours[: 2 if sketch == "nod" else 3]):

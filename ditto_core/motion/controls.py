@@ -1,5 +1,8 @@
 """Edits applied to sampled motion, as pure functions ``Motion → Motion``.
 
+Face edits (smile, eyebrows, winks, a photo's expression) are in ``face.py`` and reachable here as
+``edit_face`` and ``apply_reference``.
+
 Each one names the values it changes and leaves every other value of every frame bit-identical. Amplitudes are
 measured from the motion's anchor frame (the frame relative driving measures from), so "more" and "less" motion
 mean more or less change from the source's own expression and pose.
@@ -155,7 +158,25 @@ def keyframe_curve(text: str, num_frames: int, fps: float = 25.0) -> torch.Tenso
         points = sorted((float(t), float(v)) for t, v in (item.split(":") for item in text.split(",") if item.strip()))
     except ValueError as exc:
         raise ValueError(f"cannot read the curve {text!r}; write keyframes as seconds:value, e.g. 0:0, 2:15, 4:0") from exc
+    return keyframe_values(points, num_frames, fps)
+
+
+def keyframe_values(points, num_frames: int, fps: float = 25.0) -> torch.Tensor:
+    """``(seconds, value)`` pairs → ``[num_frames]`` values, linear between them and held before the first and
+    after the last (zeros without pairs)."""
+    points = sorted((float(t), float(v)) for t, v in points)
     if not points:
         return torch.zeros(num_frames)
     times = np.arange(num_frames) / fps
     return torch.from_numpy(np.interp(times, [p[0] for p in points], [p[1] for p in points]).astype(np.float32))
+
+
+FACE_NAMES = ("edit_face", "apply_reference", "FACE_CONTROLS")  # face editing lives in face.py, which uses these
+
+
+def __getattr__(name: str):
+    if name in FACE_NAMES:
+        from . import face
+
+        return getattr(face, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

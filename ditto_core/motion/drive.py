@@ -84,8 +84,8 @@ def driving_keypoints(
 
     source: the portrait's keypoint fields ``[F, …]``; source_pose_degrees: (yaw, pitch) of source frame 0;
     frame_indices: motion frames; source_indices: the source frame each one is rendered from. The steps and
-    their order are the reference's: mix source and motion, choose expression keypoints, per-frame controls,
-    gaze fix, pose.
+    their order are the reference's: mix source and motion, choose expression keypoints, per-frame controls (and
+    the motion's expression offsets), gaze fix, pose.
     """
     frame_indices = torch.as_tensor(frame_indices, dtype=torch.long)
     source_indices = torch.as_tensor(source_indices, dtype=torch.long)
@@ -128,6 +128,8 @@ def driving_keypoints(
             pose[name] = pose[name] * controls[f"alpha_{name}"]
     if "delta_exp" in controls:
         exp = exp + torch.as_tensor(controls["delta_exp"], dtype=torch.float32).reshape(1, 63)
+    if motion.exp_offsets is not None:  # face edits: per-frame offsets on every keypoint, where delta_exp goes
+        exp = exp + motion.exp_offsets[frame_indices]
     degrees = {name: value if value.ndim == 1 else bins_to_degrees(value) for name, value in pose.items()}
     if drive_eyes:
         yaw_s, pitch_s = source_pose_degrees

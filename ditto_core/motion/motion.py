@@ -4,6 +4,10 @@ Layout of one frame (the LMDM's output and the motion extractor's fields, ``kp``
 
     [0:1]   scale − 1     [1:67] pitch logits (66 bins)   [67:133] yaw logits   [133:199] roll logits
     [199:202] t (x, y, z; z unused)   [202:265] exp (21 keypoints × xyz, keypoint-major)
+
+Beside the frames a Motion may carry expression offsets ``[N, 63]`` (face edits: a smile, raised eyebrows, a
+photo's expression). Driving adds them after the reference's keypoint masks, where its per-frame ``delta_exp``
+goes, so they show on every keypoint (the masks pass only lips and eyes of the frames' own expression).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ..keypoints import bins_to_degrees, shift_bins
-from .storage import MOTION_DIM, MotionFileError, motion_header, read_motion_file
+from .storage import EXP_DIM, MOTION_DIM, MotionFileError, motion_header, read_motion_file
 
 FIELDS = {
     "scale": slice(0, 1),
@@ -56,12 +60,14 @@ def keypoint_fields_to_vector(fields: dict[str, torch.Tensor]) -> torch.Tensor:
 class Motion:
     """frames: ``[N, 265]`` float32 (CPU); fps: frames per second; anchor: ``[265]``, the frame that relative
     driving measures motion from (the first generated frame for sampled motion); metadata: JSON-serialisable
-    facts (source, seed, emotion timeline, …)."""
+    facts (source, seed, emotion timeline, …); exp_offsets: ``[N, 63]`` expression offsets added after driving's
+    keypoint masks (face edits), or None for none."""
 
     frames: torch.Tensor
     fps: float = DEFAULT_FPS
     anchor: torch.Tensor | None = None
     metadata: dict = field(default_factory=dict)
+    exp_offsets: torch.Tensor | None = None
 
     def __post_init__(self):
         if self.frames.ndim != 2 or self.frames.shape[1] != MOTION_DIM:
@@ -78,6 +84,14 @@ class Motion:
         object.__setattr__(self, "anchor", anchor.clone())
         if not isinstance(self.metadata, dict):
             raise ValueError(f"the metadata must be a dict, got {type(self.metadata).__name__}")
+        if self.exp_offsets is not None:
+            offsets = self.exp_offsets.detach().float().cpu().contiguous()
+            if offsets.shape != (len(self), EXP_DIM):
+                raise ValueError(f"expression offsets must have shape [{len(self)}, {EXP_DIM}] (one row per frame), "
+                                 f"got {tuple(offsets.shape)}")
+            if not torch.isfinite(offsets).all():
+                raise ValueError("expression offsets contain NaN or infinite values")
+            object.__setattr__(self, "exp_offsets", offsets)
 
     def __len__(self) -> int:
         return self.frames.shape[0]
@@ -96,8 +110,21 @@ class Motion:
         """Head pose ``pitch``/``yaw``/``roll`` in degrees ``[N]``."""
         return bins_to_degrees(self.field(name))
 
+    @property
+    def offsets(self) -> torch.Tensor:
+        """The expression offsets ``[N, 63]`` (zeros when there are none)."""
+        return self.exp_offsets if self.exp_offsets is not None else torch.zeros(len(self), EXP_DIM)
+
     def with_frames(self, frames: torch.Tensor, **metadata) -> "Motion":
+        """The same motion with new frames of the same count (offsets kept)."""
         return replace(self, frames=frames, metadata={**self.metadata, **metadata})
+
+    def with_offsets(self, offsets: torch.Tensor | None, **metadata) -> "Motion":
+        """The same frames with new expression offsets ``[N, 63]`` (None: none)."""
+        return replace(self, exp_offsets=offsets, metadata={**self.metadata, **metadata})
+
+    def _rows(self, frames: torch.Tensor, offsets: torch.Tensor | None) -> "Motion":
+        return replace(self, frames=frames, exp_offsets=offsets)
 
     # --- time edits -------------------------------------------------------------------------------------
     def slice(self, start: int, stop: int | None = None) -> "Motion":
@@ -105,13 +132,16 @@ class Motion:
         frames = self.frames[start:stop]
         if len(frames) == 0:
             raise ValueError(f"slice {start}:{stop} of a {len(self)}-frame motion is empty")
-        return self.with_frames(frames)
+        return self._rows(frames, None if self.exp_offsets is None else self.exp_offsets[start:stop])
 
     def concat(self, other: "Motion") -> "Motion":
         """This motion followed by ``other`` (same fps required; this motion's anchor kept)."""
         if abs(self.fps - other.fps) > 1e-6:
             raise ValueError(f"cannot join motions at {self.fps} and {other.fps} fps; resample one first")
-        return self.with_frames(torch.cat([self.frames, other.frames]))
+        offsets = None
+        if self.exp_offsets is not None or other.exp_offsets is not None:
+            offsets = torch.cat([self.offsets, other.offsets])
+        return self._rows(torch.cat([self.frames, other.frames]), offsets)
 
     def resample(self, fps: float, count: int | None = None) -> "Motion":
         """The motion at ``fps`` over the same time span: ``count`` frames (default ⌈N·fps/old_fps⌉), see
@@ -119,7 +149,8 @@ class Motion:
         fps = check_motion_fps(fps)
         count = count if count is not None else max(1, math.ceil(len(self) * fps / self.fps - 1e-9))
         positions = torch.arange(count, dtype=torch.float64) * (self.fps / fps)
-        return replace(self, frames=resample_frames(self.frames, positions), fps=fps)
+        offsets = None if self.exp_offsets is None else interpolate_rows(self.exp_offsets, positions)
+        return replace(self, frames=resample_frames(self.frames, positions), fps=fps, exp_offsets=offsets)
 
     def blend(self, other: "Motion", weight) -> "Motion":
         """(1 − w)·self + w·other per frame; ``weight`` is a number or a curve ``[N]``; lengths must match."""
@@ -129,17 +160,31 @@ class Motion:
         w = w.expand(len(self)) if w.ndim == 0 else w
         if w.shape != (len(self),):
             raise ValueError(f"blend weight must be a number or have one value per frame ({len(self)}), got {tuple(w.shape)}")
-        return self.with_frames(self.frames * (1 - w[:, None]) + other.frames * w[:, None])
+        offsets = None
+        if self.exp_offsets is not None or other.exp_offsets is not None:
+            offsets = self.offsets * (1 - w[:, None]) + other.offsets * w[:, None]
+        return self._rows(self.frames * (1 - w[:, None]) + other.frames * w[:, None], offsets)
+
+    def held(self, count: int) -> "Motion":
+        """This motion's first frame held for ``count`` frames (a still expression given a length)."""
+        if count < 1:
+            raise ValueError(f"a held motion needs at least one frame, got {count}")
+        offsets = None if self.exp_offsets is None else self.exp_offsets[:1].expand(count, -1)
+        return self._rows(self.frames[:1].expand(count, -1), offsets)
 
     # --- files ------------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write ``.safetensors`` with frames, anchor and JSON metadata (atomically); see ``storage``."""
+        """Write ``.safetensors`` with frames, anchor, expression offsets (when any) and JSON metadata
+        (atomically)."""
         from safetensors.torch import save
 
         from ..files import atomic_write_bytes
 
         header = motion_header(self.fps, self.metadata)
-        return atomic_write_bytes(path, save({"frames": self.frames, "anchor": self.anchor}, metadata=header))
+        tensors = {"frames": self.frames, "anchor": self.anchor}
+        if self.exp_offsets is not None:
+            tensors["exp_offsets"] = self.exp_offsets
+        return atomic_write_bytes(path, save(tensors, metadata=header))
 
     @classmethod
     def load(cls, path: str | Path) -> "Motion":
@@ -151,9 +196,19 @@ class Motion:
         except (TypeError, ValueError):
             fps = header.get("fps")  # not a number: the fps check below names it
         try:
-            return cls(frames=tensors["frames"], fps=fps, anchor=tensors.get("anchor"), metadata=metadata)
+            return cls(frames=tensors["frames"], fps=fps, anchor=tensors.get("anchor"), metadata=metadata,
+                       exp_offsets=tensors.get("exp_offsets"))
         except ValueError as exc:
             raise MotionFileError(f"{path}: {exc}") from None
+
+
+def interpolate_rows(rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Rows ``[N, k]`` read linearly at fractional ``positions`` ``[M]`` (clamped to the last row) → ``[M, k]``."""
+    positions = positions.clamp(0, len(rows) - 1)
+    low = positions.floor().long()
+    high = (low + 1).clamp(max=len(rows) - 1)
+    weight = (positions - low).float()[:, None]
+    return rows[low] * (1 - weight) + rows[high] * weight
 
 
 def resample_frames(frames: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -167,7 +222,7 @@ def resample_frames(frames: torch.Tensor, positions: torch.Tensor) -> torch.Tens
     low = positions.floor().long()
     high = (low + 1).clamp(max=len(frames) - 1)
     weight = (positions - low).float()
-    out = frames[low] * (1 - weight[:, None]) + frames[high] * weight[:, None]
+    out = interpolate_rows(frames, positions)
     nearest = torch.where(weight < 0.5, low, high)
     between = weight > 0
     for name in ("pitch", "yaw", "roll"):
@@ -221,13 +276,21 @@ LIP_EXP_COLUMNS = [3 * k + c for k in (6, 12, 14, 17, 19, 20) for c in range(3)]
 
 
 def preview_curves(motion: Motion, max_points: int = 400) -> dict[str, list[float]]:
-    """Per-frame curves for a quick look, downsampled to at most ``max_points``: head pitch/yaw/roll in degrees
-    and mouth movement (size of the lip keypoints' expression change from the anchor)."""
+    """Per-frame curves for a quick look, downsampled to at most ``max_points``: head pitch/yaw/roll in degrees,
+    mouth movement (size of the lip keypoints' expression change from the anchor) and, for a motion with face
+    edits, ``face``: the amount of each face control that is not 0 (``face.face_amounts``)."""
     step = max(1, -(-len(motion) // max_points))
     lips = motion.field("exp")[:, LIP_EXP_COLUMNS] - motion.anchor[FIELDS["exp"]][LIP_EXP_COLUMNS]
     curves = {name: motion.degrees(name) for name in ("pitch", "yaw", "roll")}
     curves["mouth"] = lips.norm(dim=-1)
-    return {name: [round(float(v), 4) for v in values[::step]] for name, values in curves.items()} | {
+    out = {name: [round(float(v), 4) for v in values[::step]] for name, values in curves.items()} | {
         "fps": [motion.fps / step],
         "frames": [len(motion)],
     }
+    if motion.exp_offsets is not None and bool((motion.exp_offsets != 0).any()):
+        from .face import face_amounts
+
+        amounts = face_amounts(motion.exp_offsets[::step])
+        out["face"] = {name: [round(float(v), 4) for v in values] for name, values in amounts.items()
+                       if bool((values.abs() > 1e-3).any())}
+    return out

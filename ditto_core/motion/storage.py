@@ -10,8 +10,10 @@ from pathlib import Path
 import torch
 
 FORMAT = "ditto-motion"
-FORMAT_VERSION = 1  # files of versions 1 … FORMAT_VERSION are read; a newer one is refused
+# files of versions 1 … FORMAT_VERSION are read; a newer one is refused. 2: face edits (``exp_offsets``) added
+FORMAT_VERSION = 2
 MOTION_DIM = 265
+EXP_DIM = 63  # the 21 keypoints' expression offsets, x y z each
 MAX_FRAMES = 360_000  # 4 hours at 25 fps (380 MB as float32): a larger count is a damaged or foreign file
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 
@@ -64,10 +66,10 @@ def check_version(text: str | None, path: Path) -> int:
 
 def check_layout(layout: dict[str, tuple[str, list[int]]], path: Path) -> None:
     """Tensor names, dtypes and shapes, before anything is loaded (so a header cannot ask for gigabytes)."""
-    unknown = sorted(set(layout) - {"frames", "anchor"})
+    unknown = sorted(set(layout) - {"frames", "anchor", "exp_offsets"})
     if unknown:
         raise MotionFileError(f"{path} holds tensor(s) {', '.join(map(repr, unknown))}; a motion file holds only "
-                              f"'frames' and 'anchor'")
+                              f"'frames', 'anchor' and 'exp_offsets'")
     if "frames" not in layout:
         raise MotionFileError(f"{path} has no 'frames' tensor; the file is damaged")
     for key, (dtype, shape) in layout.items():
@@ -80,6 +82,9 @@ def check_layout(layout: dict[str, tuple[str, list[int]]], path: Path) -> None:
                               f"from 1 to {MAX_FRAMES}")
     if "anchor" in layout and layout["anchor"][1] != [MOTION_DIM]:
         raise MotionFileError(f"{path}: anchor has shape {layout['anchor'][1]}; a motion's anchor is [{MOTION_DIM}]")
+    if "exp_offsets" in layout and layout["exp_offsets"][1] != [shape[0], EXP_DIM]:
+        raise MotionFileError(f"{path}: exp_offsets have shape {layout['exp_offsets'][1]}; a motion's face edits are "
+                              f"[N, {EXP_DIM}], one row per frame ({shape[0]})")
 
 
 def read_metadata(text: str, path: Path) -> dict:

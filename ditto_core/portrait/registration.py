@@ -356,5 +356,7 @@ def extract_motion_keypoints(
             outputs.append([o.float().cpu() for o in motion_extractor(network_input(face.crop).to(device))])
     has_face = np.array([o is not None for o in outputs])
     if not has_face.any():
+        if len(frames) == 1:
+            raise no_face_error(frames[0], face_models, options)
         raise NoFaceError(f"no face found in any of the {len(frames)} frames of the driving video")
     return stack_outputs([outputs[i] for i in held_face_frames(has_face)])

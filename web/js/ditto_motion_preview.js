@@ -8,6 +8,9 @@
 //   Nodes 2.0 (the DOM renderer) gives the widget a canvas of its own and redraws it through triggerDraw.
 // - Head pose is shown relative to the first frame (a portrait's fixed head angle would otherwise flatten small
 //   movements); the legend has its own strip above the plot.
+// - A motion with face edits (Edit Face) also sends "face": the amount of each face control over time (smile,
+//   eyebrows, …; 1 is a clear expression). They share the lower plot with the mouth, on their own scale around a
+//   zero line, and each gets a legend entry.
 import { app } from "../../../scripts/app.js"; // served at /extensions/ComfyUI-Ditto/js/
 
 const CURVES = [
@@ -16,6 +19,8 @@ const CURVES = [
   ["roll", "#c080f0"],
   ["mouth", "#f06070"],
 ];
+const FACE_COLORS = ["#60d090", "#e0e070", "#f09050", "#70a0ff", "#ff80c0", "#a0e0ff", "#d0a0ff", "#c0c0c0",
+  "#90f0c0", "#ffb0a0"];
 const HEIGHT = 112; // the widget's height on the node, canvas units
 const LEGEND = 16; // the legend's strip at the top
 const MAX_POINTS = 240; // curves are stored downsampled to this many points (the plot is ~300 units wide)
@@ -36,6 +41,7 @@ export function previewData(message) {
     yaw: downsample(relative(message.yaw)),
     roll: downsample(relative(message.roll)),
     mouth: downsample(message.mouth || []),
+    face: Object.fromEntries(Object.entries(message.face || {}).map(([name, values]) => [name, downsample(values)])),
     frames: message.frames?.[0] ?? points,
     seconds: points / pointRate,
   };
@@ -76,7 +82,8 @@ export function drawPreview(ctx, data, x, y, width, height, lowQuality = false) 
   }
   const pad = 6;
   const left = x + pad, inner = width - 2 * pad;
-  const top = y + LEGEND + 2, bottom = y + height - pad;
+  const face = faceCurves(data);
+  const top = y + LEGEND * (face.length ? 2 : 1) + 2, bottom = y + height - pad; // face names: a second legend row
   const poseHeight = (bottom - top) * 0.64, mouthTop = top + poseHeight + 6, mouthHeight = bottom - mouthTop;
   const pose = ["pitch", "yaw", "roll"].flatMap((k) => data[k] || []);
   const limit = Math.max(1, ...pose.map(Math.abs));
@@ -97,17 +104,15 @@ export function drawPreview(ctx, data, x, y, width, height, lowQuality = false) 
   ctx.clip();
   for (const [name, color] of CURVES.slice(0, 3)) plot(ctx, data[name], color, left, top, inner, poseHeight, -limit, limit, lineWidth);
   plot(ctx, data.mouth, CURVES[3][1], left, mouthTop, inner, mouthHeight, 0, mouthMax, lineWidth);
+  const faceLimit = Math.max(1, ...face.flatMap(([, values]) => values.map(Math.abs)));
+  for (const [name, values, color] of face) plot(ctx, values, color, left, mouthTop, inner, mouthHeight, -faceLimit, faceLimit, lineWidth);
   ctx.restore();
-  // legend strip
+  // legend strip: pose and mouth, then the face controls on a row of their own ("+n" for those that do not fit)
   ctx.font = lowQuality ? "bold 13px sans-serif" : "bold 11px sans-serif";
   ctx.textBaseline = "middle";
   ctx.textAlign = "left";
-  let lx = left;
-  for (const [name, color] of CURVES) {
-    ctx.fillStyle = color;
-    ctx.fillText(name, lx, y + LEGEND / 2 + 2);
-    lx += ctx.measureText(name).width + 8;
-  }
+  legendRow(ctx, CURVES, left, y + LEGEND / 2 + 2, x + width - pad);
+  legendRow(ctx, face.map(([name, , color]) => [name, color]), left, y + LEGEND * 1.5 + 2, x + width - pad);
   if (!lowQuality) {
     ctx.fillStyle = "#aaa";
     ctx.font = "11px sans-serif";
@@ -116,6 +121,27 @@ export function drawPreview(ctx, data, x, y, width, height, lowQuality = false) 
     ctx.fillText(`±${limit.toFixed(1)}° from frame 0${seconds}`, x + width - pad, y + LEGEND / 2 + 2);
   }
   ctx.restore();
+}
+
+function legendRow(ctx, entries, left, middle, end) {
+  let lx = left;
+  for (const [i, [name, color]] of entries.entries()) {
+    const rest = entries.length - i;
+    const room = rest > 1 ? ctx.measureText(`+${rest - 1}`).width + 8 : 0;
+    if (lx + ctx.measureText(name).width + room > end) {
+      ctx.fillStyle = "#aaa";
+      ctx.fillText(`+${rest}`, lx, middle);
+      return;
+    }
+    ctx.fillStyle = color;
+    ctx.fillText(name, lx, middle);
+    lx += ctx.measureText(name).width + 8;
+  }
+}
+
+// [name, values, color] of each face control the motion moves, in the order sent
+function faceCurves(data) {
+  return Object.entries(data.face || {}).map(([name, values], i) => [name, values, FACE_COLORS[i % FACE_COLORS.length]]);
 }
 
 function addPreviewWidget(node) {
