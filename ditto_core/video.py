@@ -234,6 +234,9 @@ class _EncoderThread:
         return self
 
     def put(self, frame: np.ndarray) -> None:
+        """Queue a copy of ``frame`` (a producer may reuse its buffer for the next frame)."""
+        if frame is not self._END:
+            frame = np.array(frame, copy=True)
         while True:
             if self.error is not None:
                 raise self.error

@@ -67,6 +67,19 @@ def test_frames_come_out_in_order_past_the_queue(tmp_path):
     assert len(levels) == len(expected) and np.abs(levels - expected).max() <= 2  # RGB → YUV → RGB rounding
 
 
+def test_a_producer_may_reuse_its_frame_buffer(tmp_path):
+    """Each frame is copied as it is queued: a producer that writes every frame into one buffer gets its frames."""
+    def reused():
+        buffer = np.zeros((48, 64, 3), np.uint8)
+        for level in range(10, 250, 24):
+            buffer[:] = level
+            yield buffer
+
+    write_mp4(tmp_path / "v.mp4", reused(), 25.0, encoding=VideoEncoding(crf=0))
+    levels = np.array(_decoded_levels(tmp_path / "v.mp4"))
+    assert np.abs(levels - np.arange(10, 250, 24)).max() <= 2
+
+
 def test_the_encoder_runs_in_a_thread_of_its_own(tmp_path):
     """Every frame is encoded by the encoder thread, none by the caller's."""
     made, encoder_threads = [], set()

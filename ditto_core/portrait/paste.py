@@ -150,7 +150,7 @@ def sampling_grid(matrices: np.ndarray, boxes: Sequence[FrameBox], crop_shape: t
     return torch.stack(grids) if len({id(g) for g in grids}) > 1 else grids[0].expand(len(grids), -1, -1, -1)
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=4)  # a still portrait's one grid (a video's change every frame: they are not worth keeping)
 def _grid(matrix_bytes: bytes, box: FrameBox, crop_shape: tuple[int, int], device: str) -> torch.Tensor:
     """One box's ``[h_box, w_box, 2]`` grid (see ``sampling_grid``); the matrix as the bytes of a ``[3, 3]``
     float64 array, so that it can be a cache key."""
