@@ -211,7 +211,7 @@ def check_paste_inputs(faces: np.ndarray | torch.Tensor, placement: FacePlacemen
                 f"the face mask is {face_masks.shape[2]}x{face_masks.shape[1]} but the face crops are "
                 f"{crop_w}x{crop_h}: make the mask from the crops as they arrive here (after any upscale), or "
                 f"resize it to {crop_w}x{crop_h}")
-        bad = int((~np.isfinite(face_masks)).sum())
+        bad = int((~torch.isfinite(torch.as_tensor(face_masks))).sum())
         if bad:
             raise PasteBackError(f"the face mask holds {bad} NaN or infinite value(s); a mask is 0 (the frame) to 1 "
                                  f"(the rendered face): fix the node that made it")
