@@ -38,6 +38,7 @@ _PUBLIC = {
     "speech_to_frames": ".stream",
     "speech_to_video": ".stream",
     "write_mp4": ".video",
+    "VideoEncoding": ".video",
     "OnlineSession": ".online",
 }
 
