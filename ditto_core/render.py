@@ -118,11 +118,11 @@ def render_faces(
     networks: DittoNetworks, portrait: Portrait, motion: Motion, options: RenderOptions = RenderOptions(), **batches
 ) -> Iterator[tuple[torch.Tensor, FacePlacement]]:
     """Yield, per batch of motion frames ``start:stop``, the rendered faces ``[B, 512, 512, 3]`` float32 in [0, 1]
-    (the decoder's output, not quantised, a tensor on the networks' device) and where they go (a FacePlacement of B frames). ``batches``: ``start``,
-    ``stop``, ``check`` (runs before every batch, e.g. to raise on user interrupt) and ``first_index`` (the
-    position of motion frame 0 in a longer stream: chooses the frame of a source video, at the motion's fps), as
-    for :func:`render_batches`. A source frame without a face gets its own crop, not a rendered face.
-    ``options.paste_back`` is not used here."""
+    (the decoder's output, not quantised, a tensor on the networks' device) and where they go (a FacePlacement of
+    B frames). ``batches``: ``start``, ``stop``, ``check`` (runs before every batch, e.g. to raise on user
+    interrupt) and ``first_index`` (the position of motion frame 0 in a longer stream: chooses the frame of a
+    source video, at the motion's fps), as for :func:`render_batches`. A source frame without a face gets its own
+    crop, not a rendered face. ``options.paste_back`` is not used here."""
     for batch in render_batches(networks, portrait, motion, options, **batches):
         (faces,) = decode_batches(networks, options.precision, [batch])
         yield finish_faces(portrait, batch, faces), batch.placement
