@@ -235,27 +235,28 @@ class _EncoderThread:
 
     def put(self, frame: np.ndarray) -> None:
         """Queue a copy of ``frame`` (a producer may reuse its buffer for the next frame)."""
-        if frame is not self._END:
-            frame = np.array(frame, copy=True)
-        while True:
-            if self.error is not None:
-                raise self.error
-            try:
-                self.frames.put(frame, timeout=0.05)
-                break
-            except queue.Full:
-                continue
+        self._enqueue(np.array(frame, copy=True))
         self.count += 1
 
     def finish(self) -> int:
         if self.count == 0:
             raise ValueError("no frames to write")
-        self.put(self._END)
-        self.count -= 1
+        self._enqueue(self._END)
         self.thread.join()
         if self.error is not None:
             raise self.error
         return self.count
+
+    def _enqueue(self, item) -> None:
+        """Wait for room in the queue; the encoder's error, if it failed, is raised here."""
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self.frames.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
 
     def __exit__(self, *exc) -> None:
         self.stopped.set()
