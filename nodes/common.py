@@ -51,7 +51,10 @@ def with_checked_inputs(cls):
         values.pop(next(iter(signature.parameters)))  # the class
         for name in spread:
             values.update(values.pop(name, {}))
-        check_node_inputs(cls.__name__, node.INPUT_TYPES(), values, node.GET_SCHEMA().is_input_list)
+        # the schema of the class as registered: ComfyUI runs execute on a locked copy, whose GET_SCHEMA may not
+        # store the schema it makes (AttributeError "Cannot modify class attribute 'SCHEMA' on locked class")
+        schema = cls.FINALIZE_SCHEMA()
+        check_node_inputs(cls.__name__, cls.INPUT_TYPES(), values, schema.is_input_list)
         return execute(node, *args, **kwargs)
 
     cls.execute = classmethod(checked)

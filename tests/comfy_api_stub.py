@@ -162,10 +162,16 @@ class ComfyNode:
     def execute(cls, **kwargs): ...
 
     @classmethod
-    def GET_SCHEMA(cls) -> Schema:  # noqa: N802
+    def FINALIZE_SCHEMA(cls) -> Schema:  # noqa: N802
+        """``define_schema`` checked, storing nothing on the class (ComfyUI runs ``execute`` on a locked copy of it,
+        where GET_SCHEMA's storing of the schema fails)."""
         schema = cls.define_schema()
         schema.validate()
         return schema
+
+    @classmethod
+    def GET_SCHEMA(cls) -> Schema:  # noqa: N802
+        return cls.FINALIZE_SCHEMA()
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:  # noqa: N802
