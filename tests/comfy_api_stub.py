@@ -171,7 +171,10 @@ class ComfyNode:
 
     @classmethod
     def GET_SCHEMA(cls) -> Schema:  # noqa: N802
-        return cls.FINALIZE_SCHEMA()
+        """As ComfyUI's: the finalized schema, stored on the class."""
+        schema = cls.FINALIZE_SCHEMA()
+        cls.SCHEMA = schema
+        return schema
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:  # noqa: N802

@@ -148,6 +148,17 @@ def install(base: Path) -> types.SimpleNamespace:
     return state
 
 
+def locked(node: type) -> type:
+    """A copy of node class ``node`` whose class attributes cannot be set, as ComfyUI 0.33 runs ``execute``
+    (comfy_api/internal: the locked clone raises on any class attribute set during a run)."""
+
+    class Locked(type(node)):
+        def __setattr__(cls, name, value):
+            raise AttributeError(f"Cannot modify class attribute {name!r} on locked class {cls.__name__!r}")
+
+    return Locked(f"{node.__name__}Clone", (node,), {})
+
+
 def run_node(node, inputs: dict[str, list]) -> tuple[list[list], dict]:
     """Call the V3 node class ``node`` as ComfyUI 0.33's executor does (execution.py: ``_async_map_node_over_list``,
     ``get_output_from_returns``, ``merge_result_data``). Every input is a list: a link gives the list the source's
@@ -156,7 +167,7 @@ def run_node(node, inputs: dict[str, list]) -> tuple[list[list], dict]:
     item.
     Returns one list per output (an is_output_list output's lists joined, any other one item per call) and the
     calls' ui dicts joined per key."""
-    schema, call = node.GET_SCHEMA(), node.EXECUTE_NORMALIZED
+    schema, call = node.GET_SCHEMA(), locked(node).EXECUTE_NORMALIZED
     if schema.is_input_list:
         returns = [call(**inputs)]
     else:
