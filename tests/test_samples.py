@@ -136,7 +136,8 @@ def test_the_nod_motion_loads_and_is_the_generators():
     assert 5 < float(pitch.max()) < 7 and float(pitch.min()) > -0.01  # nods down and back
     assert 3 < float(yaw.abs().max()) < 5 and float(roll.abs().max()) < 1e-3
     assert abs(float(pitch[0])) < 1e-3 and abs(float(pitch[-1])) < 0.5  # starts and ends at rest
-    torch.testing.assert_close(make_samples.nod_motion().frames, motion.frames, rtol=0, atol=0)
+    # up to float rounding: the trig and rotation kernels differ by an ulp between CPUs
+    torch.testing.assert_close(make_samples.nod_motion().frames, motion.frames, rtol=1e-6, atol=1e-5)
 
 
 def test_the_nod_moves_any_portraits_head_by_relative_driving():
