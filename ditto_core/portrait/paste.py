@@ -177,14 +177,17 @@ def blend_boxes(faces: torch.Tensor, masks: torch.Tensor, grid: torch.Tensor, ba
     TRUNCATION_GUARD), and the warped masks ``[B, H_box, W_box]`` float32.
     """
     count = len(faces)
-    layers = torch.cat([faces.permute(0, 3, 1, 2).float() * 255, masks.float()[:, None].expand(count, -1, -1, -1)],
-                       dim=1)  # [B, 4, h, w]
-    warped = torch.nn.functional.grid_sample(layers, grid, mode="bilinear", padding_mode="zeros",
-                                             align_corners=False)  # [B, 4, H_box, W_box]
-    mask = warped[:, 3:].clamp_(0, 1)
-    # channels first throughout (contiguous), the blend as one lerp: background + m·(face − background)
-    blended = torch.lerp(backgrounds.permute(0, 3, 1, 2).float(), warped[:, :3], mask).add_(TRUNCATION_GUARD)
-    return blended.clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1), mask[:, 0]
+    # faces sampled as they lie (channels last, read through a channels-first view), the mask apart: no copy of
+    # the crops is made, and the blend runs channels last, as the frames are
+    warped_faces = torch.nn.functional.grid_sample(faces.permute(0, 3, 1, 2).float(), grid, mode="bilinear",
+                                                   padding_mode="zeros", align_corners=False)  # [B, 3, H_box, W_box]
+    warped_masks = torch.nn.functional.grid_sample(masks.float()[:, None].expand(count, -1, -1, -1), grid,
+                                                   mode="bilinear", padding_mode="zeros",
+                                                   align_corners=False).clamp_(0, 1)  # [B, 1, H_box, W_box]
+    masks_last = warped_masks.permute(0, 2, 3, 1)  # [B, H_box, W_box, 1]
+    blended = backgrounds.float().mul_(1 - masks_last).addcmul_(masks_last, warped_faces.permute(0, 2, 3, 1),
+                                                                value=255)  # (1 − m)·background + m·255·face
+    return blended.add_(TRUNCATION_GUARD).clamp_(0, 255).to(torch.uint8), warped_masks[:, 0]
 
 
 def check_paste_inputs(faces: np.ndarray | torch.Tensor, placement: FacePlacement, frames: Sequence[np.ndarray] | None,
