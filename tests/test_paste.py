@@ -313,3 +313,26 @@ def test_paste_runs_on_the_device_asked_for_and_yields_no_masks_when_not_wanted(
     out = list(paste_faces(torch.from_numpy(faces), placement, with_masks=False, device="cpu", batch_size=2))
     assert all(mask is None for _, mask in out)
     np.testing.assert_array_equal(np.stack([f for f, _ in out]), frames)
+
+
+def test_cpu_bands_blend_as_one_call(rendered, monkeypatch):
+    """On a CPU the boxes are blended a band of rows at a time (the last band shorter): any band height gives the
+    one-call result bit for bit, masks too; without masks none are made."""
+    from ditto_core.portrait import paste
+
+    _, faces, _, _ = rendered
+    rng = np.random.default_rng(3)
+    box = paste.FrameBox(0, 0, 301, 257)
+    matrices = np.stack([np.array([[0.6 * np.cos(a), -0.6 * np.sin(a), 10], [0.6 * np.sin(a), 0.6 * np.cos(a), 20],
+                                   [0, 0, 1]]) for a in (0.0, 0.2, -0.4)])
+    inputs = (torch.from_numpy(faces[:3]), torch.from_numpy(blend_mask())[None],
+              paste.sampling_grid(matrices, [box] * 3, (512, 512), torch.device("cpu")),
+              torch.from_numpy(rng.integers(0, 256, (3, 301, 257, 3), dtype=np.uint8)))
+    monkeypatch.setattr(paste, "CPU_BLEND_PIXELS", 1 << 40)
+    whole, whole_masks = paste.blend_boxes(*inputs)
+    monkeypatch.setattr(paste, "CPU_BLEND_PIXELS", 3 * 257 * 8)  # 37 bands of 8 rows and one of 5
+    banded, banded_masks = paste.blend_boxes(*inputs)
+    assert torch.equal(banded, whole) and torch.equal(banded_masks, whole_masks)
+    assert 0.1 < float((whole_masks > 0.5).float().mean()) < 0.9  # the faces cover part of the box
+    boxes, no_masks = paste.blend_boxes(*inputs, with_masks=False)
+    assert no_masks is None and torch.equal(boxes, whole)

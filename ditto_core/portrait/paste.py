@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ PASTE_BATCH = 8  # faces warped and blended in one call
 # and truncate to 254 where the reference's warp gives 255: a level is truncated after adding this guard, far above
 # the warp's float error and far below a level.
 TRUNCATION_GUARD = 1e-3
+# box pixels (over a batch) blended per call on a CPU: the float intermediates of a call stay in the CPU's caches and
+# in memory the allocator reuses, where a whole 1080p batch's would be fresh memory, page-faulted in, at every call
+CPU_BLEND_PIXELS = 1 << 18
 
 
 class PasteBackError(ValueError):
@@ -167,27 +170,43 @@ def _grid(matrix_bytes: bytes, box: FrameBox, crop_shape: tuple[int, int], devic
                         for axis in range(2)], dim=-1)
 
 
-def blend_boxes(faces: torch.Tensor, masks: torch.Tensor, grid: torch.Tensor, backgrounds: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def blend_boxes(faces: torch.Tensor, masks: torch.Tensor, grid: torch.Tensor, backgrounds: torch.Tensor,
+                with_masks: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Warp faces and their masks into the frame boxes and blend them over ``backgrounds``, all on one device.
 
     faces: ``[B, h, w, 3]`` float in [0, 1]; masks: ``[B | 1, h, w]`` in [0, 1]; grid: ``[B, H_box, W_box, 2]``
     (``sampling_grid``); backgrounds: ``[B, H_box, W_box, 3]`` uint8. Returns the boxes ``[B, H_box, W_box, 3]``
     uint8, m·face·255 + (1 − m)·background truncated as the reference does (bilinear, zero outside the crop; see
-    TRUNCATION_GUARD), and the warped masks ``[B, H_box, W_box]`` float32.
+    TRUNCATION_GUARD), and the warped masks ``[B, H_box, W_box]`` float32 (None unless ``with_masks``). On a CPU
+    the boxes are blended a band of rows at a time (CPU_BLEND_PIXELS).
     """
-    count = len(faces)
-    # faces sampled as they lie (channels last, read through a channels-first view), the mask apart: no copy of
-    # the crops is made, and the blend runs channels last, as the frames are
-    warped_faces = torch.nn.functional.grid_sample(faces.permute(0, 3, 1, 2).float(), grid, mode="bilinear",
-                                                   padding_mode="zeros", align_corners=False)  # [B, 3, H_box, W_box]
-    warped_masks = torch.nn.functional.grid_sample(masks.float()[:, None].expand(count, -1, -1, -1), grid,
-                                                   mode="bilinear", padding_mode="zeros",
-                                                   align_corners=False).clamp_(0, 1)  # [B, 1, H_box, W_box]
-    masks_last = warped_masks.permute(0, 2, 3, 1)  # [B, H_box, W_box, 1]
-    blended = backgrounds.float().mul_(1 - masks_last).addcmul_(masks_last, warped_faces.permute(0, 2, 3, 1),
-                                                                value=255)  # (1 − m)·background + m·255·face
-    return blended.add_(TRUNCATION_GUARD).clamp_(0, 255).to(torch.uint8), warped_masks[:, 0]
+    count, height, width = backgrounds.shape[:3]
+    boxes = torch.empty_like(backgrounds)
+    warped_masks = torch.empty((count, height, width), device=backgrounds.device) if with_masks else None
+    # the faces as they lie (channels last, read through a channels-first view): no copy of the crops is made
+    faces = faces.permute(0, 3, 1, 2).float()
+    masks = masks.float()[:, None].expand(count, -1, -1, -1)
+    rows = max(1, CPU_BLEND_PIXELS // (count * width)) if backgrounds.device.type == "cpu" else height
+    for top in range(0, height, rows):
+        band = slice(top, top + rows)
+        boxes[:, band], mask = _blend_band(faces, masks, grid[:, band], backgrounds[:, band])
+        if with_masks:
+            warped_masks[:, band] = mask
+    return boxes, warped_masks
+
+
+def _blend_band(faces: torch.Tensor, masks: torch.Tensor, grid: torch.Tensor, backgrounds: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One band of ``blend_boxes``: faces ``[B, 3, h, w]``, masks ``[B, 1, h, w]``, grid ``[B, rows, W_box, 2]``,
+    backgrounds ``[B, rows, W_box, 3]`` uint8 → the blend ``[B, rows, W_box, 3]`` float (guarded and clamped, to be
+    truncated to uint8) and the warped masks ``[B, rows, W_box]``; the blend runs channels last, as the frames
+    are."""
+    sample = partial(torch.nn.functional.grid_sample, grid=grid, mode="bilinear", padding_mode="zeros",
+                     align_corners=False)
+    warped_masks = sample(masks).clamp_(0, 1).permute(0, 2, 3, 1)  # [B, rows, W_box, 1]
+    blended = backgrounds.float().mul_(1 - warped_masks)  # (1 − m)·background + m·255·face
+    blended.addcmul_(warped_masks, sample(faces).permute(0, 2, 3, 1), value=255)
+    return blended.add_(TRUNCATION_GUARD).clamp_(0, 255), warped_masks[..., 0]
 
 
 def check_paste_inputs(faces: np.ndarray | torch.Tensor, placement: FacePlacement, frames: Sequence[np.ndarray] | None,
@@ -291,7 +310,7 @@ def _paste_batch(faces: torch.Tensor, masks: torch.Tensor, placement: FacePlacem
         backgrounds = torch.from_numpy(np.stack([out[k][box.slices] for k, box in zip(rows, shared)]))
         selected = [indices[k] for k in rows]
         blended, warped_masks = blend_boxes(faces[selected], masks[selected] if len(masks) > 1 else masks, grid,
-                                            backgrounds.to(faces.device, non_blocking=True))
+                                            backgrounds.to(faces.device, non_blocking=True), with_masks)
         blended = blended.cpu().numpy()
         warped_masks = warped_masks.cpu().numpy() if with_masks else None
         for j, (k, box) in enumerate(zip(rows, shared)):
