@@ -57,6 +57,8 @@ class SPADEDecoder(nn.Module):
         )
 
     def forward(self, feature: torch.Tensor) -> torch.Tensor:
+        if feature.device.type == "cpu":  # oneDNN convolves channels-last activations without reordering each one
+            feature = feature.contiguous(memory_format=torch.channels_last)
         with full_precision(feature):
             x = self.fc(feature)
         for i in range(self.config.num_middle_blocks):
