@@ -89,8 +89,9 @@ def test_a_conversation_over_webrtc(pipeline, portrait_file):
     assert len(runs) == 2, runs  # both utterances came back, each with its frames, one connection
     (a0, a1), (b0, b1) = runs
     assert 0.7 < a1 - a0 < 1.6 and 0.7 < b1 - b0 < 1.6
-    # the pause, less what the server waits (GAP_S) before it takes a silent microphone for silence
-    assert 1.6 - GAP_S - 0.3 < b0 - a1 < 1.6 + 0.3
+    # the pause, less what the server waits (GAP_S) before it takes a silent microphone for silence, give or take
+    # the packets' timing over loopback on a busy machine (a CI runner measured 0.95 s)
+    assert 1.6 - GAP_S - 0.6 < b0 - a1 < 1.6 + 0.6
     assert service.wait_idle(30) and service.active_sessions == 0
 
 
