@@ -68,10 +68,10 @@ def register_live_routes() -> bool:
     import folder_paths
 
     from ..ditto_core.live import LiveService, PortraitLibrary
-    from .memory import on_device
+    from .memory import held
 
     service = LiveService(_load_pipeline, PortraitLibrary(folder=folder_paths.get_input_directory()), live_settings(),
-                          prepare=on_device)
+                          hold=held)
     service.add_routes(instance.routes)
     app = getattr(instance, "app", None)
     if app is not None:

@@ -3,7 +3,9 @@ model needs the memory, freed by "Unload models" / "Free model and node cache", 
 
 from __future__ import annotations
 
+import threading
 import weakref
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +13,47 @@ import comfy.model_patcher
 from comfy import model_management
 
 from ..ditto_core.pipeline import DittoPipeline
+
+
+class HeldModelPatcher(comfy.model_patcher.ModelPatcher):
+    """A ModelPatcher that ComfyUI's model management cannot offload while a live session holds it (the session's
+    render thread computes with these weights at any moment). An offload asked for meanwhile (a graph that needs
+    the memory, "Unload models") is put off until the last session ends; a load in between cancels it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._holds = 0
+        self._offload_pending = False
+        self._hold_lock = threading.RLock()
+
+    @contextmanager
+    def hold(self):
+        with self._hold_lock:
+            self._holds += 1
+        try:
+            yield self
+        finally:
+            with self._hold_lock:
+                self._holds -= 1
+                if self._holds == 0 and self._offload_pending:
+                    self._offload_pending = False
+                    super().detach()
+
+    def load(self, *args, **kwargs):
+        with self._hold_lock:
+            self._offload_pending = False
+            return super().load(*args, **kwargs)
+
+    def partially_unload(self, *args, **kwargs):
+        with self._hold_lock:
+            return 0 if self._holds else super().partially_unload(*args, **kwargs)
+
+    def detach(self, *args, **kwargs):
+        with self._hold_lock:
+            if self._holds:
+                self._offload_pending = True
+                return self.model
+            return super().detach(*args, **kwargs)
 
 
 @dataclass(eq=False)
@@ -22,8 +65,8 @@ class ManagedPipeline(DittoPipeline):
 
     @classmethod
     def manage(cls, pipeline: DittoPipeline, load_device) -> "ManagedPipeline":
-        patcher = comfy.model_patcher.ModelPatcher(pipeline.networks.as_module(), load_device=load_device,
-                                                   offload_device=model_management.unet_offload_device())
+        patcher = HeldModelPatcher(pipeline.networks.as_module(), load_device=load_device,
+                                   offload_device=model_management.unet_offload_device())
         return cls(**{name: getattr(pipeline, name) for name in pipeline.__dataclass_fields__}, patcher=patcher)
 
     def on_device(self) -> "ManagedPipeline":
@@ -31,10 +74,21 @@ class ManagedPipeline(DittoPipeline):
         model_management.load_models_gpu([self.patcher])
         return self
 
+    @contextmanager
+    def held(self):
+        """On the device and kept there until the block ends (a live session): see HeldModelPatcher."""
+        with self.patcher.hold():
+            yield self.on_device()
+
 
 def on_device(models):
     """The DITTO_MODELS value ready to compute: loaded to the GPU through ComfyUI when it is managed."""
     return models.on_device() if isinstance(models, ManagedPipeline) else models
+
+
+def held(models):
+    """A context that gives the DITTO_MODELS value ready to compute and keeps it so while it lasts."""
+    return models.held() if isinstance(models, ManagedPipeline) else nullcontext(models)
 
 
 _shared: weakref.WeakValueDictionary = weakref.WeakValueDictionary()

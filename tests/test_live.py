@@ -389,6 +389,35 @@ def test_the_pack_adds_the_endpoint_and_page_to_comfyuis_server(small_release, p
     assert service.pipelines.get() is graph_models
 
 
+def test_comfyui_offloads_the_live_sessions_models_only_after_the_last_session(tmp_path):
+    import importlib
+
+    import comfy_stubs
+    import torch
+
+    comfy_stubs.install(tmp_path)
+    memory = importlib.import_module(comfy_stubs.load_pack().__name__ + ".nodes.memory")
+    from comfy import model_management
+
+    gpu, cpu = torch.device("cpu", 0), torch.device("cpu")  # told apart by the stand-in's device bookkeeping
+    patcher = memory.HeldModelPatcher(torch.nn.Linear(2, 2), load_device=gpu, offload_device=cpu)
+    with patcher.hold():  # a live session
+        model_management.load_models_gpu([patcher])
+        with patcher.hold():  # a second one
+            model_management.unload_all_models()  # a graph needs the memory
+        assert patcher.current_loaded_device() == gpu  # the first session is still computing on it
+        assert patcher.partially_unload(cpu, 1 << 20) == 0
+    assert patcher.current_loaded_device() == cpu  # the offload put off until the last session ended
+
+    with patcher.hold():
+        model_management.load_models_gpu([patcher])
+        model_management.unload_all_models()
+        model_management.load_models_gpu([patcher])  # a Ditto node of a graph loads it again meanwhile
+    assert patcher.current_loaded_device() == gpu
+    model_management.unload_all_models()  # no session: at once
+    assert patcher.current_loaded_device() == cpu
+
+
 def test_the_pack_loads_without_a_comfyui_server(tmp_path):
     import comfy_stubs
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
 
 from .protocol import LiveError
@@ -13,20 +14,32 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 class PipelineSource:
     """The pipeline, loaded once on first use (in a session's worker thread) and shared by every session.
-    ``prepare``, when given, runs on it as each session starts and returns it ready to compute (inside ComfyUI:
-    its model management puts the networks on the device, offloading other models if memory is short)."""
+    ``hold``, when given, maps it to a context that gives it ready to compute and keeps it so while the session
+    lasts (inside ComfyUI: its model management puts the networks on the device, offloading other models if memory
+    is short, and offloads them again only after the last session ends)."""
 
-    def __init__(self, pipeline, prepare=None):
+    def __init__(self, pipeline, hold=None):
         self._value = None if callable(pipeline) else pipeline
         self._load = pipeline if callable(pipeline) else None
-        self._prepare = prepare
+        self._hold = hold
         self._lock = threading.Lock()
 
     def get(self):
+        """The pipeline as loaded."""
         with self._lock:
             if self._value is None:
                 self._value = self._load()
-            return self._value if self._prepare is None else self._prepare(self._value)
+            return self._value
+
+    @contextmanager
+    def held(self):
+        """The pipeline, ready to compute until the block ends."""
+        pipeline = self.get()
+        if self._hold is None:
+            yield pipeline
+        else:
+            with self._hold(pipeline) as ready:
+                yield ready
 
 
 class PortraitLibrary:

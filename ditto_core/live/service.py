@@ -26,11 +26,11 @@ class LiveService:
     """The live endpoint: the WebSocket handler, the page and the list of portraits, for any aiohttp app.
 
     ``pipeline``: a loaded DittoPipeline, or a function that loads one (called once, on the first session);
-    ``prepare``: run on it as each session starts (see PipelineSource).
+    ``hold``: keeps it ready to compute while a session lasts (see PipelineSource).
     """
 
-    def __init__(self, pipeline, portraits: PortraitLibrary, settings: LiveSettings | None = None, prepare=None):
-        self.pipelines = PipelineSource(pipeline, prepare)
+    def __init__(self, pipeline, portraits: PortraitLibrary, settings: LiveSettings | None = None, hold=None):
+        self.pipelines = PipelineSource(pipeline, hold)
         self.portraits = portraits
         self.settings = settings or LiveSettings()
         self._sessions: set[LiveSession] = set()  # the places taken (freed when the client goes)

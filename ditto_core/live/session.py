@@ -134,8 +134,7 @@ class LiveSession:
 
         settings = self.service.settings
         try:
-            with torch.inference_mode():
-                pipeline = self.service.pipelines.get()
+            with torch.inference_mode(), self.service.pipelines.held() as pipeline:
                 self._check()
                 portrait = self.service.portraits.get(self.start.portrait, pipeline)
                 self._check()
