@@ -1,12 +1,13 @@
 """Ditto live inside ComfyUI: the ``/ditto/live`` WebSocket endpoint, ``/ditto/live/offer`` (WebRTC) and the page
 (``/ditto/live/page/``) on ComfyUI's own server, with portraits from ComfyUI's ``input/`` folder. The models are
 the graph's: the release in ``models/ditto/`` as Load Ditto Models gives it (one copy, shared), under ComfyUI's
-model management: put on ComfyUI's device as each session starts, offloaded when a graph needs the memory once
-the sessions have ended. The protocol and the page are ``ditto_core.live``'s.
+model management: put on ComfyUI's device as each session starts and kept there while sessions run (an offload
+asked for meanwhile happens when the last one ends). The protocol and the page are ``ditto_core.live``'s.
 
 Settings (environment variables, read when ComfyUI starts): ``DITTO_LIVE_TOKEN`` (required when ComfyUI listens
 beyond this machine, ``--listen``), ``DITTO_LIVE_MAX_SESSIONS`` (default 2), ``DITTO_LIVE_ALLOW_ORIGINS``
-(comma-separated page origins allowed besides ComfyUI's own).
+(comma-separated page origins allowed besides ComfyUI's own), ``DITTO_LIVE_ICE_SERVERS`` (comma-separated STUN/TURN
+URLs for WebRTC beyond a LAN, used by the server and the page alike).
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def live_settings():
         refusal = (f"ComfyUI listens on {', '.join(exposed)}, reachable from other machines, so Ditto live needs an "
                    f"access token: set DITTO_LIVE_TOKEN before starting ComfyUI, then open the page with ?token=…")
     origins = tuple(o.strip() for o in os.environ.get("DITTO_LIVE_ALLOW_ORIGINS", "").split(",") if o.strip())
+    ice_servers = tuple(u.strip() for u in os.environ.get("DITTO_LIVE_ICE_SERVERS", "").split(",") if u.strip())
     return LiveSettings(max_sessions=max(1, int(os.environ.get("DITTO_LIVE_MAX_SESSIONS", "2"))), token=token,
-                        allowed_origins=origins, refusal=refusal)
+                        allowed_origins=origins, ice_servers=ice_servers, refusal=refusal)
 
 
 def register_live_routes() -> bool:

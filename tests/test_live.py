@@ -232,7 +232,7 @@ def test_sessions_beyond_the_limit_get_a_busy_error(pipeline, portrait_file):
 
 
 def test_token_and_origin_rules(pipeline, portrait_file):
-    service = make_service(pipeline, portrait_file, token="s3cret")
+    service = make_service(pipeline, portrait_file, token="s3cret", ice_servers=("stun:stun.example:3478",))
 
     async def body(client):
         missing = await expect_error(client, start_message())
@@ -258,6 +258,7 @@ def test_token_and_origin_rules(pipeline, portrait_file):
     assert "wrong access token" in wrong
     assert "http://evil.example" in foreign and "--allow-origin" in foreign
     assert listing_status == 403 and listed["portraits"] == ["face.png"]
+    assert listed["ice_servers"] == ["stun:stun.example:3478"]  # the page's connection uses the server's STUN
     assert [status for status, _ in images] == [403, 200, 404]  # the portrait's image, shown before talking
     assert images[1][1] == portrait_file.read_bytes() and b"other.png" in images[2][1]
     assert accepted == ["ready", "ready"]
@@ -357,6 +358,7 @@ def test_the_pack_adds_the_endpoint_and_page_to_comfyuis_server(small_release, p
     server = types.ModuleType("server")
     server.PromptServer = types.SimpleNamespace(instance=types.SimpleNamespace(routes=routes, app=web.Application()))
     monkeypatch.setitem(sys.modules, "server", server)
+    monkeypatch.setenv("DITTO_LIVE_ICE_SERVERS", "stun:a.example:3478, stun:b.example")
     pack = comfy_stubs.load_pack()
     nodes = comfy_stubs.register(pack)  # the extension's on_load adds the routes
     paths = {route.path for route in routes}
@@ -382,6 +384,7 @@ def test_the_pack_adds_the_endpoint_and_page_to_comfyuis_server(small_release, p
     loads = state.load_calls
     listed, page_status, missing, frames, texts = asyncio.run(body())
     assert "me.png" in listed["portraits"] and page_status == 200
+    assert listed["ice_servers"] == ["stun:a.example:3478", "stun:b.example"]
     assert "say which portrait" in missing and "input folder" in missing
     assert [i for i, _ in frames] == [0, 1, 2] and texts[-1]["type"] == "done"
     # the live endpoint used the graph's models, put on the device through ComfyUI as each session started

@@ -1,5 +1,6 @@
-"""The page and what it reads: the page's files (``<prefix>/page/``), the portraits offered and a portrait's
-image (shown before the first frame)."""
+"""The page and what it reads: the page's files (``<prefix>/page/``), the portraits offered (with the server's
+WebRTC STUN/TURN URLs, which the browser's connection uses too) and a portrait's image (shown before the first
+frame)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ async def portrait_list(service: "LiveService", request: web.Request) -> web.Str
     names = await asyncio.to_thread(service.portraits.names)
     default = service.portraits.default.name if service.portraits.default is not None else None
     return web.json_response({"portraits": names, "default": default, "max_sessions": service.settings.max_sessions,
-                              "active_sessions": service.active_sessions})
+                              "active_sessions": service.active_sessions,
+                              "ice_servers": list(service.settings.ice_servers)})
 
 
 async def portrait_image(service: "LiveService", request: web.Request) -> web.StreamResponse:

@@ -301,7 +301,7 @@ class RtcRun {
   }
 
   async start() {
-    const pc = (this.pc = new RTCPeerConnection());
+    const pc = (this.pc = new RTCPeerConnection({ iceServers: iceServers.map((urls) => ({ urls })) }));
     pc.addTrack(await this.track());
     pc.addTransceiver("video", { direction: "recvonly" });
     const channel = pc.createDataChannel("ditto");
@@ -472,6 +472,8 @@ document.addEventListener("drop", (event) => {
 });
 setInterval(() => current instanceof Run && !current.closed && updateFigures(current), 250);
 
+let iceServers = []; // the server's STUN/TURN URLs (--ice-server), for the browser's side of the connection
+
 async function loadPortraits() {
   const url = new URL("portraits", base.href);
   const token = query.get("token");
@@ -480,6 +482,7 @@ async function loadPortraits() {
     const reply = await fetch(url);
     const data = await reply.json();
     if (data.error) { setStatus(data.error, true); return; }
+    iceServers = data.ice_servers || [];
     const select = $("portrait");
     const chosen = query.get("portrait") || data.default; // ?portrait=NAME chooses one in a link
     select.replaceChildren(...data.portraits.map((name) => new Option(name, name, false, name === chosen)));
