@@ -60,6 +60,9 @@ from ditto_core.video import VideoEncoding, encoder_works, write_mp4  # noqa: E4
 
 SECTIONS = ("device", "correctness", "speed", "live", "memory", "host")
 REL_TOLERANCE = 1e-3  # each network on the device at fp32 against the CPU at fp32
+# HuBERT features, onnxruntime's CUDA provider against its CPU provider: the CUDA provider runs its matmuls in TF32
+# by default (10-bit mantissa), which through 12 transformer layers moves features by up to about 1e-2 relative
+AUDIO_REL_TOLERANCE = 1e-2
 # the targets, printed beside the figures
 TARGETS = {
     "end to end 512² (frames/s, one stream, H100/H200)": 60,
@@ -342,7 +345,8 @@ def correctness_audio(bench: Bench) -> dict:
         features[device] = extract_features(clip, encoder).frames
         out[f"{device} provider: audio s per wall s"] = clip.duration_s / (time.perf_counter() - started)
     difference = (features["cuda"] - features["cpu"]).abs()
-    out.update({"max abs difference": float(difference.max()), "rel": relative(features["cuda"], features["cpu"])})
+    rel = relative(features["cuda"], features["cpu"])
+    out.update({"max abs difference": float(difference.max()), "rel": rel, "ok": rel <= AUDIO_REL_TOLERANCE})
     return out
 
 

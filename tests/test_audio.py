@@ -270,3 +270,15 @@ def test_features_command(small_release, tmp_path):
     assert feats.shape == (50, 1024) and feats.dtype == np.float32
     expected = extract_features(load_audio(audio), OnnxHubertEncoder(small_release / AUX_FILES["hubert"].path))
     np.testing.assert_array_equal(feats, expected.frames.numpy())
+
+
+def test_onnx_sessions_take_cuda_where_onnxruntime_has_it(monkeypatch):
+    import onnxruntime
+
+    from ditto_core.onnx_sessions import onnx_providers
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert onnx_providers("cuda:1") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert onnx_providers("cpu") == ["CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])  # plain onnxruntime
+    assert onnx_providers("cuda") == ["CPUExecutionProvider"]

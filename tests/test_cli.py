@@ -19,9 +19,10 @@ def cli(*args, **kwargs):
 def test_outputs_go_into_new_folders_and_get_their_extension(small_release, tmp_path):
     done = cli("render", *ASSETS, "--models", small_release, "--out", tmp_path / "new" / "clip",
                "--save-motion", tmp_path / "deeper" / "still" / "motion", "--steps", "2", "--device", "cpu",
-               "--detection-threshold", "0.3")
+               "--detection-threshold", "0.3", "--encoder", "libx264", "--preset", "ultrafast")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "new" / "clip.mp4").stat().st_size > 0
+    assert b"cabac=0 " in (tmp_path / "new" / "clip.mp4").read_bytes()  # x264's settings: the ultrafast preset's
     assert (tmp_path / "deeper" / "still" / "motion.safetensors").is_file()
     assert "writing " + str(tmp_path / "new" / "clip.mp4") in done.stderr
     features = cli("features", "--audio", ROOT / "assets" / "speech.wav", "--models", small_release,

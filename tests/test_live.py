@@ -428,3 +428,26 @@ def test_the_pack_loads_without_a_comfyui_server(tmp_path):
     sys.modules.pop("server", None)
     pack = comfy_stubs.load_pack()
     assert "DittoLoadModels" in comfy_stubs.register(pack)
+
+
+def test_jpeg_frames_are_encoded_off_the_render_thread_with_their_index(monkeypatch):
+    import torch
+
+    from ditto_core.live.jpeg import JpegEncoder
+    from ditto_core.live.protocol import FRAME_HEADER
+
+    encoded_in = []
+    imencode = cv2.imencode
+    monkeypatch.setattr(cv2, "imencode", lambda *a: encoded_in.append(threading.current_thread().name) or imencode(*a))
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[:, :32] = (200, 40, 10)  # RGB: red must stay red
+    encoder = JpegEncoder(quality=95)
+    message = encoder.submit(7, frame, torch.device("cpu")).result(timeout=10)
+    encoder.close()
+    (index,) = FRAME_HEADER.unpack_from(message)
+    decoded = cv2.imdecode(np.frombuffer(message[FRAME_HEADER.size :], np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+    assert index == 7 and decoded.shape == frame.shape
+    assert np.abs(decoded.astype(int) - frame).mean() < 2
+    assert encoded_in and encoded_in[0].startswith("ditto-live-jpeg")
+    with pytest.raises(ValueError, match="1 to 100"):
+        JpegEncoder(quality=0)

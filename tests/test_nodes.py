@@ -106,6 +106,11 @@ def test_end_to_end_graph(graph):
     written = base / "output" / entry["subfolder"] / entry["filename"]
     assert written.is_file() and written.suffix == ".mp4" and written.stat().st_size > 0
     assert base / "output" in written.parents  # "../.." stayed inside output/
+    assert b"cabac=1 " in written.read_bytes()  # x264's settings as it wrote them: auto is veryfast off CUDA
+    ui = nodes["DittoRenderVideo"].execute(models, portrait, edited, False, "on", 4, "bf16", "talks/fast", 23, audio,
+                                           encoder="libx264", preset="ultrafast")
+    entry = ui.ui["images"][0]
+    assert b"cabac=0 " in (base / "output" / entry["subfolder"] / entry["filename"]).read_bytes()
 
     saved = nodes["DittoSaveMotion"].execute(edited, "motions/take")
     again = nodes["DittoSaveMotion"].execute(edited, "motions/take")
