@@ -565,6 +565,30 @@ def peak_memory(bench: Bench, seconds: float) -> dict:
     return {"peak process RSS GB so far": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
+def comfy_memory(bench: Bench, seconds: float = 10.0) -> dict:
+    """Ditto's networks under ComfyUI's model management, as the nodes hand them over (one ModelPatcher loaded with
+    load_models_gpu): device memory once loaded, the peak while rendering ``seconds`` of speech at 1080p, and what
+    is left after ComfyUI offloads every model (what a graph that needs the memory gets back)."""
+    import comfy.model_patcher
+    from comfy import model_management
+
+    pipeline = DittoPipeline.load(bench.root, "cpu")
+    patcher = comfy.model_patcher.ModelPatcher(pipeline.networks.as_module(), load_device=bench.device,
+                                               offload_device=torch.device("cpu"))
+    torch.cuda.empty_cache()
+    before = torch.cuda.memory_allocated(bench.device)
+    model_management.load_models_gpu([patcher])
+    loaded = torch.cuda.memory_allocated(bench.device) - before
+    torch.cuda.reset_peak_memory_stats(bench.device)
+    speech_to_video(bench.tmp / "comfy.mp4", pipeline, bench.portrait_1080, bench.clip(seconds),
+                    sampler=bench.sampler(), render=pipeline.render_options(batch_size=4))
+    peak = torch.cuda.max_memory_allocated(bench.device) - before
+    model_management.unload_all_models()
+    torch.cuda.empty_cache()
+    return {"networks loaded GB": loaded / 2**30, f"peak rendering {seconds:g} s at 1080p GB": peak / 2**30,
+            "left after ComfyUI offloaded them GB": (torch.cuda.memory_allocated(bench.device) - before) / 2**30}
+
+
 # --- host ------------------------------------------------------------------------------------------------------------
 def host_figures(bench: Bench) -> dict:
     """What the CPU does around the networks for a 1080p frame: paste-back on the CPU, the hand-off to the encoder,
@@ -637,6 +661,11 @@ def main() -> None:
             import comfy.model_management  # noqa: F401
         except ImportError:
             report.skip("memory/ComfyUI model management", "ComfyUI is not importable here")
+        else:
+            if bench.device.type == "cuda":
+                report.run("memory", "ComfyUI model management", lambda: comfy_memory(bench))
+            else:
+                report.skip("memory/ComfyUI model management", "device memory is measured on CUDA")
         report.run("host", "1080p", lambda: host_figures(bench))
     report.save()
     print(f"wrote {report.out / 'gpu-report.json'} and gpu-report.md in {report.elapsed():.0f} s")
