@@ -401,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "replaced (default %(default)s)")
     b.add_argument("--stall-timeout", type=float, default=STALL_TIMEOUT_S, metavar="SECONDS",
                    help="a busy worker without progress (no frame, no render batch) for this long is ended and "
-                        "its job retried; 0: never (default %(default)g)")
+                        "its job retried; a worker not started within it (at least 600 s) is given up; 0: never "
+                        "(default %(default)g)")
 
     v = commands.add_parser("live", help="realtime: serve a page, a WebSocket endpoint and WebRTC, speech in, "
                                          "frames out")

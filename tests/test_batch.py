@@ -360,3 +360,59 @@ def test_without_ray_the_ray_mode_is_one_clear_error(monkeypatch, small_release,
     assert done.returncode == 1
     assert done.stderr.strip().startswith("error: --ray needs Ray, which is not installed: pip install ray")
     assert not (tmp_path / "out").exists()
+
+
+class SilentStarts:
+    """An executor whose workers in ``silent`` never report ready (a Ray actor no node can take); the others
+    start at once and render each job they get in 0.2 s."""
+
+    def __init__(self, worker_count: int, silent: set):
+        self.worker_count, self.silent = worker_count, silent
+        self.queued, self.killed = [], []  # (when due, event)
+
+    def start(self):
+        self.queued += [(0, ("ready", wid, "")) for wid in range(self.worker_count) if wid not in self.silent]
+
+    def submit(self, wid, job):
+        done = BatchResult(job.name, job.row.line, "ok", frames=1, worker=str(wid))
+        self.queued.append((time.monotonic() + 0.2, ("done", wid, done)))
+
+    def events(self, timeout):
+        time.sleep(0.01)
+        now = time.monotonic()
+        due = [event for when, event in self.queued if when <= now]
+        self.queued = [(when, event) for when, event in self.queued if when > now]
+        return due
+
+    def progress(self, busy):
+        return {wid: (0, 0) for wid in busy}
+
+    def kill(self, wid):
+        self.killed.append(wid)
+
+    def restart(self, wid):
+        raise AssertionError("a worker that never started is not restarted")
+
+
+@pytest.mark.parametrize("silent", [{1}, {0, 1}])
+def test_a_worker_that_never_starts_is_given_up_after_the_start_timeout(silent):
+    import io
+    from types import SimpleNamespace
+
+    from ditto_core.batch.dispatch import Dispatcher
+    from ditto_core.batch.errors import BatchError
+    from ditto_core.batch.jobs import Job
+    from ditto_core.batch.report import Progress
+
+    jobs = [Job(SimpleNamespace(name=f"job{i}", line=i + 2), Path(f"job{i}.mp4"), None, f"key{i}") for i in range(3)]
+    executor, recorded, err = SilentStarts(2, silent), [], io.StringIO()
+    dispatcher = Dispatcher(executor, jobs, recorded.append, Progress(3, out=io.StringIO(), err=err), err,
+                            start_timeout=0.3)
+    if silent == {0, 1}:  # nobody to render: one error instead of waiting for ever
+        with pytest.raises(BatchError, match="no worker is left .* 3 remaining"):
+            dispatcher.run()
+    else:
+        dispatcher.run()
+        assert [r.name for r in recorded] == ["job0", "job1", "job2"] and {r.status for r in recorded} == {"ok"}
+    assert executor.killed == sorted(silent)
+    assert "worker 1 did not start within 0.3 s and was given up" in err.getvalue()

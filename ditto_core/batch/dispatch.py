@@ -21,22 +21,29 @@ from .results import Result
 from .worker import WORKER_RESTARTS
 
 STALL_TIMEOUT_S = 1800.0  # a busy worker whose heartbeat has not moved for this long is treated as dead
+START_TIMEOUT_S = 600.0  # at least this long for a worker to load its models (a cold node, a slow disk)
 
 
 class Dispatcher:
     """Feeds the jobs to the executor's workers, one at a time each, and records every result as it comes. A job
     whose worker is lost is tried again up to ``retries`` times (each lost attempt recorded as "lost"); a lost
     worker is replaced up to ``WORKER_RESTARTS`` times; a busy worker without progress for ``stall_timeout``
-    seconds (0: never) is ended and counts as lost."""
+    seconds (0: never) is ended and counts as lost, and a worker that has not started within ``start_timeout``
+    seconds (default: the stall timeout, at least START_TIMEOUT_S; 0: never) is ended and given up (a Ray actor
+    that no node can take, models that never load)."""
 
     def __init__(self, executor, jobs: list[Job], record: Callable[[Result], None], progress: Progress,
-                 err: TextIO, retries: int = 1, stall_timeout: float = STALL_TIMEOUT_S):
+                 err: TextIO, retries: int = 1, stall_timeout: float = STALL_TIMEOUT_S,
+                 start_timeout: float | None = None):
         self.executor, self.record, self.progress, self.err = executor, record, progress, err
         self.retries, self.stall_timeout = retries, stall_timeout
+        self.start_timeout = start_timeout if start_timeout is not None else (
+            stall_timeout and max(stall_timeout, START_TIMEOUT_S))
         self.pending = deque(jobs)
         self.busy: dict[int, Job] = {}
         self.idle: set[int] = set()
         self.starting = set(range(executor.worker_count))
+        self.started_at = dict.fromkeys(self.starting, time.monotonic())  # wid → when it was (re)started
         self.restarts = [0] * executor.worker_count
         self.lost_attempts: dict[str, int] = {}
         self.moved: dict[int, tuple[tuple | None, float]] = {}  # wid → (progress last seen, when it changed)
@@ -45,6 +52,7 @@ class Dispatcher:
         self.stopping = False
 
     def run(self) -> None:
+        self.started_at = dict.fromkeys(self.starting, time.monotonic())
         self.executor.start()
         while self.pending or self.busy:
             for event in self.executor.events(timeout=0.5):
@@ -99,6 +107,7 @@ class Dispatcher:
         if replaced:
             self.restarts[wid] += 1
             self.starting.add(wid)
+            self.started_at[wid] = time.monotonic()
             self.executor.restart(wid)
 
     def retry(self, job: Job, message: str) -> None:
@@ -115,8 +124,14 @@ class Dispatcher:
                                    f"all; run the batch again to retry it, or give more --retries"))
 
     def watch(self, seen: dict[int, tuple[int, int]]) -> None:
-        """End every busy worker whose progress has not moved for ``stall_timeout`` seconds."""
+        """End every busy worker whose progress has not moved for ``stall_timeout`` seconds, and give up every
+        worker that has not started within ``start_timeout`` seconds."""
         now = time.monotonic()
+        for wid in sorted(self.starting):
+            if self.start_timeout and now - self.started_at[wid] > self.start_timeout:
+                self.executor.kill(wid)
+                self.starting.discard(wid)
+                self.warn(f"worker {wid} did not start within {self.start_timeout:g} s and was given up")
         for wid, state in seen.items():
             last, since = self.moved.get(wid, (None, now))
             if state != last:
