@@ -206,18 +206,21 @@ def _widget_ranges(env):
     return spec["overlap"][1]["max"], spec["steps"][1]["min"]
 
 
-def _paste(env, crops=4, crop_side=512, masks=None, frames=None, feather=0.05, mask_value=1.0):
-    """Paste ``crops`` grey crops into a 4-frame placement on a 64x64 portrait (``masks``: ``(count, side)``,
-    ``frames``: ``(count, height, width)``)."""
+def _paste(env, crops=4, crop_side=512, masks=None, frames=None, feather=0.05, mask_value=1.0, mask_tensor=False):
+    """Paste ``crops`` grey crops into a 4-frame placement on a 64x64 portrait (``masks``: ``(count, side)``, an
+    array, or a tensor as ComfyUI's MASK; ``frames``: ``(count, height, width)``)."""
     placement = FacePlacement.of(env.register(_photo(64, 64)), 0, 4)
     faces = np.full((crops, crop_side, crop_side, 3), 0.5, np.float32)
     face_masks = None if masks is None else np.full((masks[0], masks[1], masks[1]), mask_value, np.float32)
+    if mask_tensor:
+        face_masks = torch.from_numpy(face_masks)
     targets = None if frames is None else np.zeros((frames[0], frames[1], frames[2], 3), np.uint8)
     return list(paste_faces(faces, placement, targets, feather, face_masks))
 
 
-def _hand_made_motion(env, anchor: float | None = None, **header):
-    """A copy of assets/nod.safetensors with one value changed, as a user would make by hand."""
+def _hand_made_motion(env, anchor: float | None = None, exp_offsets: tuple | None = None, **header):
+    """A copy of assets/nod.safetensors with one value changed, as a user would make by hand (``exp_offsets``:
+    ``(columns, value)`` of face edits added, as a format-2 file holds them)."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -225,6 +228,10 @@ def _hand_made_motion(env, anchor: float | None = None, **header):
         metadata, tensors = handle.metadata(), {key: handle.get_tensor(key) for key in handle.keys()}
     if anchor is not None:
         tensors["anchor"] = torch.full((265,), anchor)
+    if exp_offsets is not None:
+        columns, value = exp_offsets
+        tensors["exp_offsets"] = torch.full((tensors["frames"].shape[0], columns), value)
+        header = {"version": "2", **header}
     path = env.file("hand_made.safetensors")
     save_file(tensors, str(path), metadata={**metadata, **header})
     return Motion.load(path)
@@ -388,6 +395,9 @@ CASES = [
          message="feather must be between 0 .* and 0.5"),
     Case("Paste Back: face mask with NaN", lambda e: _paste(e, masks=(1, 512), mask_value=float("nan")),
          error=PasteBackError, message=r"the face mask holds 262144 NaN or infinite value\(s\)"),
+    Case("Paste Back: face mask with NaN, as ComfyUI's MASK (a tensor)",
+         lambda e: _paste(e, masks=(1, 512), mask_value=float("nan"), mask_tensor=True),
+         error=PasteBackError, message=r"the face mask holds 262144 NaN or infinite value\(s\)"),
     Case("Paste Back: one mask and one frame for every crop", lambda e: _paste(e, masks=(1, 512), frames=(1, 64, 64)),
          check=lambda out: len(out) == 4 and all(frame.shape == (64, 64, 3) for frame, _ in out)),
     Case("corrupt motion file", lambda e: Motion.load(e.file("bad.safetensors", b"\x10\x00garbage")),
@@ -397,6 +407,10 @@ CASES = [
                                         r"number from 1 to 1000"),
     Case("motion file whose anchor is NaN", lambda e: _hand_made_motion(e, anchor=float("nan")),
          error=MotionFileError, message=r"hand_made.safetensors: 265 NaN or infinite value\(s\) in the anchor"),
+    Case("motion file whose face edits have the wrong shape", lambda e: _hand_made_motion(e, exp_offsets=(62, 0.0)),
+         error=MotionFileError, message=r"hand_made.safetensors: exp_offsets have shape \[\d+, 62\]"),
+    Case("motion file whose face edits hold NaN", lambda e: _hand_made_motion(e, exp_offsets=(63, float("nan"))),
+         error=MotionFileError, message=r"hand_made.safetensors: .*NaN"),
     Case("motion file from a newer version of the pack", lambda e: _hand_made_motion(e, version="99"),
          error=MotionFileError, message=r"hand_made.safetensors was made by a newer version of the pack \(motion "
                                         r"format version 99; this one reads versions up to 2\): update ComfyUI-Ditto"),
