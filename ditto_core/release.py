@@ -64,6 +64,14 @@ def release_path(root: str | Path, name: str) -> Path:
     return resolve_release_root(root) / RELEASE_FILES[name].path
 
 
+PACK_DIR = Path(__file__).resolve().parents[1]  # the folder that holds ditto_core (the pack's, in ComfyUI)
+
+
+def _shell_path(path: Path) -> str:
+    """``path`` as a shell argument: in double quotes when it holds a space (as Windows user folders may)."""
+    return f'"{path}"' if " " in str(path) else str(path)
+
+
 def download_instructions(root: str | Path, files: list[ReleaseFile] | None = None) -> str:
     """What a user runs to fetch the release (or just ``files``) into ``root``."""
     root = resolve_release_root(root)
@@ -73,10 +81,11 @@ def download_instructions(root: str | Path, files: list[ReleaseFile] | None = No
         patterns = [f.path for f in files]
     includes = " ".join(f'--include "{pattern}"' for pattern in patterns)
     return (
-        f"Download them, pinned to one commit with every file's sha256 checked:\n"
-        f"  python -m ditto_core download --models {root}\n"
+        f"Download them, pinned to one commit with every file's sha256 checked (from the pack's folder, where "
+        f"ditto_core is):\n"
+        f"  cd {_shell_path(PACK_DIR)} && python -m ditto_core download --models {_shell_path(root.absolute())}\n"
         f"or by hand from https://huggingface.co/{HF_REPO}, keeping the sub-folders:\n"
-        f"  hf download {HF_REPO} {includes} --local-dir {root}"
+        f"  hf download {HF_REPO} {includes} --local-dir {_shell_path(root)}"
     )
 
 
