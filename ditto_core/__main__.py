@@ -143,6 +143,7 @@ def render(args) -> int:
     from .video import VIDEO_SUFFIXES, VideoEncoding, video_rate
 
     encoding = VideoEncoding(args.crf, args.encoder, args.preset)  # a bad choice is told before anything loads
+    sampler = SamplerOptions(steps=args.steps, overlap=args.overlap, smoothing=args.smoothing, seed=args.seed)
     if args.fps is not None:
         check_fps(args.fps)
     out = output_path(args.out, ".mp4", "--out")
@@ -175,7 +176,6 @@ def render(args) -> int:
         clip = clip_for_source(clip, portrait, fps)
     print(f"{clip.name}: {clip.duration_s:.2f} s → {num_video_frames(len(clip.samples), fps)} frames at {fps:g} fps",
           file=sys.stderr)
-    sampler = SamplerOptions(steps=args.steps, overlap=args.overlap, smoothing=args.smoothing, seed=args.seed)
     options = pipeline.render_options(stitching=False if args.no_stitching else None, batch_size=args.batch_size,
                                       paste_back=not args.no_paste_back, precision=args.precision)
     start = time.perf_counter()

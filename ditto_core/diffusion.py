@@ -31,7 +31,7 @@ def ddim_time_pairs(sampling_steps: int, num_timesteps: int = NUM_TRAIN_TIMESTEP
     The times are ``linspace(−1, n − 1, S + 1)`` in float32 truncated toward zero, reversed; the last pair ends
     at −1, meaning "return the predicted clean motion".
     """
-    if sampling_steps < 1:
-        raise ValueError(f"sampling steps must be between 1 and 1000, got {sampling_steps}")
+    if not 1 <= sampling_steps <= num_timesteps:
+        raise ValueError(f"sampling steps must be between 1 and {num_timesteps}, got {sampling_steps}")
     times = torch.linspace(-1, num_timesteps - 1, steps=sampling_steps + 1).int().tolist()[::-1]
     return list(zip(times[:-1], times[1:]))

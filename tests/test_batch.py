@@ -312,17 +312,22 @@ def test_each_bad_row_is_its_own_error_with_its_line(tmp_path):
                     "b.jpg,b.wav,a_a,25,3,4\n"
                     "c.jpg,,blank,,,\n"
                     "c.jpg,c.wav,../up,,,\n"
-                    "c.jpg,c.wav,x,,,,extra\n")
+                    "c.jpg,c.wav,x,,,,extra\n"
+                    "d.jpg,d.wav,big,,99999999999999999999999,\n"
+                    "e.jpg,e.wav,slow,,,100000000\n")
     rows = read_manifest(path)
     assert rows[0] == Row(2, "a_a", tmp_path / "faces" / "a.jpg", Path("/abs/a.wav"))
     assert rows[1] == BadRow(3, "a_a", "line 3: the frame rate must be between 10 and 60 fps, got 75")
     assert rows[2].message == "line 4: seed must be a whole number, got 'x'"
-    assert rows[3].message == "line 5: steps must be at least 1, got 0"
+    assert rows[3].message == "line 5: steps must be a whole number from 1 to 1000, got 0"
     assert rows[4] == BadRow(6, "a_a", "line 6: the name 'a_a' is already used by line 2; give this row its own "
                                        "name (the name column)")
     assert rows[5].message.startswith("line 7: the audio column is empty")
     assert rows[6].message.startswith("line 8: the name '../up' cannot be a file name in the output folder")
     assert rows[7].message.startswith("line 9: 7 values for 6 columns")
+    assert rows[8].message == ("line 10: seed must be a whole number from 0 to 9223372036854775807, got "
+                               "99999999999999999999999")
+    assert rows[9].message == "line 11: steps must be a whole number from 1 to 1000, got 100000000"
 
 
 def test_a_results_line_cut_off_by_a_crash_is_ignored_and_the_next_line_starts_fresh(tmp_path):

@@ -47,6 +47,20 @@ def test_ddim_time_pairs(steps, head, tail):
     assert all(pairs[i][1] == pairs[i + 1][0] for i in range(steps - 1))
 
 
-def test_ddim_time_pairs_rejects_zero_steps():
+@pytest.mark.parametrize("steps", [0, 1001, 100_000_000])
+def test_ddim_time_pairs_rejects_steps_out_of_range(steps):
     with pytest.raises(ValueError, match="sampling steps must be between 1 and 1000"):
-        ddim_time_pairs(0)
+        ddim_time_pairs(steps)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"steps": 100_000_000}, "sampling steps must be a whole number from 1 to 1000"),
+    ({"steps": 0}, "sampling steps must be a whole number from 1 to 1000"),
+    ({"seed": 10**23}, r"the seed must be a whole number from 0 to 2\*\*63 - 1"),
+    ({"seed": -1}, r"the seed must be a whole number from 0 to 2\*\*63 - 1"),
+])
+def test_sampler_options_out_of_range_are_refused_before_any_work(options, message):
+    from ditto_core.motion import SamplerOptions
+
+    with pytest.raises(ValueError, match=message):
+        SamplerOptions(**options)

@@ -218,9 +218,11 @@ def _paste(env, crops=4, crop_side=512, masks=None, frames=None, feather=0.05, m
     return list(paste_faces(faces, placement, targets, feather, face_masks))
 
 
-def _hand_made_motion(env, anchor: float | None = None, exp_offsets: tuple | None = None, **header):
+def _hand_made_motion(env, anchor: float | None = None, exp_offsets: tuple | None = None,
+                      first_value_f64: float | None = None, **header):
     """A copy of assets/nod.safetensors with one value changed, as a user would make by hand (``exp_offsets``:
-    ``(columns, value)`` of face edits added, as a format-2 file holds them)."""
+    ``(columns, value)`` of face edits added, as a format-2 file holds them; ``first_value_f64``: the frames
+    stored as float64 with this first value)."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -228,6 +230,9 @@ def _hand_made_motion(env, anchor: float | None = None, exp_offsets: tuple | Non
         metadata, tensors = handle.metadata(), {key: handle.get_tensor(key) for key in handle.keys()}
     if anchor is not None:
         tensors["anchor"] = torch.full((265,), anchor)
+    if first_value_f64 is not None:
+        tensors["frames"] = tensors["frames"].double()
+        tensors["frames"][0, 0] = first_value_f64
     if exp_offsets is not None:
         columns, value = exp_offsets
         tensors["exp_offsets"] = torch.full((tensors["frames"].shape[0], columns), value)
@@ -407,6 +412,9 @@ CASES = [
                                         r"number from 1 to 1000"),
     Case("motion file whose anchor is NaN", lambda e: _hand_made_motion(e, anchor=float("nan")),
          error=MotionFileError, message=r"hand_made.safetensors: 265 NaN or infinite value\(s\) in the anchor"),
+    Case("motion file in float64 with a value beyond float32 (1e300)",
+         lambda e: _hand_made_motion(e, first_value_f64=1e300), error=MotionFileError,
+         message=r"hand_made.safetensors: 1 NaN or infinite value\(s\) in the frames"),
     Case("motion file whose face edits have the wrong shape", lambda e: _hand_made_motion(e, exp_offsets=(62, 0.0)),
          error=MotionFileError, message=r"hand_made.safetensors: exp_offsets have shape \[\d+, 62\]"),
     Case("motion file whose face edits hold NaN", lambda e: _hand_made_motion(e, exp_offsets=(63, float("nan"))),

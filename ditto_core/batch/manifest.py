@@ -7,6 +7,8 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..motion.sampler import MAX_SEED, MAX_STEPS
+
 REQUIRED_COLUMNS = ("portrait", "audio")
 OPTIONAL_COLUMNS = ("name", "emotion", "seed", "fps", "steps")
 
@@ -102,8 +104,9 @@ def parse_row(values: list[str], columns: list[str], line: int, folder: Path) ->
     try:
         return Row(line=line, name=check_name(name), portrait=input_path(fields["portrait"], "portrait", folder),
                    audio=input_path(fields["audio"], "audio", folder), emotion=check_emotion(fields.get("emotion")),
-                   seed=integer(fields.get("seed"), "seed", 0), fps=check_fps(fields.get("fps")),
-                   steps=integer(fields.get("steps"), "steps", None, minimum=1))
+                   seed=integer(fields.get("seed"), "seed", 0, minimum=0, maximum=MAX_SEED),
+                   fps=check_fps(fields.get("fps")),
+                   steps=integer(fields.get("steps"), "steps", None, minimum=1, maximum=MAX_STEPS))
     except ValueError as exc:
         return BadRow(line, name, f"line {line}: {exc}")
 
@@ -139,15 +142,15 @@ def check_emotion(value: str | None) -> str | None:
     return value
 
 
-def integer(value: str | None, column: str, default: int | None, minimum: int | None = None) -> int | None:
+def integer(value: str | None, column: str, default: int | None, minimum: int, maximum: int) -> int | None:
     if not value:
         return default
     try:
         number = int(value)
     except ValueError:
         raise ValueError(f"{column} must be a whole number, got {value!r}") from None
-    if minimum is not None and number < minimum:
-        raise ValueError(f"{column} must be at least {minimum}, got {number}")
+    if not minimum <= number <= maximum:
+        raise ValueError(f"{column} must be a whole number from {minimum} to {maximum}, got {number}")
     return number
 
 

@@ -74,9 +74,9 @@ class Motion:
             raise ValueError(f"motion frames must have shape [N, {MOTION_DIM}], got {tuple(self.frames.shape)}")
         if self.frames.shape[0] == 0:
             raise ValueError("motion has no frames")
-        check_finite(self.frames, "the frames")
-        object.__setattr__(self, "fps", check_motion_fps(self.fps))
         object.__setattr__(self, "frames", self.frames.detach().float().cpu().contiguous())
+        check_finite(self.frames, "the frames")  # after float32: a float64 1e300 is infinite there
+        object.__setattr__(self, "fps", check_motion_fps(self.fps))
         if self.anchor is not None and self.anchor.numel() != MOTION_DIM:
             raise ValueError(f"the anchor must have {MOTION_DIM} values, got shape {tuple(self.anchor.shape)}")
         anchor = self.frames[0] if self.anchor is None else self.anchor.detach().float().cpu().reshape(MOTION_DIM)

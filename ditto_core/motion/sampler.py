@@ -35,8 +35,7 @@ class ChainConfig:
     clip_max: torch.Tensor | None = None
 
     def validate(self, seq_len: int) -> None:
-        if self.steps < 1 or self.steps > 1000:
-            raise ValueError(f"sampling steps must be between 1 and 1000, got {self.steps}")
+        check_steps(self.steps)
         if not 0 <= self.overlap < seq_len:
             raise ValueError(f"overlap must be between 0 and {seq_len - 1} frames, got {self.overlap}")
         if self.smoothing < 0:
@@ -52,6 +51,16 @@ class ChainConfig:
                 "clipped": self.clip_min is not None}
 
 
+MAX_STEPS = 1000  # the LMDM's diffusion timesteps: DDIM takes at most one step per timestep
+MAX_SEED = 2**63 - 1  # what torch.Generator.manual_seed and ComfyUI's seed widget take
+
+
+def check_steps(steps: int) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"sampling steps must be a whole number from 1 to {MAX_STEPS}, got {steps!r}")
+    return steps
+
+
 @dataclass(frozen=True)
 class SamplerOptions:
     """What a user chooses for one sampling; ``None`` keeps the configuration's value (the release's, as
@@ -61,6 +70,12 @@ class SamplerOptions:
     overlap: int | None = None
     smoothing: int | None = None
     seed: int = 0
+
+    def __post_init__(self):
+        if self.steps is not None:
+            check_steps(self.steps)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"the seed must be a whole number from 0 to 2**63 - 1, got {self.seed!r}")
 
     def apply(self, chain: ChainConfig) -> ChainConfig:
         chosen = {name: value for name in ("steps", "overlap", "smoothing")
@@ -221,7 +236,7 @@ class WindowSampler:
         config = lmdm.config
         self.shape = (1, config.seq_len, config.motion_dim)
         self.generator = torch.Generator().manual_seed(seed)
-        self.steps = steps
+        self.steps = check_steps(steps)  # before the schedule and its noise are made
         self.schedule = ddim_steps(lmdm, steps)
         self.noises = [torch.randn(self.shape, generator=self.generator).to(self.device)
                        for step in self.schedule if step.update is not None]
