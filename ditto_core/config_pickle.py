@@ -54,17 +54,62 @@ ALLOWED_GLOBALS: dict[tuple[str, str], object] = {
 }
 
 
-class DataOnlyUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only ``ALLOWED_GLOBALS``; any other global raises before it is used."""
+class _NdarrayName:
+    """``numpy.ndarray`` as a pickle names it: the array type where ``_reconstruct`` takes it (how every array is
+    pickled); called by itself, a constructor that refuses arrays larger than ``limit`` bytes."""
 
-    def __init__(self, file, source: str):
+    def __init__(self, limit: int):
+        self.limit = limit
+
+    def __call__(self, shape, dtype=float, *args, **kwargs):
+        _check_size(shape, dtype, self.limit, "numpy.ndarray")
+        return np.ndarray(shape, dtype, *args, **kwargs)
+
+
+def _check_size(shape, dtype, limit: int, what: str) -> None:
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    if not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise pickle.UnpicklingError(f"{what} asked for shape {shape!r}")
+    nbytes = int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize
+    if nbytes > limit:
+        raise pickle.UnpicklingError(f"{what} asked for {nbytes} bytes, more than the file could hold ({limit})")
+
+
+def _sized_constructors(limit: int) -> dict[tuple[str, str], object]:
+    """The allowed globals that allocate by a size they are given, each refusing more than ``limit`` bytes: a few
+    bytes of pickle can otherwise ask for gigabytes (``bytearray(10**10)``)."""
+    ndarray = _NdarrayName(limit)
+
+    def reconstruct(subtype, shape, dtype):
+        _check_size(shape, "b", limit, "numpy's _reconstruct")
+        return ALLOWED_GLOBALS[("numpy.core.multiarray", "_reconstruct")](
+            np.ndarray if subtype is ndarray else subtype, shape, dtype)
+
+    def sized_bytearray(source=b"", *args):
+        if isinstance(source, int):
+            _check_size(source, "b", limit, "bytearray")
+        return bytearray(source, *args)
+
+    constructors = {("numpy", "ndarray"): ndarray, ("builtins", "bytearray"): sized_bytearray}
+    for package in ("numpy.core", "numpy._core"):
+        constructors[(f"{package}.multiarray", "_reconstruct")] = reconstruct
+    return constructors
+
+
+class DataOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only ``ALLOWED_GLOBALS``; any other global raises before it is used, and those
+    that allocate by a given size refuse more than ``limit`` bytes (the file's size: data it really holds is
+    never larger)."""
+
+    def __init__(self, file, source: str, limit: int):
         super().__init__(file)
         self.source = source
+        self.sized = _sized_constructors(limit)
 
     def find_class(self, module: str, name: str):
         if module == "__builtin__":  # the Python 2 name, which protocols 0-2 write
             module = "builtins"
-        found = ALLOWED_GLOBALS.get((module, name))
+        found = self.sized.get((module, name)) or ALLOWED_GLOBALS.get((module, name))
         if found is None:
             raise ConfigFileError(
                 f"{self.source} asks to run {module}.{name} while loading; a configuration file may hold only numpy "
@@ -86,7 +131,7 @@ def load_data_pickle(path: str | Path) -> object:
         raise ConfigFileError(f"cannot read the configuration file {path}: {exc}") from exc
     try:
         check_memo_indexes(data)
-        return DataOnlyUnpickler(io.BytesIO(data), str(path)).load()
+        return DataOnlyUnpickler(io.BytesIO(data), str(path), limit=len(data)).load()
     except ConfigFileError:
         raise
     except Exception as exc:  # truncated or corrupt pickles raise many different errors

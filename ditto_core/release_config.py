@@ -19,7 +19,7 @@ import torch
 from .config_pickle import ConfigFileError, load_data_pickle
 from .motion.drive import FRAME_CONTROLS, DriveOptions
 from .motion.motion import MOTION_DIM
-from .motion.sampler import ChainConfig
+from .motion.sampler import MAX_STEPS, ChainConfig
 from .portrait.registration import RegistrationOptions
 from .release import CONFIG_FILES, download_instructions, release_path
 
@@ -57,6 +57,9 @@ CONDITION_FLAGS = ("use_emo", "use_eye_open", "use_eye_ball", "use_sc")
 KEYPOINT_KEYS = {"scale": 1, "pitch": 66, "yaw": 66, "roll": 66, "t": 3, "exp": 63, "kp": 63}
 DRIVABLE_FIELDS = ("scale", "pitch", "yaw", "roll", "t", "exp")
 BLINK_SCHEDULE_FRAMES = 3000  # the reference's schedule length when the clip's length is not known (N_d = -1)
+# bounds on sizes a cfg sets, so that a damaged value is refused at load instead of allocating without end
+SEQ_FRAMES, MAX_SEQ_FRAMES = 80, 10_000  # the LMDM's window (the release's 80); check_model matches the checkpoint
+MAX_SCHEDULE_FRAMES = 25 * 3600 * 24  # N_d and fix_kp_cond: a day of frames at 25 fps
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,7 @@ def _bad(source: str, key: str, value, expected: str) -> ConfigFileError:
     return ConfigFileError(f"{source}: default_kwargs[{key!r}] is {shown}; expected {expected}")
 
 
-def _number(source, key, value, integer=False):
+def _number(source, key, value, integer=False, minimum=None, maximum=None):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise _bad(source, key, value, "an integer" if integer else "a number")
     try:
@@ -177,6 +180,8 @@ def _number(source, key, value, integer=False):
         raise _bad(source, key, value, "a finite number")
     if integer and not number.is_integer():
         raise _bad(source, key, value, "an integer")
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        raise _bad(source, key, value, f"{'an integer' if integer else 'a number'} from {minimum} to {maximum}")
     return int(value) if integer else number
 
 
@@ -307,12 +312,16 @@ def config_from_data(data: object, name: str, sha256: str | None) -> ReleaseConf
                 and 0 <= reset_keep[0] <= reset_keep[1] <= MOTION_DIM):
             raise _bad(name, "fix_kp_cond_dim", reset_keep, f"None or [start, end] within 0..{MOTION_DIM}")
         reset_keep = (int(reset_keep[0]), int(reset_keep[1]))
+    window = _number(name, "audio2motion_cfg.seq_frames", a2m.get("seq_frames", SEQ_FRAMES), integer=True,
+                     minimum=1, maximum=MAX_SEQ_FRAMES)
     chain = ChainConfig(
-        steps=_number(name, "sampling_timesteps", kw["sampling_timesteps"], integer=True),
-        overlap=_number(name, "overlap_v2", kw["overlap_v2"], integer=True),
-        smoothing=_number(name, "smo_k_d", kw["smo_k_d"], integer=True),
+        steps=_number(name, "sampling_timesteps", kw["sampling_timesteps"], integer=True, minimum=1,
+                      maximum=MAX_STEPS),
+        overlap=_number(name, "overlap_v2", kw["overlap_v2"], integer=True, minimum=0, maximum=window - 1),
+        smoothing=_number(name, "smo_k_d", kw["smo_k_d"], integer=True, minimum=0, maximum=window),
         short_blend=_flag(name, "online_mode", kw["online_mode"]),
-        reset_every=_number(name, "fix_kp_cond", kw["fix_kp_cond"], integer=True),
+        reset_every=_number(name, "fix_kp_cond", kw["fix_kp_cond"], integer=True, minimum=0,
+                            maximum=MAX_SCHEDULE_FRAMES),
         reset_keep=reset_keep,
         clip_min=clip_min,
         clip_max=clip_max,
@@ -322,7 +331,7 @@ def config_from_data(data: object, name: str, sha256: str | None) -> ReleaseConf
     if kw["delta_eye_arr"] is not None:
         template = torch.from_numpy(_array(name, "delta_eye_arr", kw["delta_eye_arr"], (None, 63)))
     blinks = BlinkConfig(template, _open_frames(name, kw["delta_eye_open_n"]),
-                         _number(name, "N_d", kw["N_d"], integer=True))
+                         _number(name, "N_d", kw["N_d"], integer=True, minimum=-1, maximum=MAX_SCHEDULE_FRAMES))
 
     canonical = _canonical(name, kw["ch_info"])
     fields, gains = _driven_fields(name, kw["use_d_keys"])

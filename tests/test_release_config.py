@@ -131,6 +131,25 @@ def test_payloads_are_refused_without_running(tmp_path, name):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("allocation", [Payload(bytearray, (1_500_000_000,)),
+                                        Payload(np.ndarray, ((40_000, 40_000),)),
+                                        np.zeros(1)])
+def test_a_few_bytes_cannot_ask_for_gigabytes(tmp_path, allocation):
+    """bytearray and ndarray are allowed (numpy arrays are pickled through them), but never for more bytes than
+    the file holds; a legitimate array still loads."""
+    import resource
+
+    path = tmp_path / "v0.4_hubert_cfg_pytorch.pkl"
+    path.write_bytes(pickle.dumps({"default_kwargs": {"x": allocation}}, protocol=2))
+    if isinstance(allocation, np.ndarray):
+        assert np.array_equal(load_data_pickle(path)["default_kwargs"]["x"], allocation)
+        return
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ConfigFileError, match="more than the file could hold"):
+        load_data_pickle(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: nothing of that size
+
+
 def test_a_damaged_config_is_one_clear_error(tmp_path):
     path = tmp_path / "cfg.pkl"
     path.write_bytes(pickle.dumps(BENIGN)[:40])
@@ -138,6 +157,18 @@ def test_a_damaged_config_is_one_clear_error(tmp_path):
         load_data_pickle(path)
     path.write_bytes(pickle.dumps({"default_kwargs": {"overlap_v2": "seventy"}}))
     with pytest.raises(ConfigFileError, match=r"default_kwargs\['overlap_v2'\] is 'seventy'; expected an integer"):
+        load_release_config(path)
+
+
+@pytest.mark.parametrize("key, value", [("sampling_timesteps", 10**9), ("sampling_timesteps", 0), ("overlap_v2", -3),
+                                        ("overlap_v2", 80), ("smo_k_d", -1), ("N_d", 10**12), ("fix_kp_cond", -2)])
+def test_sizes_out_of_range_are_refused_at_load_naming_the_key(tmp_path, key, value):
+    """Values that would make sampling hang, allocate terabytes or fail deep inside (found by the independent
+    check) are one error when the file is read."""
+    path = tmp_path / "v0.4_hubert_cfg_pytorch.pkl"
+    path.write_bytes(pickle.dumps({"default_kwargs": {key: value}, "audio2motion_cfg": {}}))
+    with pytest.raises(ConfigFileError, match=rf"{path.name}: default_kwargs\['{key}'\] is {value}; expected an "
+                                              rf"integer from -?\d+ to \d+"):
         load_release_config(path)
 
 
