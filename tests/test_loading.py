@@ -117,6 +117,35 @@ def test_wrong_shape(small_release, tmp_path):
         load_network("motion_extractor", target)
 
 
+def test_stitching_widths_must_fit_keypoints(small_release, tmp_path):
+    """The stitching MLP reads 6K values and gives 3K + 2; other widths load nowhere useful (found by the
+    independent check: one loaded, then the first render failed in a matrix product)."""
+    sd = _state_dict(small_release, "stitch_network")
+    hidden = sd["mlp.0.weight"].shape[0]
+    sd["mlp.0.weight"] = torch.zeros(hidden, 127)
+    target = tmp_path / "stitching.pth"
+    torch.save(sd, target)
+    with pytest.raises(CheckpointError, match=r"stitching.pth does not match .* the MLP maps 127 values to 65"):
+        load_network("stitch_network", target)
+
+
+def test_empty_tensors_are_refused_before_anything_is_built(small_release, tmp_path):
+    sd = _state_dict(small_release, "stitch_network")
+    sd["mlp.0.weight"] = torch.empty(200_000, 0)
+    target = tmp_path / "stitching.pth"
+    torch.save(sd, target)
+    with pytest.raises(CheckpointError, match=r"1 tensor\(s\) hold no values, e\.g\. mlp\.0\.weight"):
+        load_network("stitch_network", target)
+
+
+def test_a_network_far_larger_than_its_file_is_planned_without_memory_and_refused():
+    from ditto_core.models.loading import check_planned_size
+    from ditto_core.models.state_dict import CheckpointMismatch
+
+    with pytest.raises(CheckpointMismatch, match=r"a network of 10000100000 values, but it holds 10"):
+        check_planned_size(lambda width: torch.nn.Linear(width, 100_000), 100_000, {"weight": torch.zeros(10)})
+
+
 def test_wrong_kind_of_file(small_release):
     with pytest.raises(CheckpointError, match="does not match the Ditto warp_network network: missing key"):
         load_network("warp_network", _path(small_release, "decoder"))

@@ -78,6 +78,23 @@ def unwrap_state_dict(content: object) -> dict[str, torch.Tensor]:
     return {(k[len(DDP_PREFIX) :] if k.startswith(DDP_PREFIX) else k): v for k, v in content.items()}
 
 
+# values a network may hold beyond its file's tensors: buffers computed from its config (the LMDM's noise schedule,
+# sampling grids), never the millions a damaged width would ask for
+UNSTORED_VALUES = 10_000_000
+
+
+def check_planned_size(build: Callable[[object], nn.Module], config, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """CheckpointMismatch when the network the file's shapes describe would hold far more values than the file
+    does (a few bytes of tensors can name widths that ask for gigabytes): it is planned on the meta device, which
+    allocates nothing, before it is built."""
+    with torch.device("meta"):
+        planned = build(config)
+    needed = sum(t.numel() for t in (*planned.parameters(), *planned.buffers()))
+    held = sum(t.numel() for t in state_dict.values() if isinstance(t, torch.Tensor))
+    if needed > held + UNSTORED_VALUES:
+        raise CheckpointMismatch(f"its shapes describe a network of {needed} values, but it holds {held}")
+
+
 def load_network(kind: str, path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Build network ``kind`` from its official file and return it in eval mode on ``device``.
 
@@ -102,7 +119,12 @@ def load_network(kind: str, path: str | Path, device: str | torch.device = "cpu"
         ) from exc
     try:
         state_dict = unwrap_state_dict(content)
-        module = spec.build(spec.config_from_state_dict(state_dict))
+        empty = [key for key, value in state_dict.items() if isinstance(value, torch.Tensor) and value.numel() == 0]
+        if empty:  # no release tensor is empty; widths read off one could be anything
+            raise CheckpointMismatch(f"{len(empty)} tensor(s) hold no values, e.g. {empty[0]}")
+        config = spec.config_from_state_dict(state_dict)
+        check_planned_size(spec.build, config, state_dict)
+        module = spec.build(config)
         load_strict(module, state_dict)
     except CheckpointMismatch as exc:
         raise CheckpointError(f"{path} does not match the Ditto {kind} network: {exc} ({where})") from exc

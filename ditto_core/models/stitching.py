@@ -21,7 +21,12 @@ class StitchingConfig:
         if linear_indices != list(range(0, 2 * len(linear_indices), 2)):
             raise CheckpointMismatch(f"expected linear layers mlp.0, mlp.2, …; found indices {linear_indices}")
         shapes = [shape_of(sd, f"mlp.{i}.weight") for i in linear_indices]
-        return cls(widths=(shapes[0][1], *(s[0] for s in shapes)))
+        widths = (shapes[0][1], *(s[0] for s in shapes))
+        num_kp, rest = divmod(widths[0], 6)
+        if rest or widths[-1] != 3 * num_kp + 2:
+            raise CheckpointMismatch(f"the MLP maps {widths[0]} values to {widths[-1]}; stitching reads two sets of "
+                                     f"K 3-D keypoints (6K values) and gives 3K + 2")
+        return cls(widths=widths)
 
 
 class StitchingNetwork(nn.Module):
