@@ -153,13 +153,16 @@ def render_one(networks: DittoNetworks, portrait: Portrait, motion: Motion, inde
                options: RenderOptions = RenderOptions()) -> np.ndarray:
     """Frame ``index`` of ``render_frames(networks, portrait, motion, options)`` alone: ``[H, W, 3]`` uint8.
 
-    Batched convolutions round by batch size, not by what the other frames hold, so the frame is rendered in a
-    batch of the size the full render gives its batch (copies of it): equal to the full render's frame exactly,
-    at the cost of one batch (one frame's work at batch size 1; on a GPU a small batch takes about as long)."""
+    Batched convolutions round differently by batch size and position in the batch, so the batch the full render
+    puts the frame in is rendered as it is, and the frame taken from it: equal to the full render's frame exactly,
+    at the cost of one batch (one frame's work at batch size 1)."""
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise TypeError(f"the frame index must be a whole number, got {index!r}")
     if not 0 <= index < len(motion):
         raise IndexError(f"frame {index} is outside the motion's {len(motion)} frames (0 to {len(motion) - 1})")
     batch_start = index - index % options.batch_size
-    batch = min(options.batch_size, len(motion) - batch_start)
-    frames = render_frames(networks, portrait, motion.slice(index, index + 1).held(batch), options,
-                           first_index=index)
+    batch_stop = min(batch_start + options.batch_size, len(motion))
+    frames = render_frames(networks, portrait, motion.slice(batch_start, batch_stop), options, first_index=batch_start)
+    for _ in range(index - batch_start):
+        next(frames)
     return next(frames)

@@ -51,19 +51,24 @@ def test_one_frame_equals_that_frame_of_the_full_render_exactly(pipeline, portra
         assert np.array_equal(pipeline.render_frame(portrait, motion, index, options), full[index])
 
 
-def test_one_frame_of_a_video_source_equals_the_full_render(pipeline):
+@pytest.mark.parametrize("paste_back", [False, True])
+def test_one_frame_of_a_video_source_equals_the_full_render(pipeline, paste_back):
+    """Each frame of a dubbing render has its own source frame: the frame is taken from its own batch as the full
+    render makes it (copies of it in a batch of their own differed by a level on a real video)."""
     rng = np.random.default_rng(3)
-    video = pipeline.register(rng.integers(60, 200, (3, 241, 300, 3), dtype=np.uint8), fps=25.0)
-    motion = _motion(n=7)
-    options = pipeline.render_options(batch_size=3, precision="fp32", paste_back=False)
+    video = pipeline.register(rng.integers(60, 200, (5, 241, 300, 3), dtype=np.uint8), fps=25.0)
+    motion = _motion(n=11)
+    options = pipeline.render_options(batch_size=4, precision="fp32", paste_back=paste_back)
     full = list(pipeline.render(video, motion, options))
-    for index in (1, 4, 6):  # ping-pong: source frames 1, 2 and 0
-        assert np.array_equal(pipeline.render_frame(video, motion, index, options), full[index])
+    for index in range(len(motion)):  # ping-pong over the 5 source frames; the last batch short
+        assert np.array_equal(pipeline.render_frame(video, motion, index, options), full[index]), index
 
 
-def test_a_frame_outside_the_motion_is_refused(pipeline, portrait):
+def test_a_frame_outside_the_motion_or_not_a_whole_number_is_refused(pipeline, portrait):
     with pytest.raises(IndexError, match="frame 11 is outside the motion's 11 frames"):
         pipeline.render_frame(portrait, _motion(), 11)
+    with pytest.raises(TypeError, match="the frame index must be a whole number, got 2.5"):
+        pipeline.render_frame(portrait, _motion(), 2.5)
 
 
 def test_motion_of_image_is_the_registered_face_s_motion(pipeline, image, portrait):
