@@ -273,3 +273,21 @@ def test_keyframe_lines_name_one_control_each():
         parse_face_keyframes("smile = 0:0, 1")
     with pytest.raises(FaceEditError, match="line 2: smile is given twice"):
         parse_face_keyframes("smile = 1\nsmile = 2")
+
+
+@pytest.mark.parametrize("amount", ["nan", "inf", "0:nan, 1:1", "0:1e39", "nan:1, 1:0", [(0, float("nan"))],
+                                    [(0, "x")], torch.full((30,), float("inf"))])
+def test_amounts_that_are_not_finite_numbers_name_their_control(amount):
+    """Found by the independent check: these ended in an error naming no control, or a TypeError."""
+    with pytest.raises(FaceEditError, match=r"^smile: "):
+        controls.edit_face(Motion(torch.zeros(30, 265)), smile=amount)
+    with pytest.raises(FaceEditError, match=r"smile"):
+        parse_face_keyframes("smile = 0:nan, 1:1")
+
+
+@pytest.mark.parametrize("amount", [np.float32(0.5), torch.tensor(0.5), np.float64(0.5)])
+def test_numpy_and_torch_scalars_are_numbers(amount):
+    still = Motion(torch.zeros(30, 265))
+    edited = controls.edit_face(still, smile=amount)
+    assert torch.equal(edited.offsets, controls.edit_face(still, smile=0.5).offsets)
+    assert edited.metadata["face_edits"] == [{"smile": 0.5}]

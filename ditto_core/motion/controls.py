@@ -165,10 +165,12 @@ def keyframe_values(points, num_frames: int, fps: float = 25.0) -> torch.Tensor:
     """``(seconds, value)`` pairs → ``[num_frames]`` values, linear between them and held before the first and
     after the last (zeros without pairs)."""
     points = sorted((float(t), float(v)) for t, v in points)
+    if not np.isfinite(np.array(points, dtype=np.float64)).all():
+        raise ValueError(f"keyframe times and values must be finite numbers, got {points}")
     if not points:
         return torch.zeros(num_frames)
     times = np.arange(num_frames) / fps
-    return torch.from_numpy(np.interp(times, [p[0] for p in points], [p[1] for p in points]).astype(np.float32))
+    return torch.from_numpy(np.interp(times, [p[0] for p in points], [p[1] for p in points])).float()
 
 
 FACE_NAMES = ("edit_face", "apply_reference", "FACE_CONTROLS")  # face editing lives in face.py, which uses these

@@ -114,7 +114,15 @@ class FaceEditError(ValueError):
 def amount_curve(value, num_frames: int, fps: float = 25.0, name: str = "amount") -> torch.Tensor:
     """An amount for every frame ``[num_frames]``: a number, a keyframe text ``"0:0, 1.5:1, 3:0"`` (seconds:value,
     linear between keyframes, held before the first and after the last), a list of ``(seconds, value)`` pairs, or
-    one value per frame (a tensor or array)."""
+    one value per frame (a tensor or array). Every value, keyframe times included, must be finite."""
+    curve = _read_amount(value, num_frames, fps, name)
+    if not torch.isfinite(curve).all():
+        raise FaceEditError(f"{name}: the amount must be a finite number (and keyframe times finite seconds), got "
+                            f"{value!r}")
+    return curve
+
+
+def _read_amount(value, num_frames: int, fps: float, name: str) -> torch.Tensor:
     if isinstance(value, str):
         text = value.strip()
         if not text:
@@ -131,17 +139,17 @@ def amount_curve(value, num_frames: int, fps: float = 25.0, name: str = "amount"
             raise FaceEditError(f"{name}: cannot read the keyframes {value!r}; write them as seconds:value "
                                 f"separated by commas, e.g. 0:0, 1.5:1, 3:0") from None
     if isinstance(value, (list, tuple)) and value and all(isinstance(p, (list, tuple)) for p in value):
-        if any(len(p) != 2 for p in value):
-            raise FaceEditError(f"{name}: keyframes must be (seconds, value) pairs, got {value!r}")
-        return keyframe_values(value, num_frames, fps)
+        try:
+            if any(len(p) != 2 for p in value):
+                raise ValueError("not pairs")
+            return keyframe_values([(float(t), float(v)) for t, v in value], num_frames, fps)
+        except (TypeError, ValueError):
+            raise FaceEditError(f"{name}: keyframes must be (seconds, value) pairs of numbers, got {value!r}") from None
     try:
-        curve = per_frame(value, num_frames)
+        return per_frame(value, num_frames)
     except (TypeError, RuntimeError, ValueError) as exc:
         raise FaceEditError(f"{name}: expected a number, keyframe text like '0:0, 1.5:1', (seconds, value) pairs "
                             f"or one value per frame ({num_frames}); got {value!r} ({exc})") from None
-    if not torch.isfinite(curve).all():
-        raise FaceEditError(f"{name}: the amount must be finite, got {value!r}")
-    return curve
 
 
 def parse_face_keyframes(text: str, extra_names=("reference",)) -> dict[str, str]:
@@ -198,6 +206,8 @@ def describe_amount(value) -> float | str | list:
     if isinstance(value, (list, tuple)):
         return [list(map(float, p)) if isinstance(p, (list, tuple)) else float(p) for p in value]
     curve = torch.as_tensor(value, dtype=torch.float32)
+    if curve.ndim == 0:  # a numpy or torch scalar
+        return float(curve)
     return f"{len(curve)} per-frame values from {float(curve.min()):.3g} to {float(curve.max()):.3g}"
 
 
