@@ -219,7 +219,9 @@ def test_app_forms_name_widgets_the_workflow_has(path):
     form = workflow["extra"].get("linearData")
     assert (form is not None) == (path.stem in APPS)
     if form is None:
+        assert "linearMode" not in workflow["extra"]
         return
+    assert workflow["extra"]["linearMode"] is True  # opens as the App, the graph one click away
     classes = build.ditto_classes()
     nodes = {n["id"]: n for n in workflow["nodes"]}
     for node_id, widget in form["inputs"]:

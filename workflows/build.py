@@ -243,8 +243,9 @@ class Workflow:
         offset = [round((CANVAS[0] / scale - (right - left)) / 2 - left, 1),
                   round((CANVAS[1] / scale - (bottom - top)) / 2 - top, 1)]
         extra = {"ds": {"scale": round(scale, 3), "offset": offset}}
-        if self.app:
+        if self.app:  # opened in App mode (the front end reads extra.linearMode when it loads a workflow)
             extra["linearData"] = self.app
+            extra["linearMode"] = True
         return {
             "id": str(uuid.UUID(int=len(self.nodes) * 7919 + len(self.links))), "revision": 0,
             "last_node_id": len(nodes), "last_link_id": len(self.links), "nodes": nodes, "links": self.links,
