@@ -87,9 +87,9 @@ FACE_CONTROLS: dict[str, FaceControl] = {c.name: c for c in (
                 {(1, 1): 0.01, (2, 1): -0.01},
                 {(1, 0): 0.01, (2, 0): -0.01, (1, 1): -0.003, (2, 1): 0.003}),
     FaceControl("wink_left", "closes the person's left eye (11 down, lower lid 13 up), raises that cheek (3) and "
-                "pulls the lower lip (17) toward it", _WINK_LEFT),
+                "pulls the lower lip (17) toward it and down", _WINK_LEFT),
     FaceControl("wink_right", "closes the person's right eye (15, 16), raises that cheek (7) and pulls the lower "
-                "lip (17) toward it", _mirror(_WINK_LEFT, _SIDES)),
+                "lip (17) toward it and down", _mirror(_WINK_LEFT, _SIDES)),
     FaceControl("eyes_open", "both eyes: upper lids (11, 15) up and lower lids (13, 16) down, 1 wide open; −1 "
                 "closes them", {(11, 1): -0.005, (15, 1): -0.005, (13, 1): 0.0015, (16, 1): 0.0015},
                 {(11, 1): 0.02, (15, 1): 0.02, (13, 1): -0.006, (16, 1): -0.006}),
