@@ -108,34 +108,23 @@ def test_renamed_key_not_used_for_sizes(small_release, tmp_path):
         load_network("motion_extractor", target)
 
 
-def test_wrong_shape(small_release, tmp_path):
-    sd = _state_dict(small_release, "motion_extractor")
-    sd["detector.fc_t.weight"] = torch.zeros(4, sd["detector.fc_t.weight"].shape[1])
-    target = tmp_path / "motion.pth"
+@pytest.mark.parametrize("kind, key, damage, message", [
+    ("motion_extractor", "detector.fc_t.weight", lambda t: torch.zeros(4, t.shape[1]),
+     r"shape mismatches: detector\.fc_t\.weight: file \(4, 64\), network \(3, 64\)"),
+    # stitching reads 6K values and gives 3K + 2 (found by the independent check: a 127-wide input loaded, then
+    # the first render failed in a matrix product)
+    ("stitch_network", "mlp.0.weight", lambda t: torch.zeros(t.shape[0], 127), r"the MLP maps 127 values to 65"),
+    # no release tensor is empty; widths read off one asked for 160 GB before they were refused
+    ("stitch_network", "mlp.0.weight", lambda t: torch.empty(200_000, 0),
+     r"1 tensor\(s\) hold no values, e\.g\. mlp\.0\.weight"),
+])
+def test_a_tensor_of_the_wrong_shape_is_one_error(small_release, tmp_path, kind, key, damage, message):
+    sd = _state_dict(small_release, kind)
+    sd[key] = damage(sd[key])
+    target = tmp_path / f"{kind}.pth"
     torch.save(sd, target)
-    with pytest.raises(CheckpointError, match=r"shape mismatches: detector\.fc_t\.weight: file \(4, 64\), network \(3, 64\)"):
-        load_network("motion_extractor", target)
-
-
-def test_stitching_widths_must_fit_keypoints(small_release, tmp_path):
-    """The stitching MLP reads 6K values and gives 3K + 2; other widths load nowhere useful (found by the
-    independent check: one loaded, then the first render failed in a matrix product)."""
-    sd = _state_dict(small_release, "stitch_network")
-    hidden = sd["mlp.0.weight"].shape[0]
-    sd["mlp.0.weight"] = torch.zeros(hidden, 127)
-    target = tmp_path / "stitching.pth"
-    torch.save(sd, target)
-    with pytest.raises(CheckpointError, match=r"stitching.pth does not match .* the MLP maps 127 values to 65"):
-        load_network("stitch_network", target)
-
-
-def test_empty_tensors_are_refused_before_anything_is_built(small_release, tmp_path):
-    sd = _state_dict(small_release, "stitch_network")
-    sd["mlp.0.weight"] = torch.empty(200_000, 0)
-    target = tmp_path / "stitching.pth"
-    torch.save(sd, target)
-    with pytest.raises(CheckpointError, match=r"1 tensor\(s\) hold no values, e\.g\. mlp\.0\.weight"):
-        load_network("stitch_network", target)
+    with pytest.raises(CheckpointError, match=rf"{kind}\.pth does not match the Ditto {kind} network: {message}"):
+        load_network(kind, target)
 
 
 def test_a_network_far_larger_than_its_file_is_planned_without_memory_and_refused():
