@@ -259,7 +259,8 @@ function updateFigures(run) {
     ? fmt.ms((run.firstFrameAt - run.firstAudioAt) / 1000) + " after the first speech sent" : "–";
   // frames/s since the first frame (frames come in bursts, one per motion window, so a short window misleads)
   const span = run.received > 1 ? (run.lastFrameAt - run.firstFrameAt) / 1000 : 0;
-  $("f-fps").textContent = span > 0 ? ((run.received - 1) / span).toFixed(1) : "–";
+  if (span < 1) return; // rates over the first burst of frames mean nothing
+  $("f-fps").textContent = ((run.received - 1) / span).toFixed(1);
   $("f-lag").textContent = run.lag === null ? "–" : fmt.s(run.lag);
   $("f-frames").textContent = `${run.received}`;
   $("f-audio").textContent = fmt.s(run.sent.length / run.rate);
@@ -276,7 +277,6 @@ class RtcRun {
     this.cleanups = [];
     this.startedAt = performance.now();
     this.firstFrameAt = null;
-    this.last = null; // the previous statistics sample: {at, bytes, frames}
   }
 
   async track() {
@@ -296,6 +296,7 @@ class RtcRun {
     const node = this.ctx.createBufferSource();
     node.buffer = buffer;
     node.connect(this.speaker);
+    node.onended = () => this.closed || setStatus("listening: the file was spoken (choose another to speak again)");
     node.start();
     setStatus("speaking the file; the avatar listens once it ends (choose another file to speak again)");
   }
@@ -365,20 +366,20 @@ class RtcRun {
       if (report.kind === "video") video = report;
     });
     const now = performance.now(), frames = video ? video.framesDecoded || 0 : 0;
-    if (this.last) {
-      const seconds = (now - this.last.at) / 1000;
-      $("f-rate").textContent = `${fmt.kbps(bytes - this.last.bytes, seconds)} (video + speech)`;
-      $("f-fps").textContent = ((frames - this.last.frames) / seconds).toFixed(1);
+    // since the first frame, as over the WebSocket (a 1-second window jumps while the video catches up)
+    const span = this.firstFrameAt === null ? 0 : (now - this.firstFrameAt) / 1000;
+    if (span >= 1) {
+      $("f-rate").textContent = `${fmt.kbps(bytes, span)} (video + speech)`;
+      $("f-fps").textContent = (frames / span).toFixed(1);
     }
-    this.last = { at: now, bytes, frames };
     $("f-first").textContent = this.firstFrameAt === null ? "–"
       : fmt.ms((this.firstFrameAt - this.startedAt) / 1000) + " after connecting";
     if (video) {
       $("f-frames").textContent = `${frames} (${video.framesDropped || 0} dropped)`;
       const delay = video.jitterBufferEmittedCount ? video.jitterBufferDelay / video.jitterBufferEmittedCount : null;
-      $("f-lag").textContent = delay === null ? "–" : `${fmt.ms(delay)} jitter buffer`;
+      $("f-lag").textContent = delay === null ? "–" : fmt.ms(delay);
     }
-    $("f-audio").textContent = fmt.s((now - this.startedAt) / 1000) + " connected";
+    $("f-audio").textContent = fmt.s((now - this.startedAt) / 1000);
   }
 
   end() { this.close("hung up"); }
@@ -404,10 +405,9 @@ function showServer(done) {
 let current = null;
 const hasRtc = typeof RTCPeerConnection === "function";
 
-function buttons(running) {
-  const rtc = $("transport").value === "webrtc";
+function buttons(running, filesSpeak = false) {
   $("mic").disabled = running;
-  $("file").disabled = running && !rtc; // over WebRTC another file is spoken on the same connection
+  $("file").disabled = running && !filesSpeak; // a WebRTC session begun with a file speaks further files
   $("stop").disabled = !running;
   $("transport").disabled = running;
 }
@@ -442,7 +442,9 @@ async function begin(source) {
       "audio file still works, without sound", true);
     return;
   }
-  buttons(true);
+  buttons(true, rtc && source !== "mic");
+  $("f-lag-label").textContent = rtc ? "jitter buffer" : "behind realtime"; // WebRTC's stats see only the buffer
+  $("f-audio-label").textContent = rtc ? "connected" : "speech sent";
   $("f-server").textContent = "–";
   if (!rtc) {
     current = new Run(ctx, input);
