@@ -76,24 +76,56 @@ def _check_size(shape, dtype, limit: int, what: str) -> None:
 
 
 def _sized_constructors(limit: int) -> dict[tuple[str, str], object]:
-    """The allowed globals that allocate by a size they are given, each refusing more than ``limit`` bytes: a few
-    bytes of pickle can otherwise ask for gigabytes (``bytearray(10**10)``)."""
+    """The allowed globals that allocate by a size or a state they are given, each refusing more than ``limit``
+    bytes (a few bytes of pickle can otherwise ask for gigabytes: ``bytearray(10**10)``, a scalar of a 1 GB void
+    dtype) and arrays whose state does not fit their shape (numpy crashes on an object array's short item list)."""
     ndarray = _NdarrayName(limit)
 
-    def reconstruct(subtype, shape, dtype):
-        _check_size(shape, "b", limit, "numpy's _reconstruct")
-        return ALLOWED_GLOBALS[("numpy.core.multiarray", "_reconstruct")](
-            np.ndarray if subtype is ndarray else subtype, shape, dtype)
+    class CheckedArray(np.ndarray):
+        """An array being unpickled: its state is checked before numpy reads it; made plain after loading."""
 
-    def sized_bytearray(source=b"", *args):
-        if isinstance(source, int):
-            _check_size(source, "b", limit, "bytearray")
-        return bytearray(source, *args)
+        def __setstate__(self, state):
+            if not isinstance(state, tuple) or len(state) not in (4, 5):
+                raise pickle.UnpicklingError(f"an array's state is {type(state).__name__} of {len(state)} items")
+            shape, dtype, _, data = state[-4:]
+            _check_size(shape, dtype, limit, "an array")
+            count = int(np.prod(shape, dtype=object))
+            if np.dtype(dtype).hasobject and not (isinstance(data, list) and len(data) == count):
+                raise pickle.UnpicklingError(f"an object array of shape {tuple(shape)} comes with "
+                                             f"{len(data) if isinstance(data, list) else type(data).__name__} items")
+            super().__setstate__(state)
+
+    def reconstruct(subtype, shape, dtype):
+        if subtype is not ndarray:
+            raise pickle.UnpicklingError(f"numpy's _reconstruct of {subtype!r}: only plain arrays are data")
+        _check_size(shape, dtype, limit, "numpy's _reconstruct")
+        return ALLOWED_GLOBALS[("numpy.core.multiarray", "_reconstruct")](CheckedArray, shape, dtype)
+
+    def scalar(dtype, *data):
+        _check_size((), dtype, limit, "a numpy scalar")
+        return ALLOWED_GLOBALS[("numpy.core.multiarray", "scalar")](dtype, *data)
+
+    def sized_bytearray(*args):
+        if args and not isinstance(args[0], (bytes, str)):  # what pickles write: bytearray(text or bytes)
+            raise pickle.UnpicklingError(f"bytearray of {type(args[0]).__name__}: only of bytes or text")
+        return bytearray(*args)
 
     constructors = {("numpy", "ndarray"): ndarray, ("builtins", "bytearray"): sized_bytearray}
     for package in ("numpy.core", "numpy._core"):
         constructors[(f"{package}.multiarray", "_reconstruct")] = reconstruct
+        constructors[(f"{package}.multiarray", "scalar")] = scalar
     return constructors
+
+
+def _plain(value):
+    """``value`` with every array a plain ndarray (the unpickler builds them as a checking subclass)."""
+    if isinstance(value, np.ndarray):
+        return value.view(np.ndarray)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(item) for item in value)
+    return value
 
 
 class DataOnlyUnpickler(pickle.Unpickler):
@@ -131,7 +163,7 @@ def load_data_pickle(path: str | Path) -> object:
         raise ConfigFileError(f"cannot read the configuration file {path}: {exc}") from exc
     try:
         check_memo_indexes(data)
-        return DataOnlyUnpickler(io.BytesIO(data), str(path), limit=len(data)).load()
+        return _plain(DataOnlyUnpickler(io.BytesIO(data), str(path), limit=len(data)).load())
     except ConfigFileError:
         raise
     except Exception as exc:  # truncated or corrupt pickles raise many different errors

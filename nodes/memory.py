@@ -18,12 +18,13 @@ from ..ditto_core.pipeline import DittoPipeline
 class HeldModelPatcher(comfy.model_patcher.ModelPatcher):
     """A ModelPatcher that ComfyUI's model management cannot offload while a live session holds it (the session's
     render thread computes with these weights at any moment). An offload asked for meanwhile (a graph that needs
-    the memory, "Unload models") is put off until the last session ends; a load in between cancels it."""
+    the memory, "Unload models") is put off until the last session ends; ComfyUI loading it again in between (a
+    Ditto node of a graph: ``load``, or ``partially_load`` when the weights are still on the device) cancels it."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._holds = 0
-        self._offload_pending = False
+        self._pending_detach: tuple | None = None  # the arguments of the detach put off
         self._hold_lock = threading.RLock()
 
     @contextmanager
@@ -35,14 +36,20 @@ class HeldModelPatcher(comfy.model_patcher.ModelPatcher):
         finally:
             with self._hold_lock:
                 self._holds -= 1
-                if self._holds == 0 and self._offload_pending:
-                    self._offload_pending = False
-                    super().detach()
+                if self._holds == 0 and self._pending_detach is not None:
+                    args, kwargs = self._pending_detach
+                    self._pending_detach = None
+                    super().detach(*args, **kwargs)
 
     def load(self, *args, **kwargs):
         with self._hold_lock:
-            self._offload_pending = False
+            self._pending_detach = None
             return super().load(*args, **kwargs)
+
+    def partially_load(self, *args, **kwargs):
+        with self._hold_lock:
+            self._pending_detach = None
+            return super().partially_load(*args, **kwargs)
 
     def partially_unload(self, *args, **kwargs):
         with self._hold_lock:
@@ -51,7 +58,7 @@ class HeldModelPatcher(comfy.model_patcher.ModelPatcher):
     def detach(self, *args, **kwargs):
         with self._hold_lock:
             if self._holds:
-                self._offload_pending = True
+                self._pending_detach = (args, kwargs)
                 return self.model
             return super().detach(*args, **kwargs)
 

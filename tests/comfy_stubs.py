@@ -82,14 +82,22 @@ def install(base: Path) -> types.SimpleNamespace:
             self.model.to(device_to)
             self.model.device = device_to
 
+        def partially_load(self, device_to, extra_memory=0):
+            """As ComfyUI's: weights already on the device are left as they are (no load)."""
+            if self.model.device != device_to:
+                self.load(device_to)
+            return 0
+
         def detach(self):
             self.load(self.offload_device)
 
     def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None,
                         force_full_load=False):
+        """ComfyUI's route: a model not among the loaded ones is loaded through partially_load, which returns early
+        when its weights are still on the device (comfy/model_management.py LoadedModel.model_load)."""
         state.load_calls += 1
         for patcher in models:
-            patcher.load(patcher.load_device)
+            patcher.partially_load(patcher.load_device)
             if patcher not in state.loaded_models:
                 state.loaded_models.append(patcher)
 
