@@ -567,8 +567,9 @@ def peak_memory(bench: Bench, seconds: float) -> dict:
 
 def comfy_memory(bench: Bench, seconds: float = 10.0) -> dict:
     """Ditto's networks under ComfyUI's model management, as the nodes hand them over (one ModelPatcher loaded with
-    load_models_gpu): device memory once loaded, the peak while rendering ``seconds`` of speech at 1080p, and what
-    is left after ComfyUI offloads every model (what a graph that needs the memory gets back)."""
+    load_models_gpu; the nodes' HeldModelPatcher is this one outside a live session): device memory once loaded,
+    the peak while rendering ``seconds`` of speech at 1080p, and what is left after ComfyUI offloads every model
+    (what a graph that needs the memory gets back)."""
     import comfy.model_patcher
     from comfy import model_management
 

@@ -253,10 +253,12 @@ def live(args) -> int:
     import os
 
     from .live import LiveService, LiveSettings, PortraitLibrary, is_loopback, serve
+    from .live.settings import stun_urls
     from .motion import SamplerOptions
     from .pipeline import DittoPipeline
     from .release import check_release
 
+    ice_servers = stun_urls(args.ice_server)  # a bad one is told before the models load
     token = args.token or os.environ.get("DITTO_LIVE_TOKEN") or None
     if token is None and not is_loopback(args.host):
         raise UsageError(f"--host {args.host} lets other machines connect: give an access token with --token (or "
@@ -282,7 +284,7 @@ def live(args) -> int:
     sampler = SamplerOptions(steps=args.steps) if args.steps is not None else None
     settings = LiveSettings(max_sessions=args.max_sessions, token=token, allowed_origins=tuple(args.allow_origin),
                             max_message_bytes=args.max_message_bytes, sampler=sampler,
-                            ice_servers=tuple(args.ice_server))
+                            ice_servers=ice_servers)
 
     def ready(url: str) -> None:
         suffix = "?token=<the token>" if token else ""
@@ -420,8 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                "more get a busy error, and so does a session the "
                                                                "device could not keep at 25 frames/s, as measured")
     v.add_argument("--ice-server", action="append", default=[],
-                   help="a STUN or TURN URL for WebRTC (stun:host:port); repeatable. None by default: host "
-                        "candidates only, enough on this machine or a LAN")
+                   help="a STUN URL for WebRTC beyond a LAN (stun:host:port), used by the server and the page; "
+                        "repeatable. None by default: host candidates only, enough on this machine or a LAN")
     v.add_argument("--max-message-bytes", type=int, default=1 << 20,
                    help="largest message accepted (default %(default)s)")
     v.add_argument("--steps", type=int, help="diffusion steps per window (default: the release's online cfg)")

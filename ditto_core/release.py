@@ -7,6 +7,7 @@ anything (``download.py`` does, when asked).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +84,8 @@ def download_instructions(root: str | Path, files: list[ReleaseFile] | None = No
     return (
         f"Download them, pinned to one commit with every file's sha256 checked (from the pack's folder, where "
         f"ditto_core is):\n"
-        f"  cd {_shell_path(PACK_DIR)} && python -m ditto_core download --models {_shell_path(root.absolute())}\n"
+        f"  cd {'/d ' if os.name == 'nt' else ''}{_shell_path(PACK_DIR)} && python -m ditto_core download --models "
+        f"{_shell_path(root.absolute())}\n"
         f"or by hand from https://huggingface.co/{HF_REPO}, keeping the sub-folders:\n"
         f"  hf download {HF_REPO} {includes} --local-dir {_shell_path(root)}"
     )

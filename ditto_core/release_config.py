@@ -165,8 +165,10 @@ class ReleaseConfig:
 
 
 def _bad(source: str, key: str, value, expected: str) -> ConfigFileError:
+    """``key``: a name in default_kwargs, or ``section.name`` in another section (audio2motion_cfg.seq_frames)."""
     shown = f"array {value.shape}" if isinstance(value, np.ndarray) else repr(value)[:80]
-    return ConfigFileError(f"{source}: default_kwargs[{key!r}] is {shown}; expected {expected}")
+    section, _, name = key.rpartition(".")
+    return ConfigFileError(f"{source}: {section or 'default_kwargs'}[{name!r}] is {shown}; expected {expected}")
 
 
 def _number(source, key, value, integer=False, minimum=None, maximum=None):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
@@ -161,8 +162,6 @@ def render_one(networks: DittoNetworks, portrait: Portrait, motion: Motion, inde
     if not 0 <= index < len(motion):
         raise IndexError(f"frame {index} is outside the motion's {len(motion)} frames (0 to {len(motion) - 1})")
     batch_start = index - index % options.batch_size
-    batch_stop = min(batch_start + options.batch_size, len(motion))
-    frames = render_frames(networks, portrait, motion.slice(batch_start, batch_stop), options, first_index=batch_start)
-    for _ in range(index - batch_start):
-        next(frames)
-    return next(frames)
+    frames = render_frames(networks, portrait, motion, options, start=batch_start,
+                           stop=min(batch_start + options.batch_size, len(motion)))
+    return next(itertools.islice(frames, index - batch_start, None))

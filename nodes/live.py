@@ -6,7 +6,7 @@ asked for meanwhile happens when the last one ends). The protocol and the page a
 
 Settings (environment variables, read when ComfyUI starts): ``DITTO_LIVE_TOKEN`` (required when ComfyUI listens
 beyond this machine, ``--listen``), ``DITTO_LIVE_MAX_SESSIONS`` (default 2), ``DITTO_LIVE_ALLOW_ORIGINS``
-(comma-separated page origins allowed besides ComfyUI's own), ``DITTO_LIVE_ICE_SERVERS`` (comma-separated STUN/TURN
+(comma-separated page origins allowed besides ComfyUI's own), ``DITTO_LIVE_ICE_SERVERS`` (comma-separated STUN
 URLs for WebRTC beyond a LAN, used by the server and the page alike).
 """
 
@@ -44,6 +44,7 @@ def _load_pipeline():
 
 def live_settings():
     from ..ditto_core.live import LiveSettings, is_loopback
+    from ..ditto_core.live.settings import stun_urls
 
     token = os.environ.get("DITTO_LIVE_TOKEN") or None
     exposed = [address for address in _listen_addresses() if not is_loopback(address)]
@@ -53,6 +54,11 @@ def live_settings():
                    f"access token: set DITTO_LIVE_TOKEN before starting ComfyUI, then open the page with ?token=…")
     origins = tuple(o.strip() for o in os.environ.get("DITTO_LIVE_ALLOW_ORIGINS", "").split(",") if o.strip())
     ice_servers = tuple(u.strip() for u in os.environ.get("DITTO_LIVE_ICE_SERVERS", "").split(",") if u.strip())
+    try:
+        ice_servers = stun_urls(ice_servers)
+    except ValueError as exc:
+        log.warning("Ditto live: DITTO_LIVE_ICE_SERVERS is left out: %s", exc)
+        ice_servers = ()
     return LiveSettings(max_sessions=max(1, int(os.environ.get("DITTO_LIVE_MAX_SESSIONS", "2"))), token=token,
                         allowed_origins=origins, ice_servers=ice_servers, refusal=refusal)
 

@@ -393,6 +393,9 @@ class SilentStarts:
         return {wid: (0, 0) for wid in busy}
 
     def kill(self, wid):
+        raise AssertionError("a worker that never started is given up, not killed to be replaced")
+
+    def give_up(self, wid):
         self.killed.append(wid)
 
     def restart(self, wid):

@@ -281,7 +281,10 @@ def test_amounts_that_are_not_finite_numbers_name_their_control(amount):
     """Found by the independent check: these ended in an error naming no control, or a TypeError."""
     with pytest.raises(FaceEditError, match=r"^smile: "):
         controls.edit_face(Motion(torch.zeros(30, 265)), smile=amount)
-    with pytest.raises(FaceEditError, match=r"smile"):
+
+
+def test_the_nodes_keyframe_lines_refuse_what_is_not_finite():
+    with pytest.raises(FaceEditError, match=r"smile: cannot read the keyframes ' ?0:nan, 1:1'"):
         parse_face_keyframes("smile = 0:nan, 1:1")
 
 

@@ -451,3 +451,25 @@ def test_jpeg_frames_are_encoded_off_the_render_thread_with_their_index(monkeypa
     assert encoded_in and encoded_in[0].startswith("ditto-live-jpeg")
     with pytest.raises(ValueError, match="1 to 100"):
         JpegEncoder(quality=0)
+
+
+def test_only_stun_servers_are_taken(tmp_path, monkeypatch, caplog):
+    """A browser refuses a TURN server without its user name and password (every session would fail), so only
+    STUN URLs are taken: an error on the command line and in Python, a warning and none inside ComfyUI."""
+    import importlib
+
+    import comfy_stubs
+
+    from ditto_core.live import LiveSettings
+
+    assert LiveSettings(ice_servers=["stun:a.example:3478"]).ice_servers == ("stun:a.example:3478",)
+    with pytest.raises(ValueError, match="'turn:b.example': only STUN URLs"):
+        LiveSettings(ice_servers=("turn:b.example",))
+    done = subprocess.run([sys.executable, "-m", "ditto_core", "live", "--portrait", str(ROOT / "assets" / "portrait.jpg"),
+                           "--ice-server", "turn:b.example"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode != 0 and "only STUN URLs" in done.stderr and "Traceback" not in done.stderr
+    comfy_stubs.install(tmp_path)
+    live = importlib.import_module(comfy_stubs.load_pack().__name__ + ".nodes.live")
+    monkeypatch.setenv("DITTO_LIVE_ICE_SERVERS", "turn:b.example")
+    assert live.live_settings().ice_servers == ()
+    assert "DITTO_LIVE_ICE_SERVERS is left out" in caplog.text

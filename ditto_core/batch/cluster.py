@@ -113,11 +113,16 @@ class RayExecutor:
         """Load the models in actor ``wid`` again (Ray restarts a dead actor's process; its state starts empty)."""
         self.calls[self.actors[wid].start.remote()] = (wid, None)
 
-    def kill(self, wid: int) -> None:
-        """End actor ``wid``'s process now (Ray restarts it); no event comes from its calls in flight."""
+    def kill(self, wid: int, restart: bool = True) -> None:
+        """End actor ``wid``'s process now (Ray restarts it unless ``restart`` is False); no event comes from its
+        calls in flight."""
         self.calls = {ref: call for ref, call in self.calls.items() if call[0] != wid}
         self.progress_calls = {ref: other for ref, other in self.progress_calls.items() if other != wid}
-        self.ray.kill(self.actors[wid], no_restart=False)
+        self.ray.kill(self.actors[wid], no_restart=not restart)
+
+    def give_up(self, wid: int) -> None:
+        """End actor ``wid`` for good: Ray does not place it again (it would hold a GPU idle for the batch)."""
+        self.kill(wid, restart=False)
 
     def submit(self, wid: int, job: Job) -> None:
         self.last_progress[wid] = (job.name, 0, 0)

@@ -3,7 +3,8 @@ work of a worker that dies or stalls (its job retried, the worker replaced).
 
 An executor (``LocalExecutor``, ``RayExecutor``) has ``worker_count`` and ``start()``, ``submit(wid, job)``,
 ``events(timeout)`` (tuples: ("ready" | "failed", wid, text), ("done", wid, Result), ("lost", wid, text)),
-``progress(busy)`` ({wid: (frames done, heartbeat)}), ``restart(wid)``, ``kill(wid)``, ``stop()`` and ``close()``.
+``progress(busy)`` ({wid: (frames done, heartbeat)}), ``restart(wid)``, ``kill(wid)`` (ended, to be replaced),
+``give_up(wid)`` (ended for good), ``stop()`` and ``close()``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Dispatcher:
         self.busy: dict[int, Job] = {}
         self.idle: set[int] = set()
         self.starting = set(range(executor.worker_count))
-        self.started_at = dict.fromkeys(self.starting, time.monotonic())  # wid → when it was (re)started
+        self.started_at: dict[int, float] = {}  # wid → when it was (re)started
         self.restarts = [0] * executor.worker_count
         self.lost_attempts: dict[str, int] = {}
         self.moved: dict[int, tuple[tuple | None, float]] = {}  # wid → (progress last seen, when it changed)
@@ -129,7 +130,7 @@ class Dispatcher:
         now = time.monotonic()
         for wid in sorted(self.starting):
             if self.start_timeout and now - self.started_at[wid] > self.start_timeout:
-                self.executor.kill(wid)
+                self.executor.give_up(wid)
                 self.starting.discard(wid)
                 self.warn(f"worker {wid} did not start within {self.start_timeout:g} s and was given up")
         for wid, state in seen.items():

@@ -113,6 +113,10 @@ class LocalExecutor:
         self.kill(wid)
         self.slots[wid] = self.spawn(wid)
 
+    def give_up(self, wid: int) -> None:
+        """End worker ``wid`` for good (a local process is not restarted unless asked)."""
+        self.kill(wid)
+
     def kill(self, wid: int) -> None:
         """End worker ``wid`` now; no event comes from it afterwards."""
         slot = self.slots[wid]

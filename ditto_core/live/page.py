@@ -1,5 +1,5 @@
 """The page and what it reads: the page's files (``<prefix>/page/``), the portraits offered (with the server's
-WebRTC STUN/TURN URLs, which the browser's connection uses too) and a portrait's image (shown before the first
+WebRTC STUN URLs, which the browser's connection uses too) and a portrait's image (shown before the first
 frame)."""
 
 from __future__ import annotations

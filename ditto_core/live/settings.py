@@ -35,4 +35,18 @@ class LiveSettings:
     admit_by_capacity: bool = True  # refuse a session the device could not keep at 25 frames/s (as measured)
     batch_frames: int = 32  # the most frames the device scheduler puts in one warp/decoder call
     batch_windows: int = 8  # the most motion windows it puts in one LMDM call
-    ice_servers: tuple[str, ...] = ()  # WebRTC STUN/TURN URLs (none: host candidates only, a LAN or this machine)
+    ice_servers: tuple[str, ...] = ()  # WebRTC STUN URLs, for the server and the page (none: host candidates only)
+
+    def __post_init__(self):
+        self.ice_servers = stun_urls(self.ice_servers)
+
+
+def stun_urls(urls) -> tuple[str, ...]:
+    """The STUN URLs given (``stun:host[:port]``, ``stuns:…``); ValueError for anything else: a browser refuses a
+    TURN server without its user name and password, which a URL cannot carry, and would fail every session."""
+    urls = tuple(urls)
+    for url in urls:
+        if not isinstance(url, str) or not url.startswith(("stun:", "stuns:")):
+            raise ValueError(f"ICE server {url!r}: only STUN URLs (stun:host:port) are supported; TURN servers "
+                             f"need a user name and password, which the live server does not take yet")
+    return urls

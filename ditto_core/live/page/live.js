@@ -259,11 +259,11 @@ function updateFigures(run) {
     ? fmt.ms((run.firstFrameAt - run.firstAudioAt) / 1000) + " after the first speech sent" : "–";
   // frames/s since the first frame (frames come in bursts, one per motion window, so a short window misleads)
   const span = run.received > 1 ? (run.lastFrameAt - run.firstFrameAt) / 1000 : 0;
-  if (span < 1) return; // rates over the first burst of frames mean nothing
-  $("f-fps").textContent = ((run.received - 1) / span).toFixed(1);
   $("f-lag").textContent = run.lag === null ? "–" : fmt.s(run.lag);
   $("f-frames").textContent = `${run.received}`;
   $("f-audio").textContent = fmt.s(run.sent.length / run.rate);
+  if (span < 1) return; // rates over the first burst of frames mean nothing
+  $("f-fps").textContent = ((run.received - 1) / span).toFixed(1);
   $("f-rate").textContent = `${fmt.kbps(run.bytes, span)} (JPEG frames)`;
 }
 
